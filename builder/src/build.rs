@@ -1,0 +1,224 @@
+//! `cargo det build`: kernel + userland + initramfs → `images/<profile>/`.
+//!
+//! The profile's outputs are assembled in a staging directory and swapped
+//! in with one atomic `renameat2(RENAME_EXCHANGE)`, so `images/<profile>/`
+//! always holds one complete, consistent build (never a mix, never a
+//! half-written file), even after a failure or Ctrl-C. When nothing
+//! changed, nothing is written.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use crate::fsutil;
+use crate::initramfs;
+use crate::kernel::{self, Kernel};
+use crate::profile::Profile;
+use crate::project::Project;
+use crate::userland;
+
+/// A profile's published image.
+pub struct Image {
+    pub dir: PathBuf,
+    pub bzimage: PathBuf,
+    pub initramfs: PathBuf,
+    pub kernel: Kernel,
+}
+
+pub fn build(project: &Project, profile: &Profile) -> Result<Image> {
+    let started = std::time::Instant::now();
+    let kernel = kernel::build(project, profile)?;
+    let userland = userland::build(project, profile, &kernel)?;
+    let initramfs = initramfs::build(project, profile, &userland)?;
+    let cmdline = cmdline(profile);
+
+    let outputs: [(&str, &Path); 2] = [
+        ("bzImage", &kernel.bzimage),
+        ("initramfs.cpio.gz", &initramfs.path),
+    ];
+    let mut out_list = Vec::new();
+    for (name, path) in outputs {
+        out_list.push(json!({
+            "name": name,
+            "size": fs::metadata(path)?.len(),
+            "sha256": fsutil::sha256_file(path)?,
+        }));
+    }
+    out_list.push(json!({
+        "name": "cmdline",
+        "size": cmdline.len() + 1,
+        "sha256": fsutil::sha256_bytes(format!("{cmdline}\n").as_bytes()),
+    }));
+    let manifest = json!({
+        "profile": profile.name,
+        "profile_files": profile.files.iter()
+            .map(|f| project.show(f).to_string()).collect::<Vec<_>>(),
+        "source_date_epoch": profile.build.source_date_epoch,
+        "kernel": {
+            "version": kernel.version,
+            "tarball": kernel.tarball,
+            "tarball_sha256": kernel.tarball_sha256,
+            "patches_sha256": kernel.patches_sha256,
+            "config_sha256": kernel.config_sha256,
+            "fragments": profile.kernel.fragments,
+        },
+        "outputs": out_list,
+        "initramfs_files": initramfs.files,
+    });
+    let manifest = serde_json::to_string_pretty(&manifest)? + "\n";
+
+    let dir = project.output(&profile.name);
+    let image = Image {
+        bzimage: dir.join("bzImage"),
+        initramfs: dir.join("initramfs.cpio.gz"),
+        dir: dir.clone(),
+        kernel,
+    };
+    let current = fs::read_to_string(dir.join("manifest.json")).unwrap_or_default();
+    if current == manifest && image.bzimage.is_file() && image.initramfs.is_file() {
+        eprintln!(
+            "images/{}: up to date ({:.1}s)",
+            profile.name,
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(image);
+    }
+
+    let staging =
+        project
+            .images()
+            .join(format!(".staging-{}-{}", profile.name, std::process::id()));
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(&staging)?;
+    let result = (|| -> Result<()> {
+        fs::copy(&image.kernel.bzimage, staging.join("bzImage"))?;
+        fs::copy(&initramfs.path, staging.join("initramfs.cpio.gz"))?;
+        fs::write(staging.join("cmdline"), format!("{cmdline}\n"))?;
+        fs::write(staging.join("manifest.json"), &manifest)?;
+        fs::File::open(&staging)?.sync_all()?;
+        publish(&staging, &dir)
+    })();
+    let _ = fs::remove_dir_all(&staging);
+    result?;
+    clean_stale_staging(&project.images());
+    let size = |p: &Path| fs::metadata(p).map(|m| m.len() / 1024).unwrap_or(0);
+    eprintln!(
+        "images/{}: bzImage {} KiB, initramfs {} KiB ({:.1}s)",
+        profile.name,
+        size(&image.bzimage),
+        size(&image.initramfs),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(image)
+}
+
+/// The kernel command line a profile boots with, outside the QEMU harness
+/// (the harness adds its own channel settings).
+pub fn cmdline(profile: &Profile) -> String {
+    let mut c = format!(
+        "console=tty0 console=ttyS0,115200 panic=-1 {}",
+        run_arg(&profile.boot.run)
+    );
+    if !profile.boot.cmdline.trim().is_empty() {
+        c.push(' ');
+        c.push_str(profile.boot.cmdline.trim());
+    }
+    c
+}
+
+/// `det.run=` for a mode or simple word, `det.runx=<hex>` for any command.
+pub fn run_arg(run: &str) -> String {
+    let simple = !run.is_empty()
+        && run
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./,:=".contains(&b));
+    if simple {
+        format!("det.run={run}")
+    } else {
+        format!("det.runx={}", hex::encode(run.as_bytes()))
+    }
+}
+
+/// Put `staging` at `dir`: a plain rename when `dir` does not exist, else
+/// an atomic exchange followed by removal of the old contents.
+fn publish(staging: &Path, dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return fs::rename(staging, dir)
+            .with_context(|| format!("renaming {} to {}", staging.display(), dir.display()));
+    }
+    let a = CString::new(staging.as_os_str().as_bytes())?;
+    let b = CString::new(dir.as_os_str().as_bytes())?;
+    // SAFETY: both paths are valid NUL-terminated strings that outlive the
+    // call; renameat2 touches no other memory.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc != 0 {
+        bail!(
+            "exchanging {} with {}: {}",
+            staging.display(),
+            dir.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    // `staging` now holds the old outputs; the caller removes it.
+    Ok(())
+}
+
+/// Staging directories of builds that were killed before they finished.
+fn clean_stale_staging(images: &Path) {
+    let Ok(rd) = fs::read_dir(images) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some(rest) = name.strip_prefix(".staging-") {
+            let pid = rest.rsplit('-').next().and_then(|p| p.parse::<i32>().ok());
+            // SAFETY: kill with signal 0 only checks whether the pid exists.
+            let alive = pid.is_some_and(|p| unsafe { libc::kill(p, 0) } == 0);
+            if !alive {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_arg_encodes_anything_that_is_not_a_word() {
+        assert_eq!(run_arg("tests"), "det.run=tests");
+        assert_eq!(run_arg("/bin/true"), "det.run=/bin/true");
+        assert_eq!(run_arg("echo hi"), "det.runx=6563686f206869");
+        assert_eq!(run_arg("a\"b"), "det.runx=612262");
+    }
+
+    #[test]
+    fn publish_swaps_whole_directories() {
+        let root = std::env::temp_dir().join(format!("det-publish-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let dir = root.join("out");
+        let stage = root.join("stage");
+        fs::create_dir_all(&stage).unwrap();
+        fs::write(stage.join("a"), "1").unwrap();
+        publish(&stage, &dir).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("a")).unwrap(), "1");
+        fs::create_dir_all(&stage).unwrap();
+        fs::write(stage.join("b"), "2").unwrap();
+        publish(&stage, &dir).unwrap();
+        assert!(!dir.join("a").exists());
+        assert_eq!(fs::read_to_string(dir.join("b")).unwrap(), "2");
+        assert!(stage.join("a").exists(), "old contents left for removal");
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

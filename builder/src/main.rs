@@ -1,0 +1,178 @@
+//! `cargo det`: the detlinux image builder.
+//!
+//! One entry point with flat dispatch: the whole command line is declared in
+//! [`Cli`] (its doc comments are the `--help` text), and each verb lives in a
+//! module of its own. Every verb except `deps` first checks the host packages.
+
+mod build;
+mod deps;
+mod fsutil;
+mod initramfs;
+mod kernel;
+mod ktap;
+mod profile;
+mod progress;
+mod project;
+mod qemu;
+mod test;
+mod userland;
+mod verdict;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Build, boot and test detlinux images.
+///
+/// Outputs go to images/<profile>/; caches to images/.cache/. Profiles are
+/// TOML files in configs/ (see docs/profiles.md).
+#[derive(Parser)]
+#[command(name = "cargo det", bin_name = "cargo det", version)]
+struct Cli {
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Subcommand)]
+enum Verb {
+    /// Check the host packages the build needs; install missing ones with
+    /// apt-get when running as root, else print the command to run.
+    Deps,
+    /// Build the kernel (bzImage) for a profile; cached by all its inputs.
+    Kernel(ProfileArg),
+    /// Build the static guest programs (init, tests, demos).
+    Userland(ProfileArg),
+    /// Pack the guest programs and busybox into the initramfs.
+    Initramfs(ProfileArg),
+    /// Build everything for a profile into images/<profile>/, atomically.
+    Build(ProfileArg),
+    /// Boot a profile in QEMU: an interactive shell on the serial console, or
+    /// run one command in the guest and exit with its status.
+    Run(RunArgs),
+    /// Run the host tests, then boot the test profile and run the in-guest
+    /// test programs; exits non-zero on any failure.
+    Test(TestArgs),
+    /// Build the default profile, boot it and run the preinstalled demos.
+    Demo(BootOpts),
+}
+
+#[derive(Args, Clone)]
+pub struct ProfileArg {
+    /// Profile name: configs/<PROFILE>.toml.
+    #[arg(long, short, default_value = "default")]
+    pub profile: String,
+}
+
+/// Options for every verb that boots a guest.
+#[derive(Args, Clone)]
+pub struct BootOpts {
+    /// Accelerator: `auto` uses KVM only when a time-boxed probe shows that it
+    /// works, else TCG.
+    #[arg(long, value_parser = ["auto", "tcg", "kvm"])]
+    pub accel: Option<String>,
+    /// Guest CPUs (overrides the profile).
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// Time limit for the whole boot, in seconds (overrides the profile).
+    #[arg(long)]
+    pub timeout: Option<u64>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    profile: ProfileArg,
+    #[command(flatten)]
+    boot: BootOpts,
+    /// Command to run in the guest (through /bin/sh); without one, an
+    /// interactive shell on the serial console.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+#[derive(Args)]
+struct TestArgs {
+    /// Profile to boot for the in-guest tests.
+    #[arg(long, short, default_value = "test")]
+    profile: String,
+    #[command(flatten)]
+    boot: BootOpts,
+    /// Run only these in-guest test programs (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Skip the host tests (`cargo test`).
+    #[arg(long)]
+    no_host: bool,
+    /// Keep the run's logs here instead of images/<profile>/logs/.
+    #[arg(long)]
+    logs: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let project = project::Project::discover()?;
+    if !matches!(cli.verb, Verb::Deps) {
+        deps::ensure(&project)?;
+    }
+    match cli.verb {
+        Verb::Deps => deps::run(&project).map(|()| ExitCode::SUCCESS),
+        Verb::Kernel(p) => {
+            let profile = project.profile(&p.profile)?;
+            let k = kernel::build(&project, &profile)?;
+            println!("{}", k.bzimage.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Verb::Userland(p) => {
+            let profile = project.profile(&p.profile)?;
+            let kernel = kernel::build(&project, &profile)?;
+            let u = userland::build(&project, &profile, &kernel)?;
+            for bin in &u.programs {
+                println!("{}", bin.path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Verb::Initramfs(p) => {
+            let profile = project.profile(&p.profile)?;
+            let kernel = kernel::build(&project, &profile)?;
+            let u = userland::build(&project, &profile, &kernel)?;
+            let i = initramfs::build(&project, &profile, &u)?;
+            println!("{}", i.path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Verb::Build(p) => {
+            let profile = project.profile(&p.profile)?;
+            let image = build::build(&project, &profile)?;
+            println!("{}", image.dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Verb::Run(args) => {
+            let profile = project.profile(&args.profile.profile)?;
+            let image = build::build(&project, &profile)?;
+            qemu::run(&project, &profile, &image, &args.boot, &args.command)
+        }
+        Verb::Test(args) => test::run(
+            &project,
+            &args.profile,
+            &args.boot,
+            &args.only,
+            !args.no_host,
+            args.logs,
+        ),
+        Verb::Demo(boot) => {
+            let profile = project.profile("default")?;
+            let image = build::build(&project, &profile)?;
+            qemu::demo(&project, &profile, &image, &boot)
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Progress for long steps: a spinner with the latest output line on a
+//! terminal, plain start/finish lines otherwise (CI logs, pipes).
+
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// One long-running step.
+pub struct Step {
+    what: String,
+    started: Instant,
+    bar: Option<ProgressBar>,
+}
+
+impl Step {
+    pub fn new(what: impl Into<String>) -> Step {
+        let what = what.into();
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {wide_msg}")
+                    .expect("static template"),
+            );
+            bar.set_prefix(what.clone());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        if bar.is_none() {
+            eprintln!("{what} ...");
+        }
+        Step {
+            what,
+            started: Instant::now(),
+            bar,
+        }
+    }
+
+    /// Show the latest thing that happened (terminal only).
+    pub fn message(&self, msg: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(msg.trim().to_string());
+        }
+    }
+
+    pub fn done(self, note: &str) {
+        let secs = self.started.elapsed().as_secs_f64();
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        if note.is_empty() {
+            eprintln!("{} done ({secs:.1}s)", self.what);
+        } else {
+            eprintln!("{} done ({secs:.1}s): {note}", self.what);
+        }
+    }
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Run `cmd`, sending stdout and stderr to `log` and the latest line to the
+/// step's spinner. On failure the error carries the log's last lines.
+pub fn run_logged(step: &Step, mut cmd: Command, log: &Path) -> Result<()> {
+    let file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let file = Arc::new(Mutex::new(file));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let shown = format!("{cmd:?}");
+    let mut child = cmd.spawn().with_context(|| format!("starting {shown}"))?;
+    let pump = |r: Box<dyn Read + Send>| {
+        let file = Arc::clone(&file);
+        let bar = step.bar.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).split(b'\n').map_while(Result::ok) {
+                let line = String::from_utf8_lossy(&line);
+                if let Ok(mut f) = file.lock() {
+                    let _ = writeln!(f, "{line}");
+                }
+                if let Some(bar) = &bar {
+                    bar.set_message(line.trim().to_string());
+                }
+            }
+        })
+    };
+    let out = pump(Box::new(child.stdout.take().context("no stdout")?));
+    let err = pump(Box::new(child.stderr.take().context("no stderr")?));
+    let status = child.wait()?;
+    let _ = out.join();
+    let _ = err.join();
+    if !status.success() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+        bail!(
+            "{shown} failed ({status}); last lines of {}:\n{tail}",
+            log.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,473 @@
+//! Booting images in QEMU, and the `run` and `demo` verbs.
+//!
+//! A guest gets three serial ports, each captured to its own file, so the
+//! kernel console, the program's output and init's status lines never mix:
+//! ttyS0 = kernel console, ttyS1 = program output, ttyS2 = status
+//! (`DET-INIT start ...`, `DET-EXIT status=N`). QEMU runs with `-no-reboot`
+//! and the kernel with `panic=-1`, so a panic ends the run instead of
+//! hanging it; a time limit catches everything else.
+
+use std::fs;
+use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::build::{self, Image};
+use crate::profile::Profile;
+use crate::project::Project;
+use crate::verdict::{self, Classification, RunLogs, Verdict};
+use crate::BootOpts;
+
+/// How to boot: resolved from the profile and the command line.
+pub struct Boot {
+    pub accel: Accel,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+impl Boot {
+    pub fn resolve(project: &Project, profile: &Profile, image: &Image, o: &BootOpts) -> Boot {
+        let want = o
+            .accel
+            .clone()
+            .unwrap_or_else(|| profile.boot.accel.clone());
+        let accel = match want.as_str() {
+            "tcg" => Accel::Tcg,
+            "kvm" => Accel::Kvm,
+            _ => probe_kvm(project, image),
+        };
+        Boot {
+            accel,
+            cpus: o.cpus.unwrap_or(profile.boot.cpus),
+            memory_mib: profile.boot.memory_mib,
+            timeout: Duration::from_secs(o.timeout.unwrap_or(profile.boot.timeout_secs)),
+        }
+    }
+}
+
+/// The files a captured run writes.
+pub struct Logs {
+    pub dir: PathBuf,
+}
+
+impl Logs {
+    pub fn console(&self) -> PathBuf {
+        self.dir.join("console.log")
+    }
+    pub fn output(&self) -> PathBuf {
+        self.dir.join("output.log")
+    }
+    pub fn status(&self) -> PathBuf {
+        self.dir.join("status.log")
+    }
+}
+
+/// What a captured run produced.
+pub struct Outcome {
+    pub classification: Classification,
+    pub console: String,
+    pub output: String,
+    pub elapsed: Duration,
+    pub logs: Logs,
+}
+
+fn base_command(image: &Image, boot: &Boot, cmdline: &str) -> Command {
+    let mut q = Command::new("qemu-system-x86_64");
+    q.args([
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ])
+    .args(["-machine", "q35"])
+    .args(["-smp", &boot.cpus.to_string()])
+    .args(["-m", &format!("{}M", boot.memory_mib)])
+    .arg("-kernel")
+    .arg(&image.bzimage)
+    .arg("-initrd")
+    .arg(&image.initramfs)
+    .args(["-append", cmdline]);
+    match boot.accel {
+        Accel::Tcg => q.args(["-accel", "tcg", "-cpu", "max"]),
+        Accel::Kvm => q.args(["-accel", "kvm", "-cpu", "host"]),
+    };
+    q
+}
+
+/// The harness's kernel command line for running `run` in the guest.
+pub fn harness_cmdline(profile: &Profile, boot: &Boot, run: &str, extra: &[String]) -> String {
+    let mut c = format!(
+        "console=ttyS0 panic=-1 {} det.out=/dev/ttyS1 det.status=/dev/ttyS2 det.cpus={}",
+        build::run_arg(run),
+        boot.cpus
+    );
+    for e in extra {
+        c.push(' ');
+        c.push_str(e);
+    }
+    if !profile.boot.cmdline.trim().is_empty() {
+        c.push(' ');
+        c.push_str(profile.boot.cmdline.trim());
+    }
+    c
+}
+
+/// Boot with all three channels captured to files in `logs`, calling
+/// `watch` with the program output so far while the guest runs.
+pub fn boot_captured(
+    image: &Image,
+    boot: &Boot,
+    cmdline: &str,
+    logs: Logs,
+    expect_ktap: bool,
+    mut watch: impl FnMut(&str),
+) -> Result<Outcome> {
+    fs::create_dir_all(&logs.dir)?;
+    for f in [logs.console(), logs.output(), logs.status()] {
+        fs::write(&f, "")?;
+    }
+    let mut q = base_command(image, boot, cmdline);
+    for f in [logs.console(), logs.output(), logs.status()] {
+        q.arg("-serial").arg(format!("file:{}", f.display()));
+    }
+    q.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = q.spawn().context("starting qemu-system-x86_64")?;
+    let mut tail = Tail::new(logs.output());
+    let mut timed_out = false;
+    let exit = loop {
+        if let Some(status) = child.try_wait()? {
+            break status.code();
+        }
+        if started.elapsed() > boot.timeout {
+            timed_out = true;
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        if tail.poll() {
+            watch(&tail.text);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let elapsed = started.elapsed();
+    let mut qemu_err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut qemu_err);
+    }
+    tail.poll();
+    watch(&tail.text);
+    let console = fs::read_to_string(logs.console()).unwrap_or_default();
+    let status = fs::read_to_string(logs.status()).unwrap_or_default();
+    let output = tail.text.clone();
+    let mut classification = verdict::classify(
+        &RunLogs {
+            console: &console,
+            output: &output,
+            status: &status,
+            timed_out,
+            qemu_exit: exit,
+        },
+        expect_ktap,
+    );
+    if classification.verdict == Verdict::BootError && !qemu_err.trim().is_empty() {
+        classification.reason = format!("{}; qemu: {}", classification.reason, qemu_err.trim());
+    }
+    Ok(Outcome {
+        classification,
+        console,
+        output,
+        elapsed,
+        logs,
+    })
+}
+
+/// Follows a growing file.
+struct Tail {
+    path: PathBuf,
+    text: String,
+    pos: u64,
+}
+
+impl Tail {
+    fn new(path: PathBuf) -> Tail {
+        Tail {
+            path,
+            text: String::new(),
+            pos: 0,
+        }
+    }
+
+    /// Read what was appended; true if anything was.
+    fn poll(&mut self) -> bool {
+        let Ok(mut f) = fs::File::open(&self.path) else {
+            return false;
+        };
+        if f.seek(SeekFrom::Start(self.pos)).is_err() {
+            return false;
+        }
+        let mut buf = Vec::new();
+        if f.read_to_end(&mut buf).is_err() || buf.is_empty() {
+            return false;
+        }
+        self.pos += buf.len() as u64;
+        self.text
+            .push_str(&String::from_utf8_lossy(&buf).replace('\r', ""));
+        true
+    }
+}
+
+/// The last `n` lines of `text`, indented, for error reports.
+pub fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Print what went wrong with a boot, with the console's tail.
+pub fn report_problem(project: &Project, o: &Outcome) {
+    let c = &o.classification;
+    eprintln!("{}: {}", c.verdict, c.reason);
+    for r in &c.kernel_reports {
+        eprintln!("  kernel report: {r}");
+    }
+    if matches!(
+        c.verdict,
+        Verdict::BootError | Verdict::Crashed | Verdict::Timeout
+    ) {
+        eprintln!("last lines of the kernel console:");
+        eprintln!("{}", tail_lines(&o.console, 40));
+    }
+    eprintln!("logs: {}", project.show(&o.logs.dir));
+}
+
+/// Stream the program output to stdout as it grows.
+fn streamer() -> impl FnMut(&str) {
+    let mut shown = 0;
+    move |text: &str| {
+        if text.len() > shown {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&text.as_bytes()[shown..]);
+            let _ = out.flush();
+            shown = text.len();
+        }
+    }
+}
+
+/// The exit code a harness-level problem maps to.
+fn problem_code(v: Verdict) -> ExitCode {
+    match v {
+        Verdict::Timeout => ExitCode::from(124),
+        _ => ExitCode::from(125),
+    }
+}
+
+/// `cargo det run`: interactive shell, or one command with its status.
+pub fn run(
+    project: &Project,
+    profile: &Profile,
+    image: &Image,
+    opts: &BootOpts,
+    command: &[String],
+) -> Result<ExitCode> {
+    let boot = Boot::resolve(project, profile, image, opts);
+    let run = if command.is_empty() {
+        profile.boot.run.clone()
+    } else {
+        shell_join(command)
+    };
+    if run == "shell" {
+        return interactive(project, profile, image, &boot);
+    }
+    let cmdline = harness_cmdline(profile, &boot, &run, &[]);
+    let logs = Logs {
+        dir: project.images().join("logs").join(&profile.name),
+    };
+    let o = boot_captured(image, &boot, &cmdline, logs, false, streamer())?;
+    let c = &o.classification;
+    eprintln!(
+        "guest: {} in {:.1}s ({:?}{})",
+        c.verdict,
+        o.elapsed.as_secs_f64(),
+        boot.accel,
+        c.init_uptime_ms
+            .map(|ms| format!(", init at {:.2}s guest time", ms as f64 / 1000.0))
+            .unwrap_or_default()
+    );
+    match (c.verdict, c.exit_status) {
+        (Verdict::Passed | Verdict::Failed, Some(s)) => Ok(ExitCode::from(s.clamp(0, 255) as u8)),
+        _ => {
+            report_problem(project, &o);
+            Ok(problem_code(c.verdict))
+        }
+    }
+}
+
+/// Serial console on the terminal; Ctrl-A X quits QEMU.
+fn interactive(
+    project: &Project,
+    profile: &Profile,
+    image: &Image,
+    boot: &Boot,
+) -> Result<ExitCode> {
+    let logs = project.images().join("logs").join(&profile.name);
+    fs::create_dir_all(&logs)?;
+    let mut cmdline = format!(
+        "console=ttyS0 panic=-1 det.run=shell det.status=/dev/ttyS1 det.cpus={}",
+        boot.cpus
+    );
+    if !profile.boot.cmdline.trim().is_empty() {
+        cmdline = format!("{cmdline} {}", profile.boot.cmdline.trim());
+    }
+    let mut q = base_command(image, boot, &cmdline);
+    q.args(["-serial", "mon:stdio"])
+        .arg("-serial")
+        .arg(format!("file:{}", logs.join("status.log").display()));
+    if std::io::stdin().is_terminal() {
+        eprintln!("detlinux shell on the serial console; `exit` powers off, Ctrl-A X quits QEMU");
+    }
+    let status = q.status().context("starting qemu-system-x86_64")?;
+    let (_, exit, errors) =
+        verdict::status_lines(&fs::read_to_string(logs.join("status.log")).unwrap_or_default());
+    for e in errors {
+        eprintln!("init: {e}");
+    }
+    Ok(match exit {
+        Some(s) => ExitCode::from(s.clamp(0, 255) as u8),
+        None if status.success() => ExitCode::SUCCESS,
+        None => ExitCode::from(125),
+    })
+}
+
+/// `cargo det demo`: boot the default profile and run the demos.
+pub fn demo(
+    project: &Project,
+    profile: &Profile,
+    image: &Image,
+    opts: &BootOpts,
+) -> Result<ExitCode> {
+    let boot = Boot::resolve(project, profile, image, opts);
+    let cmdline = harness_cmdline(profile, &boot, "demos", &[]);
+    let logs = Logs {
+        dir: project.images().join("logs").join("demo"),
+    };
+    eprintln!(
+        "booting images/{} with det.run=demos ({:?})",
+        profile.name, boot.accel
+    );
+    let o = boot_captured(image, &boot, &cmdline, logs, false, streamer())?;
+    let c = &o.classification;
+    eprintln!(
+        "demo: {} in {:.1}s{}",
+        c.verdict,
+        o.elapsed.as_secs_f64(),
+        c.init_uptime_ms
+            .map(|ms| format!(" (init at {:.2}s guest time)", ms as f64 / 1000.0))
+            .unwrap_or_default()
+    );
+    if c.verdict == Verdict::Passed {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        report_problem(project, &o);
+        Ok(match c.exit_status {
+            Some(s) if c.verdict == Verdict::Failed => ExitCode::from(s.clamp(1, 255) as u8),
+            _ => problem_code(c.verdict),
+        })
+    }
+}
+
+/// Join arguments into one `/bin/sh -c` string, quoting where needed.
+pub fn shell_join(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./,:=+@%".contains(&b));
+            if plain {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// KVM only when it demonstrably works: the CPU must advertise vmx/svm,
+/// /dev/kvm must open, and a real boot must finish within a time limit.
+/// The verdict is cached per kernel and QEMU version.
+fn probe_kvm(project: &Project, image: &Image) -> Accel {
+    let flags = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let virt = flags
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+    if !virt
+        || fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_err()
+    {
+        return Accel::Tcg;
+    }
+    let memo = project.cache("kvm-probe").join(&image.kernel.key[..16]);
+    if let Ok(v) = fs::read_to_string(&memo) {
+        return if v == "kvm" { Accel::Kvm } else { Accel::Tcg };
+    }
+    let boot = Boot {
+        accel: Accel::Kvm,
+        cpus: 1,
+        memory_mib: 256,
+        timeout: Duration::from_secs(20),
+    };
+    let logs = Logs {
+        dir: project.cache("kvm-probe").join("logs"),
+    };
+    let cmdline = "console=ttyS0 panic=-1 det.run=true det.out=/dev/ttyS1 det.status=/dev/ttyS2";
+    let works = boot_captured(image, &boot, cmdline, logs, false, |_| {})
+        .map(|o| o.classification.verdict == Verdict::Passed)
+        .unwrap_or(false);
+    let verdict = if works { "kvm" } else { "tcg" };
+    let _ = fs::create_dir_all(memo.parent().unwrap_or(Path::new(".")));
+    let _ = fs::write(&memo, verdict);
+    if !works {
+        eprintln!("KVM probe failed (guest did not finish in 20 s): using TCG");
+    }
+    if works {
+        Accel::Kvm
+    } else {
+        Accel::Tcg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_join_quotes_what_needs_it() {
+        let a = |v: &[&str]| shell_join(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(a(&["uname", "-r"]), "uname -r");
+        assert_eq!(a(&["echo", "a b"]), "echo 'a b'");
+        assert_eq!(a(&["echo", "it's"]), r"echo 'it'\''s'");
+        assert_eq!(a(&["sh", "-c", "exit 3"]), "sh -c 'exit 3'");
+        assert_eq!(a(&[""]), "''");
+    }
+}
