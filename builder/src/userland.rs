@@ -63,6 +63,9 @@ fn build_rust(project: &Project, profile: &Profile) -> Result<Vec<Program>> {
     let flags = [
         "-C".to_string(),
         "target-feature=+crt-static".to_string(),
+        // A fixed load address: static, not static-pie.
+        "-C".to_string(),
+        "relocation-model=static".to_string(),
         format!("--remap-path-prefix={}=/detlinux", project.root.display()),
         format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
     ];

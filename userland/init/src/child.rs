@@ -1,0 +1,154 @@
+//! Waiting for the program init started, while doing PID 1's other duty:
+//! reaping every orphan that ends meanwhile.
+//!
+//! One loop waits on two things with poll(2): a signalfd for SIGCHLD (see
+//! [`sys::ChildSignals`]) and, optionally, a pipe carrying the program's
+//! output. Any SIGCHLD leads to reaping every ended child; output is handed
+//! to a sink as it arrives; a deadline kills the program's process group.
+
+use std::io::{self, PipeReader, Read};
+use std::os::fd::AsFd;
+use std::process::{Child, Command};
+use std::time::Instant;
+
+use crate::sys::{self, ChildSignals, Exit, Reaped};
+
+/// How a waited-for program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Exit(Exit),
+    /// Killed by init at its deadline.
+    Timeout,
+}
+
+/// At most this much output is read after the program ends: what is left
+/// comes from descendants still writing, and must not keep init waiting.
+const DRAIN_LIMIT: usize = 1 << 20;
+
+/// The waiter. Create it before starting any child.
+pub struct Reaper {
+    signals: ChildSignals,
+}
+
+impl Reaper {
+    pub fn new() -> Result<Reaper, String> {
+        let signals = ChildSignals::new().map_err(|e| format!("cannot watch SIGCHLD: {e}"))?;
+        Ok(Reaper { signals })
+    }
+
+    /// Starts `cmd`. SIGCHLD is unblocked meanwhile, so that the program
+    /// does not inherit init's blocked SIGCHLD. A SIGCHLD lost in that
+    /// window loses nothing: [`wait`](Reaper::wait) reaps before it sleeps.
+    pub fn spawn(&self, cmd: &mut Command) -> io::Result<Child> {
+        sys::sigchld_blocked(false)?;
+        let child = cmd.spawn();
+        sys::sigchld_blocked(true)?;
+        child
+    }
+
+    /// Waits until the child `pid` ends, reaping any other child that ends
+    /// meanwhile. Bytes arriving on `output` go to `sink` as they come. At
+    /// `deadline` the child's process group is killed (so the child must
+    /// lead a group) and the result is [`Ended::Timeout`].
+    pub fn wait(
+        &self,
+        pid: u32,
+        mut output: Option<PipeReader>,
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+        deadline: Option<Instant>,
+    ) -> Result<Ended, String> {
+        let mut buf = vec![0u8; 4096];
+        let mut timed_out = false;
+        loop {
+            if let Some(exit) = self.reap_all(pid)? {
+                if let Some(pipe) = output.take() {
+                    drain(pipe, &mut buf, sink)?;
+                }
+                return Ok(if timed_out {
+                    Ended::Timeout
+                } else {
+                    Ended::Exit(exit)
+                });
+            }
+
+            let mut timeout = None;
+            if let (Some(deadline), false) = (deadline, timed_out) {
+                let now = Instant::now();
+                if now >= deadline {
+                    sys::kill_group(pid);
+                    timed_out = true;
+                    continue;
+                }
+                timeout = Some(deadline - now);
+            }
+
+            let mut fds = vec![sys::poll_input(self.signals.as_fd())];
+            if let Some(pipe) = &output {
+                fds.push(sys::poll_input(pipe.as_fd()));
+            }
+            sys::poll(&mut fds, timeout).map_err(|e| format!("poll: {e}"))?;
+            if fds[0].revents != 0 {
+                self.signals
+                    .clear()
+                    .map_err(|e| format!("reading SIGCHLD: {e}"))?;
+            }
+            if fds.get(1).is_some_and(|fd| fd.revents != 0) {
+                if let Some(pipe) = &mut output {
+                    match read_some(pipe, &mut buf)? {
+                        0 => output = None,
+                        n => sink(&buf[..n]).map_err(|e| format!("writing output: {e}"))?,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reaps every ended child; returns how `pid` ended if it did.
+    fn reap_all(&self, pid: u32) -> Result<Option<Exit>, String> {
+        let mut ended = None;
+        loop {
+            match sys::reap().map_err(|e| format!("waitpid: {e}"))? {
+                Reaped::Child(p, exit) if p == pid => ended = Some(exit),
+                Reaped::Child(..) => {}
+                Reaped::NoneEnded => return Ok(ended),
+                Reaped::NoChildren if ended.is_some() => return Ok(ended),
+                Reaped::NoChildren => return Err(format!("process {pid} is not a child of init")),
+            }
+        }
+    }
+}
+
+fn read_some(pipe: &mut PipeReader, buf: &mut [u8]) -> Result<usize, String> {
+    loop {
+        match pipe.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("reading program output: {e}")),
+            Ok(n) => return Ok(n),
+        }
+    }
+}
+
+/// Passes on what is already in the pipe, without waiting for more.
+fn drain(
+    mut pipe: PipeReader,
+    buf: &mut [u8],
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> Result<(), String> {
+    let mut total = 0;
+    while total < DRAIN_LIMIT {
+        let mut fds = [sys::poll_input(pipe.as_fd())];
+        let ready = sys::poll(&mut fds, Some(std::time::Duration::ZERO))
+            .map_err(|e| format!("poll: {e}"))?;
+        if ready == 0 {
+            break;
+        }
+        match read_some(&mut pipe, buf)? {
+            0 => break,
+            n => {
+                total += n;
+                sink(&buf[..n]).map_err(|e| format!("writing output: {e}"))?;
+            }
+        }
+    }
+    Ok(())
+}

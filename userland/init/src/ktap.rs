@@ -1,0 +1,304 @@
+//! The KTAP document of `det.run=tests` (Linux `Documentation/dev-tools/ktap.rst`).
+//!
+//! ```text
+//! KTAP version 1
+//! 1..2
+//!     KTAP version 1          <- each program's own output, indented by
+//!     # Subtest: boot            4 spaces as it arrives; init adds no
+//!     1..9                       `# Subtest:` line, the program prints
+//!     ok 1 proc_mounted          its own (the ktap crate does)
+//!     ...
+//! ok 1 boot
+//! not ok 2 sched # exit status 1
+//! # tests: pass:1 fail:1 total:2
+//! ```
+//!
+//! Pure code: bytes in, bytes out, so it is unit-tested on the host.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::sys::Exit;
+
+/// Lines longer than this are split, so a program printing without
+/// newlines cannot make init buffer without bound.
+const MAX_LINE: usize = 4096;
+
+const INDENT: &[u8] = b"    ";
+
+/// Indents a byte stream line by line, writing each line once complete.
+#[derive(Default)]
+pub struct Indenter {
+    partial: Vec<u8>,
+}
+
+impl Indenter {
+    /// Takes the next bytes of the program's output.
+    pub fn feed(&mut self, mut data: &[u8], out: &mut impl Write) -> io::Result<()> {
+        while let Some(pos) = data.iter().position(|&b| b == b'\n') {
+            self.partial.extend_from_slice(&data[..pos]);
+            self.flush_line(out)?;
+            data = &data[pos + 1..];
+        }
+        self.partial.extend_from_slice(data);
+        while self.partial.len() >= MAX_LINE {
+            let rest = self.partial.split_off(MAX_LINE);
+            self.flush_line(out)?;
+            self.partial = rest;
+        }
+        Ok(())
+    }
+
+    /// Ends the stream: an unterminated last line is written too.
+    pub fn finish(&mut self, out: &mut impl Write) -> io::Result<()> {
+        if !self.partial.is_empty() {
+            self.flush_line(out)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `partial` as one indented line, in one write so that a host
+    /// reading the serial port sees whole lines.
+    fn flush_line(&mut self, out: &mut impl Write) -> io::Result<()> {
+        let line = std::mem::take(&mut self.partial);
+        let line = line.strip_suffix(b"\r").unwrap_or(&line);
+        let mut bytes = Vec::with_capacity(line.len() + INDENT.len() + 1);
+        if !line.is_empty() {
+            bytes.extend_from_slice(INDENT);
+            bytes.extend_from_slice(line);
+        }
+        bytes.push(b'\n');
+        out.write_all(&bytes)
+    }
+}
+
+/// One entry of the plan: a program name and where it is, if installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub name: String,
+    pub path: Option<PathBuf>,
+}
+
+/// The programs to run, in order: all `installed` ones (sorted by name),
+/// or the `wanted` ones (already sorted), marking those not installed.
+pub fn plan(installed: &[(String, PathBuf)], wanted: Option<&[String]>) -> Vec<Planned> {
+    let mut all: Vec<Planned> = installed
+        .iter()
+        .map(|(name, path)| Planned {
+            name: name.clone(),
+            path: Some(path.clone()),
+        })
+        .collect();
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    let Some(wanted) = wanted else {
+        return all;
+    };
+    wanted
+        .iter()
+        .map(|name| Planned {
+            name: name.clone(),
+            path: all
+                .iter()
+                .find(|p| &p.name == name)
+                .and_then(|p| p.path.clone()),
+        })
+        .collect()
+}
+
+/// How one test program did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Ended(Exit),
+    Timeout(Duration),
+    NotInstalled,
+    CannotRun(String),
+}
+
+impl Verdict {
+    pub fn ok(&self) -> bool {
+        matches!(self, Verdict::Ended(Exit::Code(0)))
+    }
+}
+
+/// The header of the document, for `count` programs.
+pub fn header(count: usize) -> String {
+    if count == 0 {
+        "KTAP version 1\n1..0 # SKIP no test programs installed\n".to_string()
+    } else {
+        format!("KTAP version 1\n1..{count}\n")
+    }
+}
+
+/// The result line (preceded by a diagnostic line where useful) of the
+/// `number`th program.
+pub fn result(number: usize, name: &str, verdict: &Verdict) -> String {
+    let name = sanitize(name);
+    let reason = match verdict {
+        Verdict::Ended(Exit::Code(0)) => return format!("ok {number} {name}\n"),
+        Verdict::Ended(Exit::Code(code)) => format!("exit status {code}"),
+        Verdict::Ended(Exit::Signal(sig)) => format!("killed by signal {sig}"),
+        Verdict::Timeout(limit) => {
+            return format!(
+            "# {name}: killed after {} s (det.test_timeout)\nnot ok {number} {name} # timeout\n",
+            limit.as_secs()
+        )
+        }
+        Verdict::NotInstalled => "not installed".to_string(),
+        Verdict::CannotRun(err) => format!("cannot run: {}", sanitize(err)),
+    };
+    format!("not ok {number} {name} # {reason}\n")
+}
+
+/// The closing diagnostic line.
+pub fn totals(passed: usize, total: usize) -> String {
+    format!(
+        "# tests: pass:{passed} fail:{} total:{total}\n",
+        total - passed.min(total)
+    )
+}
+
+/// A test name fit for a result line: one line, no `#`.
+fn sanitize(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| match c {
+            '#' => '_',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect();
+    clean.trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn indent(chunks: &[&[u8]]) -> String {
+        let mut out = Vec::new();
+        let mut ind = Indenter::default();
+        for chunk in chunks {
+            ind.feed(chunk, &mut out).unwrap();
+        }
+        ind.finish(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn indents_whole_lines_across_chunks() {
+        assert_eq!(
+            indent(&[b"KTAP vers", b"ion 1\n1..1\nok 1 ", b"a\n"]),
+            "    KTAP version 1\n    1..1\n    ok 1 a\n"
+        );
+    }
+
+    #[test]
+    fn writes_lines_as_soon_as_complete() {
+        let mut out = Vec::new();
+        let mut ind = Indenter::default();
+        ind.feed(b"one\ntw", &mut out).unwrap();
+        assert_eq!(out, b"    one\n");
+        ind.feed(b"o\n", &mut out).unwrap();
+        assert_eq!(out, b"    one\n    two\n");
+    }
+
+    #[test]
+    fn empty_lines_crlf_and_unterminated_tail() {
+        assert_eq!(indent(&[b"a\r\n\nb"]), "    a\n\n    b\n");
+        assert_eq!(indent(&[]), "");
+    }
+
+    #[test]
+    fn long_lines_are_split() {
+        let long = vec![b'x'; MAX_LINE + 10];
+        let text = indent(&[&long]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].len(), 4 + MAX_LINE);
+        assert_eq!(lines[1], format!("    {}", "x".repeat(10)));
+    }
+
+    #[test]
+    fn non_utf8_passes_through() {
+        let mut out = Vec::new();
+        let mut ind = Indenter::default();
+        ind.feed(b"\xff\xfe\n", &mut out).unwrap();
+        assert_eq!(out, b"    \xff\xfe\n");
+    }
+
+    fn installed(names: &[&str]) -> Vec<(String, PathBuf)> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), PathBuf::from(format!("/t/{n}"))))
+            .collect()
+    }
+
+    #[test]
+    fn plan_sorts_and_selects() {
+        let all = plan(&installed(&["sched", "boot"]), None);
+        let names: Vec<_> = all.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["boot", "sched"]);
+
+        let wanted = ["boot".to_string(), "nope".to_string()];
+        let some = plan(&installed(&["sched", "boot"]), Some(&wanted));
+        assert_eq!(
+            some,
+            vec![
+                Planned {
+                    name: "boot".into(),
+                    path: Some("/t/boot".into())
+                },
+                Planned {
+                    name: "nope".into(),
+                    path: None
+                },
+            ]
+        );
+        assert!(plan(&[], None).is_empty());
+    }
+
+    #[test]
+    fn headers() {
+        assert_eq!(
+            header(0),
+            "KTAP version 1\n1..0 # SKIP no test programs installed\n"
+        );
+        assert_eq!(header(3), "KTAP version 1\n1..3\n");
+    }
+
+    #[test]
+    fn result_lines() {
+        let r = |v: Verdict| result(2, "boot", &v);
+        assert_eq!(r(Verdict::Ended(Exit::Code(0))), "ok 2 boot\n");
+        assert_eq!(
+            r(Verdict::Ended(Exit::Code(3))),
+            "not ok 2 boot # exit status 3\n"
+        );
+        assert_eq!(
+            r(Verdict::Ended(Exit::Signal(11))),
+            "not ok 2 boot # killed by signal 11\n"
+        );
+        assert_eq!(
+            r(Verdict::Timeout(Duration::from_secs(5))),
+            "# boot: killed after 5 s (det.test_timeout)\nnot ok 2 boot # timeout\n"
+        );
+        assert_eq!(r(Verdict::NotInstalled), "not ok 2 boot # not installed\n");
+        assert_eq!(
+            r(Verdict::CannotRun("Exec format\nerror".into())),
+            "not ok 2 boot # cannot run: Exec format error\n"
+        );
+        assert_eq!(
+            result(1, "a#b\nc", &Verdict::Ended(Exit::Code(0))),
+            "ok 1 a_b c\n"
+        );
+        assert!(Verdict::Ended(Exit::Code(0)).ok());
+        assert!(!Verdict::Ended(Exit::Code(1)).ok());
+        assert!(!Verdict::Timeout(Duration::ZERO).ok());
+    }
+
+    #[test]
+    fn totals_line() {
+        assert_eq!(totals(1, 2), "# tests: pass:1 fail:1 total:2\n");
+    }
+}

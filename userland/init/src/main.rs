@@ -1,0 +1,257 @@
+//! detlinux's init: PID 1 of the guest.
+//!
+//! `main` is the boot as an ordered list of steps: mount the file systems
+//! of [`MOUNTS`], put stdio on the console, read the `det.*` keys of the
+//! kernel command line ([`config`]), report `DET-INIT start` on the status
+//! channel, run what `det.run=` asks for ([`modes`]) while reaping every
+//! orphan ([`child`]), report `DET-EXIT status=N`, power off.
+//!
+//! Status channel lines (`det.status=`, parsed by the host):
+//!
+//! ```text
+//! DET-INIT start uptime_ms=<ms since boot, CLOCK_BOOTTIME>
+//! DET-INIT error: <message>      (then power off, without DET-EXIT)
+//! DET-EXIT status=<exit code, or 128 + signal>
+//! ```
+//!
+//! Architecture invariant: init never exits (PID 1 exiting panics the
+//! kernel) and never leaves the guest running: every path, errors and
+//! panics included, ends in [`sys::power_off`]. All unsafe code is in [`sys`].
+
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod child;
+mod cmdline;
+mod config;
+mod ktap;
+mod modes;
+#[allow(unsafe_code)]
+mod sys;
+#[cfg(test)]
+mod tidy;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, IsTerminal, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
+
+use child::Reaper;
+use config::{Config, CONSOLE};
+
+/// A file system to mount at boot; the source is the file system's name.
+struct Mount {
+    fstype: &'static str,
+    target: &'static str,
+    flags: libc::c_ulong,
+    data: &'static str,
+}
+
+/// What init mounts, in order. Each target is created if missing; one
+/// already mounted (with this type) is left alone.
+const MOUNTS: &[Mount] = &[
+    Mount {
+        fstype: "proc",
+        target: "/proc",
+        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        data: "",
+    },
+    Mount {
+        fstype: "sysfs",
+        target: "/sys",
+        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        data: "",
+    },
+    Mount {
+        fstype: "devtmpfs",
+        target: "/dev",
+        flags: libc::MS_NOSUID,
+        data: "mode=0755",
+    },
+    Mount {
+        fstype: "devpts",
+        target: "/dev/pts",
+        flags: libc::MS_NOSUID | libc::MS_NOEXEC,
+        data: "mode=0620,ptmxmode=0666",
+    },
+    Mount {
+        fstype: "tmpfs",
+        target: "/tmp",
+        flags: libc::MS_NOSUID | libc::MS_NODEV,
+        data: "mode=1777",
+    },
+    Mount {
+        fstype: "tmpfs",
+        target: "/run",
+        flags: libc::MS_NOSUID | libc::MS_NODEV,
+        data: "mode=0755",
+    },
+];
+
+fn main() {
+    let mut io = Channels::default();
+    let result = panic::catch_unwind(AssertUnwindSafe(|| boot(&mut io)))
+        .unwrap_or_else(|panic| Err(format!("init panicked: {}", panic_message(&*panic))));
+    match result {
+        Ok(status) => io.status(&format!("DET-EXIT status={status}")),
+        Err(message) => io.error(&message),
+    }
+    io.drain();
+    sys::power_off()
+}
+
+/// The boot, step by step; returns the exit status of what ran.
+fn boot(io: &mut Channels) -> Result<i32, String> {
+    mount_all(MOUNTS)?;
+    reopen_stdio_on_console()?;
+    let text = read_cmdline()?;
+    let params = cmdline::parse(&text);
+    io.open_status(&config::status_path(&params))?;
+    io.status(&format!(
+        "DET-INIT start uptime_ms={}",
+        sys::boottime().as_millis()
+    ));
+    cmdline::check_quotes(&text)?;
+    let config = Config::from_params(&params)?;
+    let out = io.open_out(&config.out)?;
+    let reaper = Reaper::new()?;
+    modes::run(&config, &out, &reaper)
+}
+
+fn mount_all(mounts: &[Mount]) -> Result<(), String> {
+    for m in mounts {
+        if is_mounted(m) {
+            continue;
+        }
+        fs::create_dir_all(m.target).map_err(|e| format!("mkdir {}: {e}", m.target))?;
+        match sys::mount(m.fstype, m.target, m.fstype, m.flags, m.data) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) => return Err(format!("mount {} on {}: {e}", m.fstype, m.target)),
+            Ok(()) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether `m` is mounted already (false while /proc is not).
+fn is_mounted(m: &Mount) -> bool {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts.lines().any(|line| {
+        let mut fields = line.split(' ').skip(1);
+        fields.next() == Some(m.target) && fields.next() == Some(m.fstype)
+    })
+}
+
+/// Stdio on the devtmpfs console (the kernel opened the initramfs's).
+fn reopen_stdio_on_console() -> Result<(), String> {
+    let console = open_rw(Path::new(CONSOLE)).map_err(|e| format!("open {CONSOLE}: {e}"))?;
+    sys::replace_stdio(&console).map_err(|e| format!("dup2 {CONSOLE}: {e}"))
+}
+
+fn read_cmdline() -> Result<String, String> {
+    let bytes = fs::read("/proc/cmdline").map_err(|e| format!("read /proc/cmdline: {e}"))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn open_rw(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(path)
+}
+
+/// The status channel and the output, once opened.
+#[derive(Default)]
+struct Channels {
+    /// `None`: not opened yet, or the console; both mean stderr.
+    status: Option<File>,
+    out: Option<File>,
+}
+
+impl Channels {
+    fn open_status(&mut self, path: &Path) -> Result<(), String> {
+        self.status = open_channel(path).map_err(|e| format!("det.status: {e}"))?;
+        Ok(())
+    }
+
+    fn open_out(&mut self, path: &Path) -> Result<File, String> {
+        let out = match open_channel(path).map_err(|e| format!("det.out: {e}"))? {
+            Some(file) => file,
+            None => open_rw(path).map_err(|e| format!("det.out: open {}: {e}", path.display()))?,
+        };
+        let copy = out.try_clone().map_err(|e| format!("dup: {e}"))?;
+        self.out = Some(copy);
+        Ok(out)
+    }
+
+    /// Writes one status line, in one write. Errors are ignored: there is
+    /// nowhere left to report them.
+    fn status(&mut self, line: &str) {
+        let line = format!("{line}\n");
+        match &mut self.status {
+            Some(file) => {
+                let _ = file.write_all(line.as_bytes());
+            }
+            None => {
+                let _ = io::stderr().write_all(line.as_bytes());
+            }
+        }
+    }
+
+    /// Reports an error on the status channel and on the console.
+    fn error(&mut self, message: &str) {
+        let line = format!("DET-INIT error: {}", message.replace('\n', " "));
+        self.status(&line);
+        if self.status.is_some() {
+            let _ = writeln!(io::stderr(), "{line}");
+        }
+    }
+
+    /// Waits until the serial ports have sent everything written so far.
+    fn drain(&self) {
+        let stderr = io::stderr();
+        let fds = [self.status.as_ref(), self.out.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|f| f.as_fd())
+            .chain([stderr.as_fd()]);
+        for fd in fds {
+            if fd.is_terminal() {
+                let _ = sys::drain_output(fd);
+            }
+        }
+    }
+}
+
+/// Opens a status or output channel for writing: `None` for the console
+/// (which is stderr already). A terminal other than the console is set to
+/// pass bytes unchanged (`\n`, not `\r\n`). The path must exist: a typo
+/// must not turn into a new file that silently swallows the run's output.
+fn open_channel(path: &Path) -> Result<Option<File>, String> {
+    if path == Path::new(CONSOLE) {
+        return Ok(None);
+    }
+    let file = OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("open {}: {e}", path.display()))?;
+    if file.is_terminal() {
+        sys::disable_output_processing(file.as_fd())
+            .map_err(|e| format!("set up terminal {}: {e}", path.display()))?;
+    }
+    Ok(Some(file))
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}
