@@ -301,9 +301,12 @@ pub fn run(
     };
     let o = boot_captured(image, &boot, &cmdline, logs, false, streamer())?;
     let c = &o.classification;
+    let what = match (c.verdict, c.exit_status) {
+        (Verdict::Passed | Verdict::Failed, Some(s)) => format!("exit status {s}"),
+        (v, _) => v.to_string(),
+    };
     eprintln!(
-        "guest: {} in {:.1}s ({:?}{})",
-        c.verdict,
+        "guest: {what} after {:.1}s ({:?}{})",
         o.elapsed.as_secs_f64(),
         boot.accel,
         c.init_uptime_ms
