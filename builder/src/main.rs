@@ -15,6 +15,8 @@ mod progress;
 mod project;
 mod qemu;
 mod test;
+#[cfg(test)]
+mod tidy;
 mod userland;
 mod verdict;
 
@@ -50,8 +52,8 @@ enum Verb {
     /// Boot a profile in QEMU: an interactive shell on the serial console, or
     /// run one command in the guest and exit with its status.
     Run(RunArgs),
-    /// Run the host tests, then boot the test profile and run the in-guest
-    /// test programs; exits non-zero on any failure.
+    /// Run the host tests, then boot the test and debug profiles and run the
+    /// in-guest test programs; exits non-zero on any failure.
     Test(TestArgs),
     /// Build the default profile, boot it and run the preinstalled demos.
     Demo(BootOpts),
@@ -93,9 +95,11 @@ struct RunArgs {
 
 #[derive(Args)]
 struct TestArgs {
-    /// Profile to boot for the in-guest tests.
-    #[arg(long, short, default_value = "test")]
-    profile: String,
+    /// Profiles to boot for the in-guest tests, one after another
+    /// (comma-separated or repeated). `debug` is the suite on the KASAN,
+    /// lockdep and kmemleak kernel.
+    #[arg(long, short, value_delimiter = ',', default_values = ["test", "debug"])]
+    profile: Vec<String>,
     #[command(flatten)]
     boot: BootOpts,
     /// Run only these in-guest test programs (comma-separated names).

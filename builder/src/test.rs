@@ -14,20 +14,31 @@ use anyhow::{Context, Result};
 
 use crate::build;
 use crate::ktap::{self, Outcome};
+use crate::profile::Profile;
 use crate::project::Project;
 use crate::qemu::{self, Boot, Logs};
-use crate::verdict::Verdict;
 use crate::BootOpts;
+
+/// Totals of one guest run.
+struct Tally {
+    passed: usize,
+    failed: usize,
+    skipped: usize,
+}
 
 pub fn run(
     project: &Project,
-    profile_name: &str,
+    profiles: &[String],
     opts: &BootOpts,
     only: &[String],
     host: bool,
     logs: Option<PathBuf>,
 ) -> Result<ExitCode> {
-    let profile = project.profile(profile_name)?;
+    // Load every profile first: a typo fails before anything is built.
+    let profiles = profiles
+        .iter()
+        .map(|p| project.profile(p))
+        .collect::<Result<Vec<_>>>()?;
     if host {
         eprintln!("host tests: cargo test --workspace");
         let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
@@ -36,21 +47,70 @@ pub fn run(
             .status()
             .context("running cargo test")?;
         if !status.success() {
-            eprintln!("host tests FAILED");
+            println!("host tests FAILED");
             return Ok(ExitCode::FAILURE);
         }
     }
+    let mut total = Tally {
+        passed: 0,
+        failed: 0,
+        skipped: 0,
+    };
+    let mut all_passed = true;
+    for profile in &profiles {
+        let logs = logs
+            .as_ref()
+            .map(|l| l.join(&profile.name))
+            .unwrap_or_else(|| project.images().join("logs").join(&profile.name));
+        let (ok, t) = run_profile(project, profile, opts, only, logs)?;
+        all_passed &= ok;
+        total.passed += t.passed;
+        total.failed += t.failed;
+        total.skipped += t.skipped;
+    }
+    if profiles.len() > 1 {
+        println!(
+            "{} passed, {} failed{} (profiles: {})",
+            total.passed,
+            total.failed,
+            skipped(total.skipped),
+            profiles
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(if all_passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
 
-    let image = build::build(project, &profile)?;
-    let boot = Boot::resolve(project, &profile, &image, opts);
+fn skipped(n: usize) -> String {
+    if n > 0 {
+        format!(", {n} skipped")
+    } else {
+        String::new()
+    }
+}
+
+/// Boot one profile's image with `det.run=tests` and report.
+fn run_profile(
+    project: &Project,
+    profile: &Profile,
+    opts: &BootOpts,
+    only: &[String],
+    logs: PathBuf,
+) -> Result<(bool, Tally)> {
+    let image = build::build(project, profile)?;
+    let boot = Boot::resolve(project, profile, &image, opts);
     let mut extra = Vec::new();
     if !only.is_empty() {
         extra.push(format!("det.tests={}", only.join(",")));
     }
-    let cmdline = qemu::harness_cmdline(&profile, &boot, "tests", &extra);
-    let logs = Logs {
-        dir: logs.unwrap_or_else(|| project.images().join("logs").join(&profile.name)),
-    };
+    let cmdline = qemu::harness_cmdline(profile, &boot, "tests", &extra);
     eprintln!(
         "booting images/{} ({} CPUs, {:?}, limit {}s)",
         profile.name,
@@ -59,11 +119,12 @@ pub fn run(
         boot.timeout.as_secs()
     );
     let mut shown = BTreeSet::new();
-    let o = qemu::boot_captured(&image, &boot, &cmdline, logs, true, |text| {
+    let tag = format!("[{}]", profile.name);
+    let o = qemu::boot_captured(&image, &boot, &cmdline, Logs { dir: logs }, true, |text| {
         // Print each leaf result once, as soon as its line is complete.
         for r in ktap::parse_complete_lines(text).results {
             if shown.insert(r.name.clone()) {
-                println!("{}", result_line(&r));
+                println!("{tag} {}", result_line(&r));
             }
         }
     })?;
@@ -71,7 +132,7 @@ pub fn run(
     let report = c.ktap.clone().unwrap_or_else(|| ktap::parse(&o.output));
     for r in &report.results {
         if !shown.contains(&r.name) {
-            println!("{}", result_line(r));
+            println!("{tag} {}", result_line(r));
         }
     }
     for r in report.failures() {
@@ -94,28 +155,27 @@ pub fn run(
             ms as f64 / 1000.0
         );
     }
-    if c.verdict != Verdict::Passed {
+    let ok = c.verdict.is_pass() && report.ok();
+    if !ok {
         qemu::report_problem(project, &o);
     }
-    let failed =
-        report.failed() + usize::from(c.verdict != Verdict::Passed && report.failed() == 0);
-    println!(
-        "{} passed, {} failed{} ({}, {:.1}s)",
-        report.passed(),
+    // A run that went wrong outside the KTAP (a crash, a timeout) counts as
+    // a failure even when every reported test passed.
+    let failed = report.failed() + usize::from(!ok && report.failed() == 0);
+    let tally = Tally {
+        passed: report.passed(),
         failed,
-        if report.skipped() > 0 {
-            format!(", {} skipped", report.skipped())
-        } else {
-            String::new()
-        },
+        skipped: report.skipped(),
+    };
+    println!(
+        "{tag} {} passed, {} failed{} ({}, {:.1}s)",
+        tally.passed,
+        tally.failed,
+        skipped(tally.skipped),
         c.verdict,
         o.elapsed.as_secs_f64()
     );
-    Ok(if c.verdict.is_pass() && report.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok((ok, tally))
 }
 
 fn result_line(r: &ktap::TestResult) -> String {

@@ -80,8 +80,19 @@ pub struct Planned {
     pub path: Option<PathBuf>,
 }
 
-/// The programs to run, in order: all `installed` ones (sorted by name),
-/// or the `wanted` ones (already sorted), marking those not installed.
+/// Test programs that run after all others, in this order: the kernel
+/// leak check must see what every other program allocated.
+pub const RUN_LAST: &[&str] = &["kmemleak"];
+
+/// Sort key: programs of [`RUN_LAST`] after the rest, the rest by name.
+fn order(name: &str) -> (usize, &str) {
+    let last = RUN_LAST.iter().position(|l| *l == name);
+    (last.map_or(0, |i| i + 1), name)
+}
+
+/// The programs to run, in order: all `installed` ones (by name, those of
+/// [`RUN_LAST`] last), or the `wanted` ones (in the same order), marking
+/// those not installed.
 pub fn plan(installed: &[(String, PathBuf)], wanted: Option<&[String]>) -> Vec<Planned> {
     let mut all: Vec<Planned> = installed
         .iter()
@@ -90,10 +101,12 @@ pub fn plan(installed: &[(String, PathBuf)], wanted: Option<&[String]>) -> Vec<P
             path: Some(path.clone()),
         })
         .collect();
-    all.sort_by(|a, b| a.name.cmp(&b.name));
+    all.sort_by(|a, b| order(&a.name).cmp(&order(&b.name)));
     let Some(wanted) = wanted else {
         return all;
     };
+    let mut wanted = wanted.to_vec();
+    wanted.sort_by(|a, b| order(a).cmp(&order(b)));
     wanted
         .iter()
         .map(|name| Planned {
@@ -256,6 +269,17 @@ mod tests {
             ]
         );
         assert!(plan(&[], None).is_empty());
+    }
+
+    #[test]
+    fn the_leak_check_runs_last() {
+        let all = plan(&installed(&["kmemleak", "zeta", "boot"]), None);
+        let names: Vec<_> = all.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["boot", "zeta", "kmemleak"]);
+        let wanted = ["kmemleak".to_string(), "zeta".to_string()];
+        let some = plan(&installed(&["kmemleak", "zeta"]), Some(&wanted));
+        let names: Vec<_> = some.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["zeta", "kmemleak"]);
     }
 
     #[test]

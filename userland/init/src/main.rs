@@ -28,8 +28,6 @@ mod ktap;
 mod modes;
 #[allow(unsafe_code)]
 mod sys;
-#[cfg(test)]
-mod tidy;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
