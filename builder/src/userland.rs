@@ -122,10 +122,13 @@ fn build_rust(project: &Project, profile: &Profile) -> Result<Vec<Program>> {
     Ok(programs)
 }
 
-/// Each `*.c` directly in the patched tree's `tools/testing/selftests/det/`
-/// is one test program named after its stem.
+/// Each `*.c` directly in `kernel/tree/tools/testing/selftests/det/` is one
+/// test program named after its stem. They are compiled from the project's
+/// own overlay (not from the shared kernel tree, which may be synced to
+/// another checkout's overlay), against this kernel's installed headers and
+/// upstream's `kselftest*.h`.
 fn build_c_selftests(project: &Project, kernel: &Kernel) -> Result<Vec<Program>> {
-    let dir = kernel.src.join("tools/testing/selftests/det");
+    let dir = project.root.join("kernel/tree/tools/testing/selftests/det");
     let mut sources: Vec<PathBuf> = match fs::read_dir(&dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -159,6 +162,7 @@ fn build_c_selftests(project: &Project, kernel: &Kernel) -> Result<Vec<Program>>
                     kernel.src.join("tools/testing/selftests").display()
                 ))
                 .arg(format!("-ffile-prefix-map={}=/linux", kernel.src.display()))
+                .arg(format!("-ffile-prefix-map={}=/detlinux", project.root.display()))
                 .arg("-o")
                 .arg(&tmp)
                 .arg(src)
