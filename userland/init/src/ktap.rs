@@ -146,7 +146,7 @@ pub fn header(count: usize) -> String {
 /// The result line (preceded by a diagnostic line where useful) of the
 /// `number`th program.
 pub fn result(number: usize, name: &str, verdict: &Verdict) -> String {
-    let name = sanitize(name);
+    let name = ::ktap::sanitize(name);
     let reason = match verdict {
         Verdict::Ended(Exit::Code(0)) => return format!("ok {number} {name}\n"),
         Verdict::Ended(Exit::Code(code)) => format!("exit status {code}"),
@@ -158,7 +158,7 @@ pub fn result(number: usize, name: &str, verdict: &Verdict) -> String {
         )
         }
         Verdict::NotInstalled => "not installed".to_string(),
-        Verdict::CannotRun(err) => format!("cannot run: {}", sanitize(err)),
+        Verdict::CannotRun(err) => format!("cannot run: {}", ::ktap::sanitize(err)),
     };
     format!("not ok {number} {name} # {reason}\n")
 }
@@ -169,19 +169,6 @@ pub fn totals(passed: usize, total: usize) -> String {
         "# tests: pass:{passed} fail:{} total:{total}\n",
         total - passed.min(total)
     )
-}
-
-/// A test name fit for a result line: one line, no `#`.
-fn sanitize(name: &str) -> String {
-    let clean: String = name
-        .chars()
-        .map(|c| match c {
-            '#' => '_',
-            c if c.is_control() => ' ',
-            c => c,
-        })
-        .collect();
-    clean.trim().to_string()
 }
 
 #[cfg(test)]

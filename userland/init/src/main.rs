@@ -91,7 +91,7 @@ const MOUNTS: &[Mount] = &[
 fn main() {
     let mut io = Channels::default();
     let result = panic::catch_unwind(AssertUnwindSafe(|| boot(&mut io)))
-        .unwrap_or_else(|panic| Err(format!("init panicked: {}", panic_message(&*panic))));
+        .unwrap_or_else(|panic| Err(format!("init panicked: {}", ::ktap::payload_text(&*panic))));
     match result {
         Ok(status) => io.status(&format!("DET-EXIT status={status}")),
         Err(message) => io.error(&message),
@@ -242,14 +242,4 @@ fn open_channel(path: &Path) -> Result<Option<File>, String> {
             .map_err(|e| format!("set up terminal {}: {e}", path.display()))?;
     }
     Ok(Some(file))
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(no message)".to_string()
-    }
 }

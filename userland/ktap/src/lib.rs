@@ -265,7 +265,8 @@ fn install_panic_hook() {
     });
 }
 
-fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
+/// The message of a panic payload (`&str` or `String`), for reports.
+pub fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         s.to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -277,7 +278,7 @@ fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// A test or suite name fit for a KTAP line: one line, no `#` (which
 /// would start a directive), never empty.
-fn sanitize(name: &str) -> String {
+pub fn sanitize(name: &str) -> String {
     let clean: String = name
         .chars()
         .map(|c| match c {
