@@ -9,3 +9,5 @@
 extern crate std;
 
 extern crate alloc;
+
+pub mod fs;
