@@ -6,7 +6,9 @@
 
 mod build;
 mod deps;
+mod disk;
 mod fsutil;
+mod gpt;
 mod initramfs;
 mod kernel;
 mod ktap;

@@ -106,11 +106,10 @@ fn base_command(image: &Image, boot: &Boot, cmdline: &str) -> Command {
 }
 
 /// The harness's kernel command line for running `run` in the guest.
-pub fn harness_cmdline(profile: &Profile, boot: &Boot, run: &str, extra: &[String]) -> String {
+pub fn harness_cmdline(profile: &Profile, cpus: u32, run: &str, extra: &[String]) -> String {
     let mut c = format!(
-        "console=ttyS0 panic=-1 {} det.out=/dev/ttyS1 det.status=/dev/ttyS2 det.cpus={}",
+        "console=ttyS0 panic=-1 {} det.out=/dev/ttyS1 det.status=/dev/ttyS2 det.cpus={cpus}",
         build::run_arg(run),
-        boot.cpus
     );
     for e in extra {
         c.push(' ');
@@ -295,7 +294,7 @@ pub fn run(
     if run == "shell" {
         return interactive(project, profile, image, &boot);
     }
-    let cmdline = harness_cmdline(profile, &boot, &run, &[]);
+    let cmdline = harness_cmdline(profile, boot.cpus, &run, &[]);
     let logs = Logs {
         dir: project.images().join("logs").join(&profile.name),
     };
@@ -366,7 +365,7 @@ pub fn demo(
     opts: &BootOpts,
 ) -> Result<ExitCode> {
     let boot = Boot::resolve(project, profile, image, opts);
-    let cmdline = harness_cmdline(profile, &boot, "demos", &[]);
+    let cmdline = harness_cmdline(profile, boot.cpus, "demos", &[]);
     let logs = Logs {
         dir: project.images().join("logs").join("demo"),
     };

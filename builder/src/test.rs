@@ -110,7 +110,7 @@ fn run_profile(
     if !only.is_empty() {
         extra.push(format!("det.tests={}", only.join(",")));
     }
-    let cmdline = qemu::harness_cmdline(profile, &boot, "tests", &extra);
+    let cmdline = qemu::harness_cmdline(profile, boot.cpus, "tests", &extra);
     eprintln!(
         "booting images/{} ({} CPUs, {:?}, limit {}s)",
         profile.name,

@@ -162,7 +162,10 @@ fn build_c_selftests(project: &Project, kernel: &Kernel) -> Result<Vec<Program>>
                     kernel.src.join("tools/testing/selftests").display()
                 ))
                 .arg(format!("-ffile-prefix-map={}=/linux", kernel.src.display()))
-                .arg(format!("-ffile-prefix-map={}=/detlinux", project.root.display()))
+                .arg(format!(
+                    "-ffile-prefix-map={}=/detlinux",
+                    project.root.display()
+                ))
                 .arg("-o")
                 .arg(&tmp)
                 .arg(src)
