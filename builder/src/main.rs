@@ -55,7 +55,8 @@ enum Verb {
     /// run one command in the guest and exit with its status.
     Run(RunArgs),
     /// Run the host tests, then boot the test and debug profiles and run the
-    /// in-guest test programs; exits non-zero on any failure.
+    /// in-guest test programs (the test profile also from disk.img under
+    /// UEFI and BIOS); exits non-zero on any failure.
     Test(TestArgs),
     /// Build the default profile, boot it and run the preinstalled demos.
     Demo(BootOpts),
@@ -89,6 +90,18 @@ struct RunArgs {
     profile: ProfileArg,
     #[command(flatten)]
     boot: BootOpts,
+    /// Boot images/<profile>/disk.img through firmware instead of handing
+    /// QEMU the kernel: UEFI (OVMF, the default) or BIOS (SeaBIOS). A
+    /// command runs from a one-off copy of the disk whose built-in command
+    /// line carries it; without one the disk boots as published.
+    #[arg(long)]
+    disk: bool,
+    /// With --disk: boot under OVMF (implies --disk).
+    #[arg(long, conflicts_with = "bios")]
+    uefi: bool,
+    /// With --disk: boot under SeaBIOS through syslinux (implies --disk).
+    #[arg(long)]
+    bios: bool,
     /// Command to run in the guest (through /bin/sh); without one, an
     /// interactive shell on the serial console.
     #[arg(last = true)]
@@ -110,6 +123,11 @@ struct TestArgs {
     /// Skip the host tests (`cargo test`).
     #[arg(long)]
     no_host: bool,
+    /// Skip the disk boots: by default a profile with `disk.test_boots`
+    /// (the test profile) also runs the suite from disk.img under OVMF
+    /// (UEFI) and under SeaBIOS (BIOS), each its own run in the tally.
+    #[arg(long)]
+    no_disk: bool,
     /// Keep the run's logs here instead of images/<profile>/logs/.
     #[arg(long)]
     logs: Option<PathBuf>,
@@ -165,7 +183,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Verb::Run(args) => {
             let profile = project.profile(&args.profile.profile)?;
             let image = build::build(&project, &profile)?;
-            qemu::run(&project, &profile, &image, &args.boot, &args.command)
+            let disk = if args.bios {
+                Some(qemu::DiskBoot::Bios)
+            } else if args.uefi || args.disk {
+                Some(qemu::DiskBoot::Uefi)
+            } else {
+                None
+            };
+            qemu::run(&project, &profile, &image, &args.boot, &args.command, disk)
         }
         Verb::Test(args) => test::run(
             &project,
@@ -173,6 +198,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             &args.boot,
             &args.only,
             !args.no_host,
+            !args.no_disk,
             args.logs,
         ),
         Verb::Demo(boot) => {
