@@ -7,6 +7,7 @@
 mod build;
 mod deps;
 mod disk;
+mod flash;
 mod fsutil;
 mod gpt;
 mod initramfs;
@@ -60,6 +61,24 @@ enum Verb {
     Test(TestArgs),
     /// Build the default profile, boot it and run the preinstalled demos.
     Demo(BootOpts),
+    /// Write a profile's disk.img to a block device (a USB stick, a test
+    /// machine's disk). Refuses the system disk, a mounted or busy device,
+    /// a device smaller than the image and anything that is not a block
+    /// device; asks before writing unless --yes; moves the backup GPT to
+    /// the device's end and reads everything back.
+    Flash(FlashArgs),
+}
+
+#[derive(Args)]
+struct FlashArgs {
+    #[command(flatten)]
+    profile: ProfileArg,
+    /// The whole-disk block device to write, e.g. /dev/sdb.
+    #[arg(long)]
+    device: PathBuf,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
 }
 
 #[derive(Args, Clone)]
@@ -201,6 +220,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             !args.no_disk,
             args.logs,
         ),
+        Verb::Flash(args) => {
+            let profile = project.profile(&args.profile.profile)?;
+            let image = build::build(&project, &profile)?;
+            flash::run(&image.disk_image, &args.device, args.yes)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Verb::Demo(boot) => {
             let profile = project.profile("default")?;
             let image = build::build(&project, &profile)?;
