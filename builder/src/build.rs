@@ -192,7 +192,7 @@ pub fn run_arg(run: &str) -> String {
 
 /// Put `staging` at `dir`: a plain rename when `dir` does not exist, else
 /// an atomic exchange followed by removal of the old contents.
-fn publish(staging: &Path, dir: &Path) -> Result<()> {
+pub fn publish(staging: &Path, dir: &Path) -> Result<()> {
     if !dir.exists() {
         return fs::rename(staging, dir)
             .with_context(|| format!("renaming {} to {}", staging.display(), dir.display()));

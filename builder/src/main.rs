@@ -17,11 +17,13 @@ mod profile;
 mod progress;
 mod project;
 mod qemu;
+mod release;
 mod test;
 #[cfg(test)]
 mod tidy;
 mod userland;
 mod verdict;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +69,26 @@ enum Verb {
     /// device; asks before writing unless --yes; moves the backup GPT to
     /// the device's end and reads everything back.
     Flash(FlashArgs),
+    /// Build the release profile and write images/release/: the tarball
+    /// (bzImage, initramfs, UKI, disk image, libdeterm SDK), manifest.json,
+    /// an SPDX 2.3 SBOM and SHA256SUMS.
+    Release,
+    /// Rebuild the release from a clean clone of HEAD in a temporary
+    /// directory (other HOME, USER and TZ, clock +400 days via faketime)
+    /// and compare every artifact byte for byte, naming the first
+    /// differing file inside any that differ. Takes a full kernel build.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Instead: check a downloaded release directory against its
+    /// SHA256SUMS and manifest.json (every tarball member too).
+    #[arg(long, value_name = "DIR")]
+    release: Option<PathBuf>,
+    /// Keep the clean clone even when everything matched.
+    #[arg(long)]
+    keep: bool,
 }
 
 #[derive(Args)]
@@ -226,6 +248,30 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             flash::run(&image.disk_image, &args.device, args.yes)?;
             Ok(ExitCode::SUCCESS)
         }
+        Verb::Release => {
+            let dir = release::build(&project)?;
+            println!("{}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Verb::Verify(args) => match args.release {
+            Some(dir) => {
+                let problems = release::verify_dir(&dir)?;
+                for p in &problems {
+                    println!("BAD  {p}");
+                }
+                if problems.is_empty() {
+                    println!(
+                        "{}: every file matches SHA256SUMS and manifest.json",
+                        dir.display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    println!("{} problem(s) in {}", problems.len(), dir.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+            None => verify::run(&project, args.keep),
+        },
         Verb::Demo(boot) => {
             let profile = project.profile("default")?;
             let image = build::build(&project, &profile)?;
