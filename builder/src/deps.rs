@@ -18,7 +18,6 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("busybox-static", "the guest shell"),
     ("dosfstools", "the disk image's EFI partition"),
     ("e2fsprogs", "the disk image's data partition (mke2fs)"),
-    ("faketime", "verify: rebuild with the clock moved ahead"),
     ("fdisk", "the disk image's partition table"),
     ("flex", "kernel build"),
     ("gcc", "kernel build and C test programs"),

@@ -74,7 +74,7 @@ enum Verb {
     /// an SPDX 2.3 SBOM and SHA256SUMS.
     Release,
     /// Rebuild the release from a clean clone of HEAD in a temporary
-    /// directory (other HOME, USER and TZ, clock +400 days via faketime)
+    /// directory (other HOME, USER, TZ, locale and umask, a later clock)
     /// and compare every artifact byte for byte, naming the first
     /// differing file inside any that differ. Takes a full kernel build.
     Verify(VerifyArgs),
