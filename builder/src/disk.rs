@@ -408,9 +408,44 @@ fn make_uki(inputs: &Inputs, dir: &Path, out: &Path) -> Result<()> {
     }
     c.arg(stub).arg(out);
     run(&mut c, "objcopy (building the UKI)")?;
+    // objcopy (binutils 2.40) stamps the current time into the PE header
+    // whatever SOURCE_DATE_EPOCH says: put back the stub's zero.
+    let mut pe = fs::read(out)?;
+    clear_pe_timestamp(&mut pe)?;
+    fs::write(out, pe)?;
     fs::remove_file(osrel)?;
     fs::remove_file(cmdline)?;
     Ok(())
+}
+
+/// Zero the COFF TimeDateStamp of a PE image and recompute its CheckSum.
+pub fn clear_pe_timestamp(pe: &mut [u8]) -> Result<()> {
+    if pe.len() < 0x40 || &pe[..2] != b"MZ" {
+        bail!("not a PE image (no MZ header)");
+    }
+    let lfanew = u32::from_le_bytes(pe[0x3c..0x40].try_into()?) as usize;
+    if pe.len() < lfanew + 92 || &pe[lfanew..lfanew + 4] != b"PE\0\0" {
+        bail!("not a PE image (no PE header)");
+    }
+    pe[lfanew + 8..lfanew + 12].fill(0);
+    let sum_at = lfanew + 24 + 64;
+    pe[sum_at..sum_at + 4].fill(0);
+    let sum = pe_checksum(pe);
+    pe[sum_at..sum_at + 4].copy_from_slice(&sum.to_le_bytes());
+    Ok(())
+}
+
+/// The PE optional header's CheckSum: 16-bit one's-complement-style sum
+/// of the file (with the field itself zero), folded, plus the length.
+fn pe_checksum(pe: &[u8]) -> u32 {
+    let mut sum: u64 = 0;
+    for chunk in pe.chunks(2) {
+        let word = u64::from(chunk[0]) | (u64::from(*chunk.get(1).unwrap_or(&0)) << 8);
+        sum += word;
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    (sum as u32).wrapping_add(pe.len() as u32)
 }
 
 /// syslinux's configuration: the same kernel, initramfs and command line.
@@ -540,6 +575,55 @@ mod tests {
         assert_eq!(v[0].1, 0x1a000);
         assert_eq!(v[1].1, 0x1b000);
         assert_eq!(v[2].1, 0x1d000);
+    }
+
+    /// Two builds two seconds apart (FAT times have 2 s resolution) must
+    /// give the same bytes: catches any tool that stamps the current time.
+    #[test]
+    fn disk_is_bit_identical_across_builds_at_different_times() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let mut profile = Profile::load(&root.join("configs"), root, "test").unwrap();
+        profile.disk.esp_mib = 40;
+        profile.disk.data_mib = 8;
+        let dir = std::env::temp_dir().join(format!("det-disk-twice-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("bzImage"), vec![0x4d; 300_000]).unwrap();
+        fs::write(dir.join("initrd"), vec![0x1f; 100_000]).unwrap();
+        let inputs = Inputs {
+            profile: &profile,
+            bzimage: &dir.join("bzImage"),
+            initramfs: &dir.join("initrd"),
+            os_release: "ID=detlinux\n".into(),
+            cmdline: "console=ttyS0".into(),
+        };
+        let mut images = Vec::new();
+        for run in ["a", "b"] {
+            let out = dir.join(run);
+            fs::create_dir_all(&out).unwrap();
+            let d = assemble(&inputs, "k", &out, &out).unwrap();
+            images.push((fs::read(out.join("disk.img")).unwrap(), d));
+            std::thread::sleep(std::time::Duration::from_millis(2100));
+        }
+        let (a, da) = &images[0];
+        let (b, db) = &images[1];
+        assert_eq!(
+            da.sha256, db.sha256,
+            "partitions: {:?} vs {:?}",
+            da.partitions, db.partitions
+        );
+        assert!(a == b);
+        assert_eq!(
+            da.disk_guid,
+            gpt::guid_string(&profile_guid(&profile, "disk"))
+        );
+        // The layout is what docs/disk-image.md says.
+        let t = gpt::parse(&a[512..1024], &a[1024..1024 + 16384]).unwrap();
+        assert_eq!(t.partitions[0].first_lba, 2048);
+        assert_eq!(t.partitions[0].attributes, gpt::ATTR_LEGACY_BIOS_BOOTABLE);
+        assert_eq!(t.partitions[1].name, DATA_LABEL);
+        assert_eq!(&a[..440], &fs::read(GPTMBR).unwrap()[..440]);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
