@@ -52,10 +52,12 @@ enum Verb {
     Userland(ProfileArg),
     /// Pack the guest programs and busybox into the initramfs.
     Initramfs(ProfileArg),
-    /// Build everything for a profile into images/<profile>/, atomically.
+    /// Build everything for a profile into images/<profile>/, atomically:
+    /// bzImage, initramfs, the UKI (detlinux.efi) and disk.img.
     Build(ProfileArg),
-    /// Boot a profile in QEMU: an interactive shell on the serial console, or
-    /// run one command in the guest and exit with its status.
+    /// Boot a profile in QEMU (its kernel, or with --disk its disk.img): an
+    /// interactive shell on the serial console, or run one command in the
+    /// guest and exit with its status.
     Run(RunArgs),
     /// Run the host tests, then boot the test and debug profiles and run the
     /// in-guest test programs (the test profile also from disk.img under
@@ -69,7 +71,7 @@ enum Verb {
     /// device; asks before writing unless --yes; moves the backup GPT to
     /// the device's end and reads everything back.
     Flash(FlashArgs),
-    /// Build the release profile and write images/release/: the tarball
+    /// Build the dist profile and write images/release/: the tarball
     /// (bzImage, initramfs, UKI, disk image, libdeterm SDK), manifest.json,
     /// an SPDX 2.3 SBOM and SHA256SUMS.
     Release,
