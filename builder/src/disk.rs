@@ -623,6 +623,27 @@ mod tests {
         assert_eq!(t.partitions[0].attributes, gpt::ATTR_LEGACY_BIOS_BOOTABLE);
         assert_eq!(t.partitions[1].name, DATA_LABEL);
         assert_eq!(&a[..440], &fs::read(GPTMBR).unwrap()[..440]);
+
+        // verify names the FAT file that differs inside the ESP.
+        let b_img = dir.join("b/disk.img");
+        let esp = t.partitions[0].offset();
+        fs::write(dir.join("cfg"), syslinux_cfg("console=ttyS1")).unwrap();
+        let ok = Command::new("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-o", "-i"])
+            .arg(format!("{}@@{esp}", b_img.display()))
+            .arg(dir.join("cfg"))
+            .arg("::/SYSLINUX.CFG")
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let why = crate::verify::compare(&dir.join("a/disk.img"), &b_img)
+            .unwrap()
+            .expect("differs");
+        assert!(
+            why.contains("partition 1 (detlinux-esp)") && why.contains("/SYSLINUX.CFG"),
+            "{why}"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -100,6 +100,7 @@ pub fn run(project: &Project, keep: bool) -> Result<ExitCode> {
         )
     });
     cmd.current_dir(&clone)
+        .stdout(std::process::Stdio::null())
         .env("HOME", tmp.join("home"))
         .env("USER", "detverify")
         .env("LOGNAME", "detverify")
