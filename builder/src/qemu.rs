@@ -268,6 +268,15 @@ pub fn boot_captured(
     let started = Instant::now();
     let mut child = q.spawn().context("starting qemu-system-x86_64")?;
     let mut tail = Tail::new(logs.output());
+    // OVMF prints its boot messages on every serial port, the program
+    // output's included; they come before anything init writes.
+    tail.preamble = matches!(
+        boot.media,
+        Media::Disk {
+            firmware: Firmware::Uefi { .. },
+            ..
+        }
+    );
     let mut timed_out = false;
     let exit = loop {
         if let Some(status) = child.try_wait()? {
@@ -321,6 +330,16 @@ struct Tail {
     path: PathBuf,
     text: String,
     pos: u64,
+    /// Still dropping firmware lines at the start (see [`firmware_line`]);
+    /// an incomplete line waits in `held` until it can be judged.
+    preamble: bool,
+    held: String,
+}
+
+/// A line UEFI firmware prints on a serial port before the kernel runs:
+/// terminal control sequences, OVMF's boot manager, the kernel's EFI stub.
+pub fn firmware_line(line: &str) -> bool {
+    line.contains('\x1b') || line.starts_with("BdsDxe: ") || line.starts_with("EFI stub: ")
 }
 
 impl Tail {
@@ -329,6 +348,28 @@ impl Tail {
             path,
             text: String::new(),
             pos: 0,
+            preamble: false,
+            held: String::new(),
+        }
+    }
+
+    /// Append `new`, dropping the firmware preamble while there is one.
+    fn push(&mut self, new: &str) {
+        if !self.preamble {
+            self.text.push_str(new);
+            return;
+        }
+        self.held.push_str(new);
+        while let Some(end) = self.held.find('\n') {
+            if firmware_line(&self.held[..end]) {
+                self.held.drain(..=end);
+            } else {
+                self.preamble = false;
+                break;
+            }
+        }
+        if !self.preamble {
+            self.text.push_str(&std::mem::take(&mut self.held));
         }
     }
 
@@ -345,9 +386,9 @@ impl Tail {
             return false;
         }
         self.pos += buf.len() as u64;
-        self.text
-            .push_str(&String::from_utf8_lossy(&buf).replace('\r', ""));
-        true
+        let before = self.text.len();
+        self.push(&String::from_utf8_lossy(&buf).replace('\r', ""));
+        self.text.len() > before
     }
 }
 
@@ -631,6 +672,21 @@ mod tests {
             Firmware::Bios => panic!("expected UEFI"),
         }
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn uefi_preamble_is_dropped_from_the_output_even_in_pieces() {
+        let mut t = Tail::new(PathBuf::from("/nonexistent"));
+        t.preamble = true;
+        t.push("\x1b[2J\x1b[01;01HBdsDxe: loading Boot0001\nBdsDxe: star");
+        assert_eq!(t.text, "");
+        t.push("ting Boot0001\nEFI stub: Loaded initrd\nKTAP version 1\n1..2");
+        assert_eq!(t.text, "KTAP version 1\n1..2");
+        t.push("\nBdsDxe: not firmware any more\n");
+        assert!(t.text.ends_with("1..2\nBdsDxe: not firmware any more\n"));
+        let mut plain = Tail::new(PathBuf::from("/nonexistent"));
+        plain.push("BdsDxe: kept without a preamble\n");
+        assert_eq!(plain.text, "BdsDxe: kept without a preamble\n");
     }
 
     #[test]
