@@ -186,7 +186,7 @@ pub fn compare(a: &Path, b: &Path) -> Result<Option<String>> {
     } else if name.ends_with(".cpio.gz") {
         diff_cpio(&gunzip(&da)?, &gunzip(&db)?)?
     } else if name == "disk.img" {
-        diff_disk(a, b, &da, &db, offset)?
+        diff_disk(a, b, &da, offset)?
     } else if name.ends_with(".efi") {
         pe_section_at(a, offset)?
     } else if name.ends_with(".json") || name == "SHA256SUMS" {
@@ -307,7 +307,7 @@ pub fn diff_cpio(a: &[u8], b: &[u8]) -> Result<Option<String>> {
 
 /// Which partition holds the first difference, and on the FAT ESP which
 /// file (extracted from both with mtools).
-fn diff_disk(pa: &Path, pb: &Path, a: &[u8], b: &[u8], offset: usize) -> Result<Option<String>> {
+fn diff_disk(pa: &Path, pb: &Path, a: &[u8], offset: usize) -> Result<Option<String>> {
     let span = (SECTOR * (2 + gpt::ENTRY_SECTORS)) as usize;
     if a.len() < span {
         return Ok(None);
@@ -337,7 +337,6 @@ fn diff_disk(pa: &Path, pb: &Path, a: &[u8], b: &[u8], offset: usize) -> Result<
             what.push_str(", FAT metadata (all files equal)");
         }
     }
-    let _ = b;
     Ok(Some(what))
 }
 
