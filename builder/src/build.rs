@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
+use crate::disk::{self, Disk};
 use crate::fsutil;
 use crate::initramfs;
 use crate::kernel::{self, Kernel};
@@ -26,7 +27,11 @@ pub struct Image {
     pub dir: PathBuf,
     pub bzimage: PathBuf,
     pub initramfs: PathBuf,
+    /// `disk.img` (GPT, UEFI + BIOS bootable) and the UKI in it.
+    pub disk_image: PathBuf,
+    pub uki: PathBuf,
     pub kernel: Kernel,
+    pub disk: Disk,
 }
 
 pub fn build(project: &Project, profile: &Profile) -> Result<Image> {
@@ -35,6 +40,16 @@ pub fn build(project: &Project, profile: &Profile) -> Result<Image> {
     let userland = userland::build(project, profile, &kernel)?;
     let initramfs = initramfs::build(project, profile, &userland)?;
     let cmdline = cmdline(profile);
+    let disk = disk::build(
+        project,
+        &disk::Inputs {
+            profile,
+            bzimage: &kernel.bzimage,
+            initramfs: &initramfs.path,
+            os_release: initramfs::os_release(profile),
+            cmdline: disk::builtin_cmdline(profile),
+        },
+    )?;
 
     let outputs: [(&str, &Path); 2] = [
         ("bzImage", &kernel.bzimage),
@@ -48,6 +63,16 @@ pub fn build(project: &Project, profile: &Profile) -> Result<Image> {
             "sha256": fsutil::sha256_file(path)?,
         }));
     }
+    out_list.push(json!({
+        "name": "detlinux.efi",
+        "size": disk.uki_size,
+        "sha256": disk.uki_sha256,
+    }));
+    out_list.push(json!({
+        "name": "disk.img",
+        "size": disk.size,
+        "sha256": disk.sha256,
+    }));
     out_list.push(json!({
         "name": "cmdline",
         "size": cmdline.len() + 1,
@@ -67,6 +92,13 @@ pub fn build(project: &Project, profile: &Profile) -> Result<Image> {
             "fragments": profile.kernel.fragments,
         },
         "outputs": out_list,
+        "disk": {
+            "cmdline": disk.cmdline,
+            "channels": profile.disk.channels,
+            "disk_guid": disk.disk_guid,
+            "partitions": disk.partitions,
+            "esp_files": disk.esp_files,
+        },
         "initramfs_files": initramfs.files,
     });
     let manifest = serde_json::to_string_pretty(&manifest)? + "\n";
@@ -75,11 +107,22 @@ pub fn build(project: &Project, profile: &Profile) -> Result<Image> {
     let image = Image {
         bzimage: dir.join("bzImage"),
         initramfs: dir.join("initramfs.cpio.gz"),
+        disk_image: dir.join("disk.img"),
+        uki: dir.join("detlinux.efi"),
         dir: dir.clone(),
         kernel,
+        disk,
     };
     let current = fs::read_to_string(dir.join("manifest.json")).unwrap_or_default();
-    if current == manifest && image.bzimage.is_file() && image.initramfs.is_file() {
+    let complete = [
+        &image.bzimage,
+        &image.initramfs,
+        &image.disk_image,
+        &image.uki,
+    ]
+    .iter()
+    .all(|p| p.is_file());
+    if current == manifest && complete {
         eprintln!(
             "images/{}: up to date ({:.1}s)",
             profile.name,
@@ -97,6 +140,8 @@ pub fn build(project: &Project, profile: &Profile) -> Result<Image> {
     let result = (|| -> Result<()> {
         fs::copy(&image.kernel.bzimage, staging.join("bzImage"))?;
         fs::copy(&initramfs.path, staging.join("initramfs.cpio.gz"))?;
+        fs::copy(&image.disk.uki, staging.join("detlinux.efi"))?;
+        fs::copy(&image.disk.image, staging.join("disk.img"))?;
         fs::write(staging.join("cmdline"), format!("{cmdline}\n"))?;
         fs::write(staging.join("manifest.json"), &manifest)?;
         fs::File::open(&staging)?.sync_all()?;
@@ -107,10 +152,12 @@ pub fn build(project: &Project, profile: &Profile) -> Result<Image> {
     clean_stale_staging(&project.images());
     let size = |p: &Path| fs::metadata(p).map(|m| m.len() / 1024).unwrap_or(0);
     eprintln!(
-        "images/{}: bzImage {} KiB, initramfs {} KiB ({:.1}s)",
+        "images/{}: bzImage {} KiB, initramfs {} KiB, UKI {} KiB, disk.img {} MiB ({:.1}s)",
         profile.name,
         size(&image.bzimage),
         size(&image.initramfs),
+        size(&image.uki),
+        size(&image.disk_image) / 1024,
         started.elapsed().as_secs_f64()
     );
     Ok(image)
@@ -145,7 +192,7 @@ pub fn run_arg(run: &str) -> String {
 
 /// Put `staging` at `dir`: a plain rename when `dir` does not exist, else
 /// an atomic exchange followed by removal of the old contents.
-fn publish(staging: &Path, dir: &Path) -> Result<()> {
+pub fn publish(staging: &Path, dir: &Path) -> Result<()> {
     if !dir.exists() {
         return fs::rename(staging, dir)
             .with_context(|| format!("renaming {} to {}", staging.display(), dir.display()));

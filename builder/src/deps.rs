@@ -13,9 +13,11 @@ use crate::project::Project;
 /// Debian packages and what needs them.
 pub const PACKAGES: &[(&str, &str)] = &[
     ("bc", "kernel build"),
+    ("binutils", "the unified kernel image (objcopy)"),
     ("bison", "kernel build"),
     ("busybox-static", "the guest shell"),
     ("dosfstools", "the disk image's EFI partition"),
+    ("e2fsprogs", "the disk image's data partition (mke2fs)"),
     ("fdisk", "the disk image's partition table"),
     ("flex", "kernel build"),
     ("gcc", "kernel build and C test programs"),

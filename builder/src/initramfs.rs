@@ -195,11 +195,7 @@ pub fn assemble(project: &Project, profile: &Profile, userland: &Userland) -> Re
     if profile.userland.busybox {
         add_busybox(&mut t)?;
     }
-    let version = env!("CARGO_PKG_VERSION");
-    let os_release = format!(
-        "NAME=detlinux\nID=detlinux\nVERSION_ID={version}\nPRETTY_NAME=\"detlinux {version} ({})\"\nHOME_URL=\"\"\n",
-        profile.name
-    );
+    let os_release = os_release(profile);
     let etc: [(&str, String); 4] = [
         ("etc/os-release", os_release),
         ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n".into()),
@@ -217,6 +213,15 @@ pub fn assemble(project: &Project, profile: &Profile, userland: &Userland) -> Re
     }
     let _ = project;
     Ok(t)
+}
+
+/// `/etc/os-release`, also the UKI's `.osrel` section.
+pub fn os_release(profile: &Profile) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    format!(
+        "NAME=detlinux\nID=detlinux\nVERSION_ID={version}\nPRETTY_NAME=\"detlinux {version} ({})\"\nHOME_URL=\"\"\n",
+        profile.name
+    )
 }
 
 /// Debian's static busybox and a symlink for each of its applets.

@@ -62,7 +62,6 @@ struct Inputs {
 pub fn build(project: &Project, profile: &Profile) -> Result<Kernel> {
     let cache = project.cache("kernel");
     fs::create_dir_all(&cache)?;
-    let _lock = Lock::take(&cache.join(".lock"))?;
     let inputs = Inputs::gather(project, profile, &cache)?;
 
     let patches_sha256 = {
@@ -89,12 +88,18 @@ pub fn build(project: &Project, profile: &Profile) -> Result<Kernel> {
     let key = key.hex();
     let out = cache.join("out").join(&key[..16]);
     let meta_path = out.join("kernel.json");
-    if let Ok(text) = fs::read_to_string(&meta_path) {
-        if let Ok(k) = serde_json::from_str::<Kernel>(&text) {
-            if k.key == key && k.bzimage.is_file() {
-                return Ok(k);
-            }
-        }
+    let cached = || -> Option<Kernel> {
+        let k: Kernel = serde_json::from_str(&fs::read_to_string(&meta_path).ok()?).ok()?;
+        (k.key == key && k.bzimage.is_file()).then_some(k)
+    };
+    // A finished result is renamed into place whole, so a hit needs no
+    // lock: another builder busy with another key does not delay it.
+    if let Some(k) = cached() {
+        return Ok(k);
+    }
+    let _lock = Lock::take(&cache.join(".lock"))?;
+    if let Some(k) = cached() {
+        return Ok(k);
     }
 
     let src_root = cache.join(format!("src-{}", &inputs.tarball_sha256[..16]));

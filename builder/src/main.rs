@@ -6,7 +6,10 @@
 
 mod build;
 mod deps;
+mod disk;
+mod flash;
 mod fsutil;
+mod gpt;
 mod initramfs;
 mod kernel;
 mod ktap;
@@ -14,11 +17,13 @@ mod profile;
 mod progress;
 mod project;
 mod qemu;
+mod release;
 mod test;
 #[cfg(test)]
 mod tidy;
 mod userland;
 mod verdict;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,16 +52,57 @@ enum Verb {
     Userland(ProfileArg),
     /// Pack the guest programs and busybox into the initramfs.
     Initramfs(ProfileArg),
-    /// Build everything for a profile into images/<profile>/, atomically.
+    /// Build everything for a profile into images/<profile>/, atomically:
+    /// bzImage, initramfs, the UKI (detlinux.efi) and disk.img.
     Build(ProfileArg),
-    /// Boot a profile in QEMU: an interactive shell on the serial console, or
-    /// run one command in the guest and exit with its status.
+    /// Boot a profile in QEMU (its kernel, or with --disk its disk.img): an
+    /// interactive shell on the serial console, or run one command in the
+    /// guest and exit with its status.
     Run(RunArgs),
     /// Run the host tests, then boot the test and debug profiles and run the
-    /// in-guest test programs; exits non-zero on any failure.
+    /// in-guest test programs (the test profile also from disk.img under
+    /// UEFI and BIOS); exits non-zero on any failure.
     Test(TestArgs),
     /// Build the default profile, boot it and run the preinstalled demos.
     Demo(BootOpts),
+    /// Write a profile's disk.img to a block device (a USB stick, a test
+    /// machine's disk). Refuses the system disk, a mounted or busy device,
+    /// a device smaller than the image and anything that is not a block
+    /// device; asks before writing unless --yes; moves the backup GPT to
+    /// the device's end and reads everything back.
+    Flash(FlashArgs),
+    /// Build the dist profile and write images/release/: the tarball
+    /// (bzImage, initramfs, UKI, disk image, libdeterm SDK), manifest.json,
+    /// an SPDX 2.3 SBOM and SHA256SUMS.
+    Release,
+    /// Rebuild the release from a clean clone of HEAD in a temporary
+    /// directory (other HOME, USER, TZ, locale and umask, a later clock)
+    /// and compare every artifact byte for byte, naming the first
+    /// differing file inside any that differ. Takes a full kernel build.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Instead: check a downloaded release directory against its
+    /// SHA256SUMS and manifest.json (every tarball member too).
+    #[arg(long, value_name = "DIR")]
+    release: Option<PathBuf>,
+    /// Keep the clean clone even when everything matched.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Args)]
+struct FlashArgs {
+    #[command(flatten)]
+    profile: ProfileArg,
+    /// The whole-disk block device to write, e.g. /dev/sdb.
+    #[arg(long)]
+    device: PathBuf,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
 }
 
 #[derive(Args, Clone)]
@@ -87,6 +133,18 @@ struct RunArgs {
     profile: ProfileArg,
     #[command(flatten)]
     boot: BootOpts,
+    /// Boot images/<profile>/disk.img through firmware instead of handing
+    /// QEMU the kernel: UEFI (OVMF, the default) or BIOS (SeaBIOS). A
+    /// command runs from a one-off copy of the disk whose built-in command
+    /// line carries it; without one the disk boots as published.
+    #[arg(long)]
+    disk: bool,
+    /// With --disk: boot under OVMF (implies --disk).
+    #[arg(long, conflicts_with = "bios")]
+    uefi: bool,
+    /// With --disk: boot under SeaBIOS through syslinux (implies --disk).
+    #[arg(long)]
+    bios: bool,
     /// Command to run in the guest (through /bin/sh); without one, an
     /// interactive shell on the serial console.
     #[arg(last = true)]
@@ -108,6 +166,11 @@ struct TestArgs {
     /// Skip the host tests (`cargo test`).
     #[arg(long)]
     no_host: bool,
+    /// Skip the disk boots: by default a profile with `disk.test_boots`
+    /// (the test profile) also runs the suite from disk.img under OVMF
+    /// (UEFI) and under SeaBIOS (BIOS), each its own run in the tally.
+    #[arg(long)]
+    no_disk: bool,
     /// Keep the run's logs here instead of images/<profile>/logs/.
     #[arg(long)]
     logs: Option<PathBuf>,
@@ -163,7 +226,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Verb::Run(args) => {
             let profile = project.profile(&args.profile.profile)?;
             let image = build::build(&project, &profile)?;
-            qemu::run(&project, &profile, &image, &args.boot, &args.command)
+            let disk = if args.bios {
+                Some(qemu::DiskBoot::Bios)
+            } else if args.uefi || args.disk {
+                Some(qemu::DiskBoot::Uefi)
+            } else {
+                None
+            };
+            qemu::run(&project, &profile, &image, &args.boot, &args.command, disk)
         }
         Verb::Test(args) => test::run(
             &project,
@@ -171,8 +241,39 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             &args.boot,
             &args.only,
             !args.no_host,
+            !args.no_disk,
             args.logs,
         ),
+        Verb::Flash(args) => {
+            let profile = project.profile(&args.profile.profile)?;
+            let image = build::build(&project, &profile)?;
+            flash::run(&image.disk_image, &args.device, args.yes)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Verb::Release => {
+            let dir = release::build(&project)?;
+            println!("{}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Verb::Verify(args) => match args.release {
+            Some(dir) => {
+                let problems = release::verify_dir(&dir)?;
+                for p in &problems {
+                    println!("BAD  {p}");
+                }
+                if problems.is_empty() {
+                    println!(
+                        "{}: every file matches SHA256SUMS and manifest.json",
+                        dir.display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    println!("{} problem(s) in {}", problems.len(), dir.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+            None => verify::run(&project, args.keep),
+        },
         Verb::Demo(boot) => {
             let profile = project.profile("default")?;
             let image = build::build(&project, &profile)?;

@@ -22,6 +22,7 @@ pub struct Profile {
     pub kernel: KernelCfg,
     pub userland: UserlandCfg,
     pub boot: BootCfg,
+    pub disk: DiskCfg,
     pub build: BuildCfg,
 }
 
@@ -57,6 +58,20 @@ pub struct BootCfg {
 }
 
 #[derive(Debug, Clone)]
+pub struct DiskCfg {
+    /// Size of the EFI system partition (FAT32), MiB.
+    pub esp_mib: u32,
+    /// Size of the data partition (ext4), MiB.
+    pub data_mib: u32,
+    /// The command line built into the disk: `console` (one serial
+    /// console, for real machines) or `harness` (the three channels of
+    /// docs/boot-protocol.md, for QEMU runs).
+    pub channels: String,
+    /// `cargo det test` also boots the disk image under UEFI and BIOS.
+    pub test_boots: bool,
+}
+
+#[derive(Debug, Clone)]
 pub struct BuildCfg {
     /// Every timestamp in every artifact.
     pub source_date_epoch: u64,
@@ -74,7 +89,18 @@ struct Layer {
     #[serde(default)]
     boot: BootLayer,
     #[serde(default)]
+    disk: DiskLayer,
+    #[serde(default)]
     build: BuildLayer,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DiskLayer {
+    esp_mib: Option<Spanned<i64>>,
+    data_mib: Option<Spanned<i64>>,
+    channels: Option<Spanned<String>>,
+    test_boots: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -186,6 +212,12 @@ impl Profile {
                 timeout_secs: 600,
                 accel: "auto".into(),
             },
+            disk: DiskCfg {
+                esp_mib: 64,
+                data_mib: 64,
+                channels: "console".into(),
+                test_boots: false,
+            },
             build: BuildCfg {
                 source_date_epoch: 1_767_225_600, // 2026-01-01T00:00:00Z
             },
@@ -270,6 +302,28 @@ impl Profile {
                 ));
             }
             self.boot.accel = v;
+        }
+        let d = l.disk;
+        if let Some(v) = d.esp_mib {
+            // FAT32 needs 65525 clusters: at 512-byte clusters, 33 MiB.
+            self.disk.esp_mib = in_range(src, "disk.esp_mib", v, 40, 4096)? as u32;
+        }
+        if let Some(v) = d.data_mib {
+            self.disk.data_mib = in_range(src, "disk.data_mib", v, 8, 65536)? as u32;
+        }
+        if let Some(v) = d.channels {
+            let span = v.span();
+            let v = v.into_inner();
+            if !["console", "harness"].contains(&v.as_str()) {
+                return Err(src.error(
+                    span,
+                    format!("disk.channels: expected \"console\" or \"harness\", got {v:?}"),
+                ));
+            }
+            self.disk.channels = v;
+        }
+        if let Some(v) = d.test_boots {
+            self.disk.test_boots = v;
         }
         if let Some(v) = l.build.source_date_epoch {
             self.build.source_date_epoch = in_range(
@@ -418,7 +472,16 @@ mod tests {
             ("c.toml", "[boot]\n\naccel = \"hvf\"\n"),
             ("d.toml", "[kernel]\nfragments = [\"nope\"]\n"),
             ("e.toml", "[boot]\ncpus = \"two\"\n"),
+            ("f.toml", "[disk]\nchannels = \"serial\"\n"),
+            ("g.toml", "[disk]\n\nesp_mib = 16\n"),
         ]);
+        let e = t.load("f").unwrap_err().to_string();
+        assert!(
+            e.contains("f.toml:2:") && e.contains("disk.channels"),
+            "{e}"
+        );
+        let e = t.load("g").unwrap_err().to_string();
+        assert!(e.contains("g.toml:3:") && e.contains("disk.esp_mib"), "{e}");
         let e = t.load("a").unwrap_err().to_string();
         assert!(e.contains("a.toml:2:") && e.contains("boot.cpus"), "{e}");
         let e = t.load("b").unwrap_err().to_string();

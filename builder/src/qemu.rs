@@ -27,6 +27,101 @@ pub struct Boot {
     pub cpus: u32,
     pub memory_mib: u32,
     pub timeout: Duration,
+    pub media: Media,
+}
+
+/// What the guest boots from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Media {
+    /// `-kernel bzImage -initrd initramfs -append CMDLINE`.
+    Kernel,
+    /// A disk image through firmware; the command line is the disk's own.
+    /// QEMU gets the image with `snapshot=on`: a boot never changes it.
+    Disk { image: PathBuf, firmware: Firmware },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// OVMF: its code read-only, its variables in a per-run copy.
+    Uefi { code: PathBuf, vars: PathBuf },
+    /// SeaBIOS, QEMU's default.
+    Bios,
+}
+
+impl Firmware {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Firmware::Uefi { .. } => "uefi",
+            Firmware::Bios => "bios",
+        }
+    }
+}
+
+/// `--uefi` or `--bios` of a disk boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskBoot {
+    Uefi,
+    Bios,
+}
+
+impl DiskBoot {
+    pub fn name(self) -> &'static str {
+        match self {
+            DiskBoot::Uefi => "uefi",
+            DiskBoot::Bios => "bios",
+        }
+    }
+
+    /// The firmware, its per-run files in `run_dir`.
+    pub fn firmware(self, run_dir: &Path) -> Result<Firmware> {
+        match self {
+            DiskBoot::Uefi => uefi_firmware(Path::new(OVMF_DIR), run_dir),
+            DiskBoot::Bios => Ok(Firmware::Bios),
+        }
+    }
+}
+
+/// Where Debian's ovmf package puts the firmware.
+pub const OVMF_DIR: &str = "/usr/share/OVMF";
+
+/// OVMF from `dir`, with a fresh copy of its variable store in `run_dir`
+/// (a boot writes to it; the package's file must stay pristine).
+pub fn uefi_firmware(dir: &Path, run_dir: &Path) -> Result<Firmware> {
+    let code = dir.join("OVMF_CODE_4M.fd");
+    let vars = dir.join("OVMF_VARS_4M.fd");
+    for f in [&code, &vars] {
+        if !f.is_file() {
+            anyhow::bail!(
+                "UEFI firmware not found: {} is missing (package ovmf; run `cargo det deps`), or boot with --bios",
+                f.display()
+            );
+        }
+    }
+    fs::create_dir_all(run_dir)?;
+    let copy = run_dir.join("OVMF_VARS_4M.fd");
+    fs::copy(&vars, &copy)
+        .with_context(|| format!("copying {} to {}", vars.display(), copy.display()))?;
+    Ok(Firmware::Uefi { code, vars: copy })
+}
+
+/// The disk a harness run with `cmdline` boots: the published disk.img
+/// when its built-in command line is exactly `cmdline`, else a one-off
+/// copy with `cmdline` built in, written to `dir`.
+pub fn disk_for(profile: &Profile, image: &Image, cmdline: &str, dir: &Path) -> Result<PathBuf> {
+    if image.disk.cmdline == cmdline {
+        return Ok(image.disk_image.clone());
+    }
+    fs::create_dir_all(dir)?;
+    crate::disk::build_scratch(
+        &crate::disk::Inputs {
+            profile,
+            bzimage: &image.bzimage,
+            initramfs: &image.initramfs,
+            os_release: crate::initramfs::os_release(profile),
+            cmdline: cmdline.to_string(),
+        },
+        dir,
+    )
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -51,6 +146,7 @@ impl Boot {
             cpus: o.cpus.unwrap_or(profile.boot.cpus),
             memory_mib: profile.boot.memory_mib,
             timeout: Duration::from_secs(o.timeout.unwrap_or(profile.boot.timeout_secs)),
+            media: Media::Kernel,
         }
     }
 }
@@ -92,12 +188,33 @@ fn base_command(image: &Image, boot: &Boot, cmdline: &str) -> Command {
     ])
     .args(["-machine", "q35"])
     .args(["-smp", &boot.cpus.to_string()])
-    .args(["-m", &format!("{}M", boot.memory_mib)])
-    .arg("-kernel")
-    .arg(&image.bzimage)
-    .arg("-initrd")
-    .arg(&image.initramfs)
-    .args(["-append", cmdline]);
+    .args(["-m", &format!("{}M", boot.memory_mib)]);
+    match &boot.media {
+        Media::Kernel => {
+            q.arg("-kernel")
+                .arg(&image.bzimage)
+                .arg("-initrd")
+                .arg(&image.initramfs)
+                .args(["-append", cmdline]);
+        }
+        Media::Disk { image, firmware } => {
+            if let Firmware::Uefi { code, vars } = firmware {
+                q.arg("-drive").arg(format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                    qemu_path(code)
+                ));
+                q.arg("-drive").arg(format!(
+                    "if=pflash,format=raw,unit=1,file={}",
+                    qemu_path(vars)
+                ));
+            }
+            q.arg("-drive").arg(format!(
+                "if=none,id=disk0,format=raw,snapshot=on,file={}",
+                qemu_path(image)
+            ));
+            q.args(["-device", "virtio-blk-pci,drive=disk0,bootindex=0"]);
+        }
+    }
     match boot.accel {
         Accel::Tcg => q.args(["-accel", "tcg", "-cpu", "max"]),
         Accel::Kvm => q.args(["-accel", "kvm", "-cpu", "host"]),
@@ -105,12 +222,16 @@ fn base_command(image: &Image, boot: &Boot, cmdline: &str) -> Command {
     q
 }
 
+/// A path inside a QEMU option list: commas are doubled.
+fn qemu_path(p: &Path) -> String {
+    p.display().to_string().replace(',', ",,")
+}
+
 /// The harness's kernel command line for running `run` in the guest.
-pub fn harness_cmdline(profile: &Profile, boot: &Boot, run: &str, extra: &[String]) -> String {
+pub fn harness_cmdline(profile: &Profile, cpus: u32, run: &str, extra: &[String]) -> String {
     let mut c = format!(
-        "console=ttyS0 panic=-1 {} det.out=/dev/ttyS1 det.status=/dev/ttyS2 det.cpus={}",
+        "console=ttyS0 panic=-1 {} det.out=/dev/ttyS1 det.status=/dev/ttyS2 det.cpus={cpus}",
         build::run_arg(run),
-        boot.cpus
     );
     for e in extra {
         c.push(' ');
@@ -147,6 +268,15 @@ pub fn boot_captured(
     let started = Instant::now();
     let mut child = q.spawn().context("starting qemu-system-x86_64")?;
     let mut tail = Tail::new(logs.output());
+    // OVMF prints its boot messages on every serial port, the program
+    // output's included; they come before anything init writes.
+    tail.preamble = matches!(
+        boot.media,
+        Media::Disk {
+            firmware: Firmware::Uefi { .. },
+            ..
+        }
+    );
     let mut timed_out = false;
     let exit = loop {
         if let Some(status) = child.try_wait()? {
@@ -200,6 +330,16 @@ struct Tail {
     path: PathBuf,
     text: String,
     pos: u64,
+    /// Still dropping firmware lines at the start (see [`firmware_line`]);
+    /// an incomplete line waits in `held` until it can be judged.
+    preamble: bool,
+    held: String,
+}
+
+/// A line UEFI firmware prints on a serial port before the kernel runs:
+/// terminal control sequences, OVMF's boot manager, the kernel's EFI stub.
+pub fn firmware_line(line: &str) -> bool {
+    line.contains('\x1b') || line.starts_with("BdsDxe: ") || line.starts_with("EFI stub: ")
 }
 
 impl Tail {
@@ -208,6 +348,28 @@ impl Tail {
             path,
             text: String::new(),
             pos: 0,
+            preamble: false,
+            held: String::new(),
+        }
+    }
+
+    /// Append `new`, dropping the firmware preamble while there is one.
+    fn push(&mut self, new: &str) {
+        if !self.preamble {
+            self.text.push_str(new);
+            return;
+        }
+        self.held.push_str(new);
+        while let Some(end) = self.held.find('\n') {
+            if firmware_line(&self.held[..end]) {
+                self.held.drain(..=end);
+            } else {
+                self.preamble = false;
+                break;
+            }
+        }
+        if !self.preamble {
+            self.text.push_str(&std::mem::take(&mut self.held));
         }
     }
 
@@ -224,9 +386,9 @@ impl Tail {
             return false;
         }
         self.pos += buf.len() as u64;
-        self.text
-            .push_str(&String::from_utf8_lossy(&buf).replace('\r', ""));
-        true
+        let before = self.text.len();
+        self.push(&String::from_utf8_lossy(&buf).replace('\r', ""));
+        self.text.len() > before
     }
 }
 
@@ -279,26 +441,43 @@ fn problem_code(v: Verdict) -> ExitCode {
 }
 
 /// `cargo det run`: interactive shell, or one command with its status.
+/// With `disk`, the guest boots disk.img through firmware instead.
 pub fn run(
     project: &Project,
     profile: &Profile,
     image: &Image,
     opts: &BootOpts,
     command: &[String],
+    disk: Option<DiskBoot>,
 ) -> Result<ExitCode> {
-    let boot = Boot::resolve(project, profile, image, opts);
+    let mut boot = Boot::resolve(project, profile, image, opts);
     let run = if command.is_empty() {
         profile.boot.run.clone()
     } else {
         shell_join(command)
     };
-    if run == "shell" {
-        return interactive(project, profile, image, &boot);
-    }
-    let cmdline = harness_cmdline(profile, &boot, &run, &[]);
     let logs = Logs {
-        dir: project.images().join("logs").join(&profile.name),
+        dir: project.images().join("logs").join(match disk {
+            None => profile.name.clone(),
+            Some(d) => format!("{}-{}", profile.name, d.name()),
+        }),
     };
+    if run == "shell" {
+        if let Some(d) = disk {
+            boot.media = Media::Disk {
+                image: image.disk_image.clone(),
+                firmware: d.firmware(&logs.dir)?,
+            };
+        }
+        return interactive(profile, image, &boot, &logs.dir);
+    }
+    let cmdline = harness_cmdline(profile, boot.cpus, &run, &[]);
+    if let Some(d) = disk {
+        boot.media = Media::Disk {
+            image: disk_for(profile, image, &cmdline, &logs.dir)?,
+            firmware: d.firmware(&logs.dir)?,
+        };
+    }
     let o = boot_captured(image, &boot, &cmdline, logs, false, streamer())?;
     let c = &o.classification;
     let what = match (c.verdict, c.exit_status) {
@@ -306,9 +485,13 @@ pub fn run(
         (v, _) => v.to_string(),
     };
     eprintln!(
-        "guest: {what} after {:.1}s ({:?}{})",
+        "guest: {what} after {:.1}s ({:?}{}{})",
         o.elapsed.as_secs_f64(),
         boot.accel,
+        match &boot.media {
+            Media::Kernel => String::new(),
+            Media::Disk { firmware, .. } => format!(", disk via {}", firmware.name()),
+        },
         c.init_uptime_ms
             .map(|ms| format!(", init at {:.2}s guest time", ms as f64 / 1000.0))
             .unwrap_or_default()
@@ -322,15 +505,11 @@ pub fn run(
     }
 }
 
-/// Serial console on the terminal; Ctrl-A X quits QEMU.
-fn interactive(
-    project: &Project,
-    profile: &Profile,
-    image: &Image,
-    boot: &Boot,
-) -> Result<ExitCode> {
-    let logs = project.images().join("logs").join(&profile.name);
-    fs::create_dir_all(&logs)?;
+/// Serial console on the terminal; Ctrl-A X quits QEMU. A disk boots with
+/// its own command line: ttyS1 and ttyS2 go to files, so a disk built for
+/// the harness works too.
+fn interactive(profile: &Profile, image: &Image, boot: &Boot, logs: &Path) -> Result<ExitCode> {
+    fs::create_dir_all(logs)?;
     let mut cmdline = format!(
         "console=ttyS0 panic=-1 det.run=shell det.status=/dev/ttyS1 det.cpus={}",
         boot.cpus
@@ -339,8 +518,12 @@ fn interactive(
         cmdline = format!("{cmdline} {}", profile.boot.cmdline.trim());
     }
     let mut q = base_command(image, boot, &cmdline);
-    q.args(["-serial", "mon:stdio"])
-        .arg("-serial")
+    q.args(["-serial", "mon:stdio"]);
+    if matches!(boot.media, Media::Disk { .. }) {
+        q.arg("-serial")
+            .arg(format!("file:{}", logs.join("output.log").display()));
+    }
+    q.arg("-serial")
         .arg(format!("file:{}", logs.join("status.log").display()));
     if std::io::stdin().is_terminal() {
         eprintln!("detlinux shell on the serial console; `exit` powers off, Ctrl-A X quits QEMU");
@@ -366,7 +549,7 @@ pub fn demo(
     opts: &BootOpts,
 ) -> Result<ExitCode> {
     let boot = Boot::resolve(project, profile, image, opts);
-    let cmdline = harness_cmdline(profile, &boot, "demos", &[]);
+    let cmdline = harness_cmdline(profile, boot.cpus, "demos", &[]);
     let logs = Logs {
         dir: project.images().join("logs").join("demo"),
     };
@@ -439,6 +622,7 @@ fn probe_kvm(project: &Project, image: &Image) -> Accel {
         cpus: 1,
         memory_mib: 256,
         timeout: Duration::from_secs(20),
+        media: Media::Kernel,
     };
     let logs = Logs {
         dir: project.cache("kvm-probe").join("logs"),
@@ -463,6 +647,47 @@ fn probe_kvm(project: &Project, image: &Image) -> Accel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_ovmf_is_a_clear_error_and_nothing_is_written() {
+        let root = std::env::temp_dir().join(format!("det-ovmf-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let fw = root.join("fw");
+        let run = root.join("run");
+        fs::create_dir_all(&fw).unwrap();
+        fs::write(fw.join("OVMF_VARS_4M.fd"), b"vars").unwrap();
+        let err = uefi_firmware(&fw, &run).unwrap_err().to_string();
+        assert!(
+            err.contains("OVMF_CODE_4M.fd is missing") && err.contains("ovmf"),
+            "{err}"
+        );
+        assert!(!run.exists(), "nothing may be written on error");
+        fs::write(fw.join("OVMF_CODE_4M.fd"), b"code").unwrap();
+        match uefi_firmware(&fw, &run).unwrap() {
+            Firmware::Uefi { code, vars } => {
+                assert_eq!(code, fw.join("OVMF_CODE_4M.fd"));
+                assert_eq!(vars, run.join("OVMF_VARS_4M.fd"));
+                assert_eq!(fs::read(vars).unwrap(), b"vars");
+            }
+            Firmware::Bios => panic!("expected UEFI"),
+        }
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn uefi_preamble_is_dropped_from_the_output_even_in_pieces() {
+        let mut t = Tail::new(PathBuf::from("/nonexistent"));
+        t.preamble = true;
+        t.push("\x1b[2J\x1b[01;01HBdsDxe: loading Boot0001\nBdsDxe: star");
+        assert_eq!(t.text, "");
+        t.push("ting Boot0001\nEFI stub: Loaded initrd\nKTAP version 1\n1..2");
+        assert_eq!(t.text, "KTAP version 1\n1..2");
+        t.push("\nBdsDxe: not firmware any more\n");
+        assert!(t.text.ends_with("1..2\nBdsDxe: not firmware any more\n"));
+        let mut plain = Tail::new(PathBuf::from("/nonexistent"));
+        plain.push("BdsDxe: kept without a preamble\n");
+        assert_eq!(plain.text, "BdsDxe: kept without a preamble\n");
+    }
 
     #[test]
     fn shell_join_quotes_what_needs_it() {

@@ -16,7 +16,7 @@ use crate::build;
 use crate::ktap::{self, Outcome};
 use crate::profile::Profile;
 use crate::project::Project;
-use crate::qemu::{self, Boot, Logs};
+use crate::qemu::{self, Boot, DiskBoot, Logs, Media};
 use crate::BootOpts;
 
 /// Totals of one guest run.
@@ -32,6 +32,7 @@ pub fn run(
     opts: &BootOpts,
     only: &[String],
     host: bool,
+    disk: bool,
     logs: Option<PathBuf>,
 ) -> Result<ExitCode> {
     // Load every profile first: a typo fails before anything is built.
@@ -57,28 +58,38 @@ pub fn run(
         skipped: 0,
     };
     let mut all_passed = true;
+    let mut runs = Vec::new();
     for profile in &profiles {
-        let logs = logs
-            .as_ref()
-            .map(|l| l.join(&profile.name))
-            .unwrap_or_else(|| project.images().join("logs").join(&profile.name));
-        let (ok, t) = run_profile(project, profile, opts, only, logs)?;
-        all_passed &= ok;
-        total.passed += t.passed;
-        total.failed += t.failed;
-        total.skipped += t.skipped;
+        // The suite via -kernel, then from disk.img under OVMF and SeaBIOS
+        // when the profile asks for it: each is its own run in the tally.
+        let mut media = vec![None];
+        if disk && profile.disk.test_boots {
+            media.extend([Some(DiskBoot::Uefi), Some(DiskBoot::Bios)]);
+        }
+        for m in media {
+            let name = match m {
+                None => profile.name.clone(),
+                Some(d) => format!("{}/{}", profile.name, d.name()),
+            };
+            let logs = logs
+                .as_ref()
+                .unwrap_or(&project.images().join("logs"))
+                .join(name.replace('/', "-"));
+            let (ok, t) = run_profile(project, profile, opts, only, m, &name, logs)?;
+            runs.push(name);
+            all_passed &= ok;
+            total.passed += t.passed;
+            total.failed += t.failed;
+            total.skipped += t.skipped;
+        }
     }
-    if profiles.len() > 1 {
+    if runs.len() > 1 {
         println!(
-            "{} passed, {} failed{} (profiles: {})",
+            "{} passed, {} failed{} (runs: {})",
             total.passed,
             total.failed,
             skipped(total.skipped),
-            profiles
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            runs.join(", ")
         );
     }
     Ok(if all_passed {
@@ -96,30 +107,41 @@ fn skipped(n: usize) -> String {
     }
 }
 
-/// Boot one profile's image with `det.run=tests` and report.
+/// Boot one profile's image with `det.run=tests` and report: with the
+/// kernel handed to QEMU, or from disk.img through firmware.
 fn run_profile(
     project: &Project,
     profile: &Profile,
     opts: &BootOpts,
     only: &[String],
+    disk: Option<DiskBoot>,
+    name: &str,
     logs: PathBuf,
 ) -> Result<(bool, Tally)> {
     let image = build::build(project, profile)?;
-    let boot = Boot::resolve(project, profile, &image, opts);
+    let mut boot = Boot::resolve(project, profile, &image, opts);
     let mut extra = Vec::new();
     if !only.is_empty() {
         extra.push(format!("det.tests={}", only.join(",")));
     }
-    let cmdline = qemu::harness_cmdline(profile, &boot, "tests", &extra);
+    let cmdline = qemu::harness_cmdline(profile, boot.cpus, "tests", &extra);
+    let mut what = format!("images/{}", profile.name);
+    if let Some(d) = disk {
+        let path = qemu::disk_for(profile, &image, &cmdline, &logs)?;
+        what = format!("{} via {}", project.show(&path), d.name());
+        boot.media = Media::Disk {
+            image: path,
+            firmware: d.firmware(&logs)?,
+        };
+    }
     eprintln!(
-        "booting images/{} ({} CPUs, {:?}, limit {}s)",
-        profile.name,
+        "booting {what} ({} CPUs, {:?}, limit {}s)",
         boot.cpus,
         boot.accel,
         boot.timeout.as_secs()
     );
     let mut shown = BTreeSet::new();
-    let tag = format!("[{}]", profile.name);
+    let tag = format!("[{name}]");
     let o = qemu::boot_captured(&image, &boot, &cmdline, Logs { dir: logs }, true, |text| {
         // Print each leaf result once, as soon as its line is complete.
         for r in ktap::parse_complete_lines(text).results {

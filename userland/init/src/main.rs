@@ -1,7 +1,8 @@
 //! detlinux's init: PID 1 of the guest.
 //!
 //! `main` is the boot as an ordered list of steps: mount the file systems
-//! of [`MOUNTS`], put stdio on the console, read the `det.*` keys of the
+//! of [`MOUNTS`], put stdio on the console, mount the disk image's data
+//! partition at `/data` if there is one ([`mount_data`]), read the `det.*` keys of the
 //! kernel command line ([`config`]), report `DET-INIT start` on the status
 //! channel, run what `det.run=` asks for ([`modes`]) while reaping every
 //! orphan ([`child`]), report `DET-EXIT status=N`, power off.
@@ -104,6 +105,7 @@ fn main() {
 fn boot(io: &mut Channels) -> Result<i32, String> {
     mount_all(MOUNTS)?;
     reopen_stdio_on_console()?;
+    mount_data();
     let text = read_cmdline()?;
     let params = cmdline::parse(&text);
     io.open_status(&config::status_path(&params))?;
@@ -131,6 +133,42 @@ fn mount_all(mounts: &[Mount]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// GPT partition name of the data partition on detlinux's disk image.
+const DATA_LABEL: &str = "detlinux-data";
+const DATA_DIR: &str = "/data";
+
+/// Mounts the partition named [`DATA_LABEL`] (ext4) at [`DATA_DIR`]. Never
+/// fails the boot: without such a partition (a `-kernel` boot) nothing
+/// happens; if mounting fails, a note goes to the console and the boot
+/// goes on.
+fn mount_data() {
+    let Some(dev) = find_partition(DATA_LABEL) else {
+        return;
+    };
+    let result = fs::create_dir_all(DATA_DIR)
+        .and_then(|()| sys::mount(&dev, DATA_DIR, "ext4", libc::MS_NOATIME, ""));
+    if let Err(e) = result {
+        let _ = writeln!(io::stderr(), "init: not mounting {dev} on {DATA_DIR}: {e}");
+    }
+}
+
+/// `/dev/<name>` of the first block device (in name order) whose GPT
+/// partition name is `label`, read from sysfs (there is no udev here).
+fn find_partition(label: &str) -> Option<String> {
+    let mut names: Vec<String> = fs::read_dir("/sys/class/block")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names.into_iter().find_map(|name| {
+        let uevent = fs::read_to_string(format!("/sys/class/block/{name}/uevent")).ok()?;
+        uevent
+            .lines()
+            .any(|l| l.strip_prefix("PARTNAME=") == Some(label))
+            .then(|| format!("/dev/{name}"))
+    })
 }
 
 /// Whether `m` is mounted already (false while /proc is not).
