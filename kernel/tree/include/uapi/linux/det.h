@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * Deterministic process groups: dput(), dget(), dret().
+ *
+ * A legacy process becomes the master of a deterministic process group
+ * with dput(0, DET_BECOME_MASTER, 0, 0, 0).  Every process it creates
+ * with dput() is deterministic, and so is their whole subtree.  A
+ * deterministic process talks only to its parent and its children, through
+ * these three system calls; any other system call, and any fault, stops it
+ * (an implicit dret()) and its parent decides what happens next.
+ *
+ * The flag and status values are those of the v3.0-det port (Linux 3.0)
+ * and its libdeterm, so programs written for it move over easily.  See
+ * docs/kernel.md for the full description.
+ */
+#ifndef _UAPI_LINUX_DET_H
+#define _UAPI_LINUX_DET_H
+
+#include <linux/types.h>
+
+/*
+ * System call numbers (x86_64 only; not available to x32 or 32-bit
+ * tasks).  v3.0-det used 309-311, which belong to other system calls
+ * today.  detlinux takes numbers far above what upstream allocates and
+ * outside the legacy x32 range 512-547.  They also appear as __NR_dput,
+ * __NR_dget and __NR_dret in <asm/unistd_64.h>.
+ *
+ *   long dput(unsigned long child, unsigned long flags,
+ *             unsigned long start, unsigned long size, unsigned long dststart);
+ *   long dget(unsigned long child, unsigned long flags,
+ *             unsigned long start, unsigned long size, unsigned long dststart);
+ *   long dret(void);
+ */
+#define DET_NR_DPUT		1000
+#define DET_NR_DGET		1001
+#define DET_NR_DRET		1002
+
+/*
+ * Operations: at most one per call, in the low 16 bits of @flags.
+ * An operation's options ("op-flags") live in bits 16-23 and mean
+ * different things for different operations.
+ */
+#define DET_REGS		0x00000001 /* put/get: copy registers */
+#define DET_BECOME_MASTER	0x00000002 /* put: caller becomes a master */
+#define DET_GET_STATUS		0x00000004 /* get: return child's status */
+#define DET_KILL		0x00000008 /* put: destroy the child */
+#define DET_ALLOW_SIGNALS	0x00000010 /* put: signals that end waits */
+#define DET_VM_ZERO		0x00000020 /* put: zero a range (reserved) */
+#define DET_VM_COPY		0x00000040 /* put/get: copy a range (reserved) */
+#define DET_SNAP		0x00000080 /* put: snapshot (reserved) */
+#define DET_MERGE		0x00000100 /* get: merge (reserved) */
+
+/* Op-flags of DET_REGS: which register sets to copy (one or both). */
+#define DET_GENERAL_REGS	0x00010000 /* struct user_regs_struct */
+#define DET_FP_REGS		0x00020000 /* struct user_fpregs_struct */
+
+/* Op-flag of DET_GET_STATUS: do not wait (masters only). */
+#define DET_DONT_WAIT		0x00010000
+
+/* Op-flag of DET_KILL: do not wait for the child to stop first. */
+#define DET_KILL_POISON		0x00010000
+
+/* Op-flags of DET_VM_ZERO (reserved): protection of the zeroed range. */
+#define DET_PROT_READ		0x00010000
+#define DET_PROT_WRITE		0x00020000
+#define DET_PROT_EXEC		0x00040000
+
+/* After the operation, set the child running. */
+#define DET_START		0x01000000
+
+/* Status of a child, the non-negative return value of dput() and dget(). */
+#define DET_S_READY		1 /* stopped by dret() or never started */
+#define DET_S_RUNNING		2 /* running */
+#define DET_S_EXCEPT		3 /* stopped by a fault or forbidden syscall */
+#define DET_S_EXIT_NORMAL	4 /* called exit() or exit_group() */
+#define DET_S_EXCEPT_DEAD	5 /* killed by a signal it could not stop on */
+
+/* Why the child stopped, in struct det_status.reason. */
+#define DET_R_NONE		0 /* running, or never started */
+#define DET_R_DRET		1 /* it called dret() */
+#define DET_R_SYSCALL		2 /* it attempted a forbidden system call */
+#define DET_R_SIGNAL		3 /* a fault signal (SIGSEGV, SIGFPE, ...) */
+#define DET_R_EXIT		4 /* it called exit() or exit_group() */
+#define DET_R_KILLED		5 /* it died of a signal (e.g. OOM SIGKILL) */
+
+/**
+ * struct det_status - what dget(child, DET_GET_STATUS, &st, sizeof(st), 0)
+ * writes.
+ * @status:	DET_S_* value, also the return value of the call.
+ * @reason:	DET_R_* value: why the child is stopped or dead.
+ * @signo:	DET_R_SIGNAL: the fault signal; DET_R_KILLED: the fatal signal.
+ * @code:	DET_R_SIGNAL: the signal's si_code.
+ * @exit_code:	DET_R_EXIT: the exit status (0-255).
+ * @__reserved:	zero.
+ * @syscall_nr:	DET_R_SYSCALL: the system call number as passed in rax
+ *		(all 64 bits, x32 bit included); -1 otherwise.
+ * @addr:	DET_R_SIGNAL: the fault address (si_addr), if any.
+ * @ip:		instruction pointer where the child stopped.
+ */
+struct det_status {
+	__u32 status;
+	__u32 reason;
+	__s32 signo;
+	__s32 code;
+	__s32 exit_code;
+	__u32 __reserved;
+	__s64 syscall_nr;
+	__u64 addr;
+	__u64 ip;
+};
+
+#define DET_STATUS_SIZE		48 /* sizeof(struct det_status) */
+#define DET_GENERAL_REGS_SIZE	216 /* sizeof(struct user_regs_struct) */
+#define DET_FP_REGS_SIZE	512 /* sizeof(struct user_fpregs_struct) */
+/*
+ * DET_ALLOW_SIGNALS takes the kernel's signal set, 8 bytes on x86_64, like
+ * rt_sigprocmask()'s sigsetsize; a glibc sigset_t begins with it.
+ */
+#define DET_SIGSET_SIZE		8
+
+#endif /* _UAPI_LINUX_DET_H */

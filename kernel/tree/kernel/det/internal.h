@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Deterministic process groups: internal interfaces.
+ */
+#ifndef _KERNEL_DET_INTERNAL_H
+#define _KERNEL_DET_INTERNAL_H
+
+#include <linux/det.h>
+#include <linux/refcount.h>
+#include <linux/signal.h>
+#include <linux/spinlock.h>
+#include <linux/wait.h>
+#include <linux/xarray.h>
+
+/* Internal state of a child between kernel_clone() and its first stop. */
+#define DET_S_CREATING	0
+
+/**
+ * struct det_proc - deterministic state of a master or of a deterministic
+ * process.
+ * @ref:	one reference held by the task (dropped in free_task()),
+ *		one by the parent's @children table while listed there.
+ * @master:	true for a master (a legacy process that called
+ *		DET_BECOME_MASTER), false for a deterministic process.
+ * @id:		the child ID its parent chose (deterministic processes).
+ * @task:	the task, with a reference, while listed in its parent's
+ *		table; NULL for a master's own state.
+ * @children:	the caller's children by ID.  Only the owning task touches
+ *		it (masters and deterministic processes are single-threaded).
+ * @creating:	the child being created by the owner's dput(), so that
+ *		det_fork() can tell a dput() creation from a legacy fork.
+ * @allowed:	master only: signals that may interrupt its waits.
+ * @lock:	protects @state and @st.
+ * @wq:		the parent waits here for the child to stop or die, the
+ *		child waits here to be started.
+ * @fresh:	a new child that has not yet run; it drops its clock pages
+ *		and parks before it first reaches user space.  Child only.
+ * @state:	DET_S_* (or DET_S_CREATING until kernel_clone() returns).
+ * @st:		what the parent reads with DET_GET_STATUS.
+ */
+struct det_proc {
+	refcount_t		ref;
+	bool			master;
+	unsigned long		id;
+	struct task_struct	*task;
+	struct xarray		children;
+	struct det_proc		*creating;
+	sigset_t		allowed;
+	spinlock_t		lock;
+	wait_queue_head_t	wq;
+	bool			fresh;
+	int			state;
+	struct det_status	st;
+};
+
+/* process.c */
+struct det_proc *det_alloc(bool master);
+void det_put_proc(struct det_proc *d);
+bool det_stopped(struct det_proc *d);
+bool det_dead(struct det_proc *d);
+int det_state(struct det_proc *d);
+int det_become_master(void);
+struct det_proc *det_create(struct det_proc *me, unsigned long id);
+int det_wait_stopped(struct det_proc *me, struct det_proc *d);
+int det_start(struct det_proc *d);
+int det_kill(struct det_proc *me, struct det_proc *d);
+void det_get_status(struct det_proc *d, struct det_status *st);
+void det_stop(struct det_proc *me, int state, int reason, int signo,
+	      int code, unsigned long addr, long nr);
+
+/* enforce.c */
+void det_drop_vdso(void);
+
+/* regs.c */
+int det_regs(struct det_proc *d, bool put, unsigned long flags,
+	     void __user *buf, unsigned long size);
+unsigned long det_regs_size(unsigned long flags);
+
+#endif /* _KERNEL_DET_INTERNAL_H */

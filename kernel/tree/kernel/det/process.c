@@ -1,0 +1,428 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Deterministic process groups: process lifecycle.
+ *
+ * Masters and deterministic processes are single-threaded (a master may
+ * not create threads, a deterministic process may not make the system
+ * call), so a task's table of children is only ever touched by the task
+ * itself.  The stop/start handshake between a parent and a child goes
+ * through the child's @state under its @lock, with both sides sleeping on
+ * the child's @wq.
+ *
+ * Lifetime: a child's struct det_proc has one reference from its task
+ * (dropped in free_task()) and one from its parent's table; the parent also
+ * holds a reference on the child's task_struct while the child is listed.
+ * A child is autoreaped at exit (it never becomes a zombie and is never
+ * reparented); its parent drops it with DET_KILL or when it exits itself.
+ */
+
+#include <linux/debugfs.h>
+#include <linux/hugetlb.h>
+#include <linux/mm.h>
+#include <linux/ptrace.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/task.h>
+#include <linux/sched/task_stack.h>
+#include <linux/slab.h>
+
+#include "internal.h"
+
+/* Live struct det_proc objects, for leak tests (debugfs det/objects). */
+static atomic_t det_objects = ATOMIC_INIT(0);
+
+struct det_proc *det_alloc(bool master)
+{
+	struct det_proc *d = kzalloc(sizeof(*d), GFP_KERNEL_ACCOUNT);
+
+	if (!d)
+		return NULL;
+	atomic_inc(&det_objects);
+	refcount_set(&d->ref, 1);
+	d->master = master;
+	xa_init(&d->children);
+	spin_lock_init(&d->lock);
+	init_waitqueue_head(&d->wq);
+	d->state = DET_S_CREATING;
+	d->fresh = !master;
+	d->st.syscall_nr = -1;
+	return d;
+}
+
+void det_put_proc(struct det_proc *d)
+{
+	if (!refcount_dec_and_test(&d->ref))
+		return;
+	/*
+	 * The owner emptied its table in __det_exit(), which leaves the
+	 * xarray with no nodes: nothing to destroy.  (This may run from an
+	 * RCU callback via free_task(), where taking the xarray lock would
+	 * be wrong.)
+	 */
+	WARN_ON_ONCE(!xa_empty(&d->children));
+	WARN_ON_ONCE(d->task);
+	kfree(d);
+	atomic_dec(&det_objects);
+}
+
+int det_state(struct det_proc *d)
+{
+	int s = READ_ONCE(d->state);
+
+	return s == DET_S_CREATING ? DET_S_RUNNING : s;
+}
+
+bool det_stopped(struct det_proc *d)
+{
+	int s = READ_ONCE(d->state);
+
+	return s != DET_S_RUNNING && s != DET_S_CREATING;
+}
+
+bool det_dead(struct det_proc *d)
+{
+	int s = READ_ONCE(d->state);
+
+	return s == DET_S_EXIT_NORMAL || s == DET_S_EXCEPT_DEAD;
+}
+
+bool __det_is_child(const struct task_struct *t)
+{
+	struct det_proc *d = READ_ONCE(t->det);
+
+	return d && !d->master;
+}
+
+static bool det_mm_unsupported(struct mm_struct *mm)
+{
+	struct vm_area_struct *vma;
+	bool bad = false;
+	VMA_ITERATOR(vmi, mm, 0);
+
+	if (!mm)
+		return false;
+	if (IS_ENABLED(CONFIG_KSM) && test_bit(MMF_VM_MERGEABLE, &mm->flags))
+		return true;
+	mmap_read_lock(mm);
+	for_each_vma(vmi, vma) {
+		if (is_vm_hugetlb_page(vma) || (vma->vm_flags & VM_MERGEABLE)) {
+			bad = true;
+			break;
+		}
+	}
+	mmap_read_unlock(mm);
+	return bad;
+}
+
+/*
+ * DET_BECOME_MASTER.  Refused for a process with other threads or with
+ * children of its own (they would be legacy processes of a master), and
+ * for one with hugetlb or KSM mappings, which the memory operations do not
+ * support.
+ */
+int det_become_master(void)
+{
+	struct task_struct *me = current;
+	struct det_proc *d;
+	bool children;
+
+	if (me->det)
+		return me->det->master ? -EEXIST : -EACCES;
+	/*
+	 * Count live threads, not thread_group_empty(): a joined thread is
+	 * reported gone (CLONE_CHILD_CLEARTID) shortly before it leaves the
+	 * thread group, but it has already given up its place in ->live.
+	 */
+	if (atomic_read(&me->signal->live) != 1)
+		return -EBUSY;
+	read_lock(&tasklist_lock);
+	children = !list_empty(&me->children);
+	read_unlock(&tasklist_lock);
+	if (children)
+		return -EBUSY;
+	if (det_mm_unsupported(me->mm))
+		return -EOPNOTSUPP;
+
+	d = det_alloc(true);
+	if (!d)
+		return -ENOMEM;
+	d->state = DET_S_RUNNING;
+	/* Published last: det_fork() now refuses legacy forks. */
+	smp_store_release(&me->det, d);
+	return 0;
+}
+
+/* Hook from copy_process(), right after dup_task_struct(). */
+int det_fork(struct task_struct *p)
+{
+	struct det_proc *me = current->det;
+	struct det_proc *d;
+
+	/* dup_task_struct() copied the parent's pointer. */
+	p->det = NULL;
+	if (likely(!me))
+		return 0;
+	d = me->creating;
+	if (!d)
+		return -EPERM;	/* legacy fork/vfork/clone from a master */
+
+	refcount_inc(&d->ref);
+	p->det = d;
+	set_task_syscall_work(p, DET);
+	set_tsk_thread_flag(p, TIF_NOTSC);
+	return 0;
+}
+
+/* Hook from copy_process(), once creation can no longer fail. */
+void det_fork_done(struct task_struct *p)
+{
+	struct det_proc *d = p->det;
+
+	if (likely(!d))
+		return;
+	get_task_struct(p);
+	d->task = p;
+}
+
+/* Hook from free_task(): the task's own reference. */
+void det_free_task(struct task_struct *t)
+{
+	if (unlikely(t->det)) {
+		det_put_proc(t->det);
+		t->det = NULL;
+	}
+}
+
+/* Drop a child from its parent's table; it must be dead or never born. */
+static void det_forget(struct det_proc *me, struct det_proc *d)
+{
+	struct task_struct *t = d->task;
+
+	xa_erase(&me->children, d->id);
+	d->task = NULL;
+	det_put_proc(d);
+	if (t)
+		put_task_struct(t);
+}
+
+/*
+ * Create child @id of the caller, fork-like: a copy-on-write image of the
+ * caller's memory and its registers at this dput(), returning 0 from dput()
+ * when first started.  Returns once the child has parked, stopped.
+ */
+struct det_proc *det_create(struct det_proc *me, unsigned long id)
+{
+	struct kernel_clone_args args = {
+		.flags		= CLONE_UNTRACED,
+		.exit_signal	= 0,
+	};
+	struct det_proc *d;
+	pid_t pid;
+	int err;
+
+	d = det_alloc(false);
+	if (!d)
+		return ERR_PTR(-ENOMEM);
+	d->id = id;
+	err = xa_insert(&me->children, id, d, GFP_KERNEL_ACCOUNT);
+	if (err) {
+		det_put_proc(d);
+		return ERR_PTR(err == -EBUSY ? -EEXIST : err);
+	}
+
+	me->creating = d;
+	pid = kernel_clone(&args);
+	me->creating = NULL;
+	if (pid < 0) {
+		det_forget(me, d);
+		return ERR_PTR(pid);
+	}
+
+	/*
+	 * The child is stopped from the start: it cannot reach user space
+	 * before its state says DET_S_RUNNING, so there is no need to wait
+	 * for it to park.
+	 */
+	spin_lock(&d->lock);
+	d->st.ip = instruction_pointer(task_pt_regs(d->task));
+	WRITE_ONCE(d->state, DET_S_READY);
+	spin_unlock(&d->lock);
+	return d;
+}
+
+/*
+ * Called by the child itself: stop with @state, wake the parent, and wait
+ * until the parent starts it again or it is killed.
+ */
+void det_stop(struct det_proc *me, int state, int reason, int signo,
+	      int code, unsigned long addr, long nr)
+{
+	spin_lock(&me->lock);
+	me->st.reason = reason;
+	me->st.signo = signo;
+	me->st.code = code;
+	me->st.addr = addr;
+	me->st.syscall_nr = nr;
+	me->st.ip = instruction_pointer(current_pt_regs());
+	WRITE_ONCE(me->state, state);
+	spin_unlock(&me->lock);
+	/* We are about to sleep: let the parent run on this CPU. */
+	wake_up_sync(&me->wq);
+
+	wait_event_killable(me->wq, READ_ONCE(me->state) == DET_S_RUNNING);
+}
+
+/* Any signal in @set pending for current? */
+static bool det_signal_in(const sigset_t *set)
+{
+	sigset_t pend;
+
+	spin_lock_irq(&current->sighand->siglock);
+	sigorsets(&pend, &current->pending.signal,
+		  &current->signal->shared_pending.signal);
+	spin_unlock_irq(&current->sighand->siglock);
+	sigandsets(&pend, &pend, set);
+	return !sigisemptyset(&pend);
+}
+
+/*
+ * Parent side: wait until child @d is stopped (or dead).  A deterministic
+ * parent's wait ends only by SIGKILL.  A master's wait may also be ended by
+ * the signals it allowed with DET_ALLOW_SIGNALS (-EINTR); every other signal
+ * stays blocked while it waits and is delivered afterwards.  If the wait is
+ * broken by a stop signal, the call restarts transparently.
+ */
+int det_wait_stopped(struct det_proc *me, struct det_proc *d)
+{
+	sigset_t saved, mask;
+	int ret;
+
+	if (det_stopped(d))
+		return 0;
+	if (!me->master)
+		return wait_event_killable(d->wq, det_stopped(d)) ? -EINTR : 0;
+
+	saved = current->blocked;
+	siginitsetinv(&mask, 0);
+	sigandnsets(&mask, &mask, &me->allowed);
+	sigorsets(&mask, &mask, &saved);
+	set_current_blocked(&mask);
+	ret = wait_event_interruptible(d->wq, det_stopped(d));
+	if (ret)
+		ret = fatal_signal_pending(current) ||
+		      det_signal_in(&me->allowed) ? -EINTR : -ERESTARTNOINTR;
+	set_current_blocked(&saved);
+	return ret;
+}
+
+/* Set a stopped child running.  Caller has waited for it to stop. */
+int det_start(struct det_proc *d)
+{
+	spin_lock(&d->lock);
+	if (d->state == DET_S_EXIT_NORMAL || d->state == DET_S_EXCEPT_DEAD) {
+		spin_unlock(&d->lock);
+		return -ECHILD;
+	}
+	d->st.reason = DET_R_NONE;
+	d->st.signo = 0;
+	d->st.code = 0;
+	d->st.addr = 0;
+	d->st.syscall_nr = -1;
+	WRITE_ONCE(d->state, DET_S_RUNNING);
+	spin_unlock(&d->lock);
+	wake_up_all(&d->wq);
+	return 0;
+}
+
+void det_get_status(struct det_proc *d, struct det_status *st)
+{
+	spin_lock(&d->lock);
+	*st = d->st;
+	st->status = det_state(d);
+	spin_unlock(&d->lock);
+}
+
+static void det_sigkill(struct det_proc *d)
+{
+	if (d->task && !det_dead(d))
+		send_sig_info(SIGKILL, SEND_SIG_PRIV, d->task);
+}
+
+/*
+ * DET_KILL: destroy child @d and its whole subtree, and drop it from the
+ * caller's table.  Without DET_KILL_POISON the caller has already waited for
+ * it to stop; with it, a running child is killed where it is.  Returns once
+ * nothing of the subtree is left (no task, no /proc entry).
+ */
+int det_kill(struct det_proc *me, struct det_proc *d)
+{
+	det_sigkill(d);
+	if (wait_event_killable(d->wq, det_dead(d)))
+		return -EINTR;
+	det_forget(me, d);
+	return 0;
+}
+
+/*
+ * Hook from do_exit(), once PF_EXITING is set: a deterministic process
+ * never outlives its parent, so kill every child first, then wait until
+ * each one is released.  Kill them all before waiting for any, so a wide
+ * tree dies in parallel.
+ */
+void __det_exit(struct task_struct *t)
+{
+	struct det_proc *me = t->det;
+	struct det_proc *d;
+	unsigned long id;
+
+	if (WARN_ON_ONCE(t != current))
+		return;
+	xa_for_each(&me->children, id, d)
+		det_sigkill(d);
+	xa_for_each(&me->children, id, d) {
+		if (d->task)
+			wait_event(d->wq, det_dead(d));
+		det_forget(me, d);
+	}
+}
+
+/*
+ * Hook from do_exit(), after exit_notify() released the task: record how
+ * the child ended and wake its parent.
+ */
+void __det_exit_notify(struct task_struct *t)
+{
+	struct det_proc *me = t->det;
+	int code = t->exit_code;
+
+	if (me->master)
+		return;
+	spin_lock(&me->lock);
+	if (!(code & 0x7f)) {
+		me->st.reason = DET_R_EXIT;
+		me->st.exit_code = (code >> 8) & 0xff;
+		me->st.signo = 0;
+		WRITE_ONCE(me->state, DET_S_EXIT_NORMAL);
+	} else {
+		me->st.reason = DET_R_KILLED;
+		me->st.signo = code & 0x7f;
+		WRITE_ONCE(me->state, DET_S_EXCEPT_DEAD);
+	}
+	me->st.code = 0;
+	me->st.addr = 0;
+	me->st.syscall_nr = -1;
+	me->st.ip = 0;
+	spin_unlock(&me->lock);
+	wake_up_sync(&me->wq);
+}
+
+#ifdef CONFIG_DEBUG_FS
+static int __init det_debugfs_init(void)
+{
+	struct dentry *dir = debugfs_create_dir("det", NULL);
+
+	debugfs_create_atomic_t("objects", 0444, dir, &det_objects);
+	return 0;
+}
+late_initcall(det_debugfs_init);
+#endif

@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Deterministic process groups: the dput(), dget() and dret() system calls.
+ *
+ * Checks run in a fixed order, so the error a caller gets when several
+ * arguments are wrong is defined (tools/testing/selftests/det/ pins it):
+ *
+ *   1. -EINVAL       unknown flag bits, an operation the call does not
+ *                    have, more than one operation, op-flags the operation
+ *                    does not take, DET_START with an operation that has
+ *                    no child to start, nonzero unused arguments, a size
+ *                    that does not match the operation;
+ *   2. -EOPNOTSUPP   memory operations (DET_VM_ZERO, DET_VM_COPY, DET_SNAP,
+ *                    DET_MERGE): valid, reserved, not implemented yet;
+ *   3. -EPERM/-EACCES/-EEXIST/-EBUSY  the caller's role;
+ *   4. -ESRCH/-ECHILD  the child;
+ *   5. -EINTR        the wait for the child to stop;
+ *   6. -EFAULT       user memory, touched last.
+ */
+
+#include <linux/syscalls.h>
+#include <linux/uaccess.h>
+
+#include "internal.h"
+
+#define DET_OP_MASK		0x0000ffffUL
+#define DET_OPFLAG_MASK		0x00ff0000UL
+
+#define DET_PUT_OPS	(DET_REGS | DET_BECOME_MASTER | DET_KILL | \
+			 DET_ALLOW_SIGNALS | DET_VM_ZERO | DET_VM_COPY | \
+			 DET_SNAP)
+#define DET_GET_OPS	(DET_REGS | DET_GET_STATUS | DET_VM_COPY | DET_MERGE)
+#define DET_MEM_OPS	(DET_VM_ZERO | DET_VM_COPY | DET_SNAP | DET_MERGE)
+
+static unsigned long det_opflags_allowed(unsigned long op)
+{
+	switch (op) {
+	case DET_REGS:
+		return DET_GENERAL_REGS | DET_FP_REGS;
+	case DET_GET_STATUS:
+		return DET_DONT_WAIT;
+	case DET_KILL:
+		return DET_KILL_POISON;
+	case DET_VM_ZERO:
+		return DET_PROT_READ | DET_PROT_WRITE | DET_PROT_EXEC;
+	}
+	return 0;
+}
+
+/* Step 1 and 2 of the check order: the arguments alone. */
+static int det_check_args(bool put, unsigned long child, unsigned long flags,
+			  unsigned long start, unsigned long size,
+			  unsigned long dststart)
+{
+	unsigned long ops = put ? DET_PUT_OPS : DET_GET_OPS;
+	unsigned long op = flags & DET_OP_MASK;
+	unsigned long opf = flags & DET_OPFLAG_MASK;
+
+	if (flags & ~(ops | DET_OPFLAG_MASK | DET_START))
+		return -EINVAL;
+	if (op & (op - 1))
+		return -EINVAL;
+	if (opf & ~det_opflags_allowed(op))
+		return -EINVAL;
+	if (op == DET_REGS && !opf)
+		return -EINVAL;
+	if ((flags & DET_START) &&
+	    (op & (DET_BECOME_MASTER | DET_ALLOW_SIGNALS | DET_KILL)))
+		return -EINVAL;
+	if (op & DET_MEM_OPS)
+		return -EOPNOTSUPP;
+
+	switch (op) {
+	case DET_BECOME_MASTER:
+		if (child || start || size || dststart)
+			return -EINVAL;
+		break;
+	case DET_ALLOW_SIGNALS:
+		if (child || size != sizeof(sigset_t) || dststart)
+			return -EINVAL;
+		break;
+	case DET_REGS:
+		if (size != det_regs_size(flags) || dststart)
+			return -EINVAL;
+		break;
+	case DET_GET_STATUS:
+		if ((start ? size != sizeof(struct det_status) : size) ||
+		    dststart)
+			return -EINVAL;
+		break;
+	default: /* DET_KILL, or no operation */
+		if (start || size || dststart)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/* Step 3: the caller's role, for everything but DET_BECOME_MASTER. */
+static int det_check_caller(struct det_proc *me, unsigned long flags)
+{
+	unsigned long op = flags & DET_OP_MASK;
+
+	if (!me)
+		return -EPERM;
+	if (!me->master &&
+	    (op == DET_ALLOW_SIGNALS ||
+	     (op == DET_GET_STATUS && (flags & DET_DONT_WAIT))))
+		return -EACCES;
+	return 0;
+}
+
+static long det_set_allowed(struct det_proc *me, unsigned long start)
+{
+	sigset_t set;
+
+	if (copy_from_user(&set, (void __user *)start, sizeof(set)))
+		return -EFAULT;
+	sigdelsetmask(&set, sigmask(SIGKILL) | sigmask(SIGSTOP));
+	me->allowed = set;
+	return 0;
+}
+
+/**
+ * sys_dput - push state into a child, creating it on first use
+ * @child:	the child's ID, chosen by the caller; IDs are per parent.
+ * @flags:	at most one operation, its op-flags, and %DET_START:
+ *		0 - no operation (create the child if needed, wait for it);
+ *		%DET_REGS - set the child's registers from @start (@size
+ *		bytes: struct user_regs_struct for %DET_GENERAL_REGS, then
+ *		struct user_fpregs_struct for %DET_FP_REGS);
+ *		%DET_KILL - destroy the child and its subtree
+ *		(%DET_KILL_POISON: without waiting for it to stop);
+ *		%DET_BECOME_MASTER - make the calling legacy process a master
+ *		(@child, @start, @size, @dststart must be 0);
+ *		%DET_ALLOW_SIGNALS - masters: @start points at a kernel
+ *		sigset_t (@size == %DET_SIGSET_SIZE) of signals that may
+ *		interrupt the master's waits, @child must be 0;
+ *		%DET_VM_ZERO, %DET_VM_COPY, %DET_SNAP - reserved.
+ *		%DET_START - after the operation, set the child running.
+ * @start:	user address, as the operation requires; otherwise 0.
+ * @size:	byte count, as the operation requires; otherwise 0.
+ * @dststart:	reserved for memory operations; must be 0.
+ *
+ * The first dput() to an unused @child (other than %DET_KILL) creates it
+ * like fork(): a copy-on-write image of the caller's memory and its
+ * registers at this call.  It starts stopped; when first started, its
+ * dput() returns 0.  On an existing child, dput() first waits until the
+ * child stops (dret(), a fault, a forbidden system call, or exit).
+ *
+ * Return: the child's status (%DET_S_READY ... %DET_S_EXCEPT_DEAD) after the
+ * operation; 0 for %DET_BECOME_MASTER, %DET_ALLOW_SIGNALS and %DET_KILL;
+ * 0 in a new child when first started.  Errors, in the order checked:
+ *
+ * - %EINVAL: unknown bit in @flags, %DET_GET_STATUS or %DET_MERGE (dget
+ *   only), more than one operation, an op-flag the operation does not take,
+ *   %DET_REGS without %DET_GENERAL_REGS or %DET_FP_REGS, %DET_START with
+ *   %DET_BECOME_MASTER, %DET_ALLOW_SIGNALS or %DET_KILL, an unused argument
+ *   not 0, or @size not what the operation needs;
+ * - %EOPNOTSUPP: a memory operation (not implemented yet);
+ * - %EACCES: %DET_BECOME_MASTER or %DET_ALLOW_SIGNALS from a deterministic
+ *   process;
+ * - %EEXIST: %DET_BECOME_MASTER from a master;
+ * - %EBUSY: %DET_BECOME_MASTER from a process with other threads or with
+ *   children (live or zombie);
+ * - %EOPNOTSUPP: %DET_BECOME_MASTER from a process with hugetlb or KSM
+ *   mappings;
+ * - %EPERM: any other operation from a legacy process;
+ * - %ESRCH: %DET_KILL on an unused @child;
+ * - %ECHILD: %DET_REGS or %DET_START on a child that has exited;
+ * - %EAGAIN, %ENOMEM: creating the child failed (process limits, memory);
+ * - %EINTR: a master's wait was interrupted by a signal it allowed, or the
+ *   caller is being killed; the operation was not performed;
+ * - %EFAULT: @start (%DET_REGS, %DET_ALLOW_SIGNALS) is not readable;
+ * - %EIO, %EINVAL from %DET_REGS: register values the child cannot take
+ *   (bad segment selector, reserved MXCSR bits).
+ */
+SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
+		unsigned long, start, unsigned long, size,
+		unsigned long, dststart)
+{
+	struct det_proc *me = current->det;
+	unsigned long op = flags & DET_OP_MASK;
+	struct det_proc *d;
+	long ret;
+
+	ret = det_check_args(true, child, flags, start, size, dststart);
+	if (ret)
+		return ret;
+	if (op == DET_BECOME_MASTER)
+		return det_become_master();
+	ret = det_check_caller(me, flags);
+	if (ret)
+		return ret;
+	if (op == DET_ALLOW_SIGNALS)
+		return det_set_allowed(me, start);
+
+	d = xa_load(&me->children, child);
+	if (op == DET_KILL) {
+		if (!d)
+			return -ESRCH;
+		if (!(flags & DET_KILL_POISON)) {
+			ret = det_wait_stopped(me, d);
+			if (ret)
+				return ret;
+		}
+		return det_kill(me, d);
+	}
+
+	if (!d) {
+		d = det_create(me, child);
+		if (IS_ERR(d))
+			return PTR_ERR(d);
+	} else {
+		ret = det_wait_stopped(me, d);
+		if (ret)
+			return ret;
+	}
+
+	if (op == DET_REGS) {
+		ret = det_regs(d, true, flags, (void __user *)start, size);
+		if (ret)
+			return ret;
+	}
+	if (flags & DET_START)
+		return det_start(d) ?: DET_S_RUNNING;
+	return det_state(d);
+}
+
+/**
+ * sys_dget - pull state out of a stopped child
+ * @child:	the child's ID.
+ * @flags:	at most one operation, its op-flags, and %DET_START:
+ *		0 - no operation (wait for the child to stop);
+ *		%DET_REGS - copy the child's registers to @start (layout as
+ *		for dput());
+ *		%DET_GET_STATUS - if @start is not 0, write a struct
+ *		det_status there (@size == sizeof(struct det_status)), else
+ *		@size must be 0; %DET_DONT_WAIT (masters only): do not wait
+ *		for a running child, report %DET_S_RUNNING;
+ *		%DET_VM_COPY, %DET_MERGE - reserved.
+ *		%DET_START - after the operation, set the child running.
+ * @start:	user address, as the operation requires; otherwise 0.
+ * @size:	byte count, as the operation requires; otherwise 0.
+ * @dststart:	reserved for memory operations; must be 0.
+ *
+ * dget() first waits until the child stops (dret(), a fault, a forbidden
+ * system call, or exit), unless %DET_DONT_WAIT.
+ *
+ * Return: the child's status (%DET_S_READY ... %DET_S_EXCEPT_DEAD) after the
+ * operation.  Errors, in the order checked:
+ *
+ * - %EINVAL: unknown bit in @flags, a put-only operation, more than one
+ *   operation, an op-flag the operation does not take, %DET_REGS without a
+ *   register set, an unused argument not 0, or @size not what the operation
+ *   needs;
+ * - %EOPNOTSUPP: a memory operation (not implemented yet);
+ * - %EPERM: the caller is a legacy process;
+ * - %EACCES: %DET_DONT_WAIT from a deterministic process;
+ * - %ESRCH: no child @child;
+ * - %ECHILD: %DET_REGS or %DET_START on a child that has exited;
+ * - %EINTR: a master's wait was interrupted by a signal it allowed, or the
+ *   caller is being killed;
+ * - %EFAULT: @start is not writable.
+ */
+SYSCALL_DEFINE5(dget, unsigned long, child, unsigned long, flags,
+		unsigned long, start, unsigned long, size,
+		unsigned long, dststart)
+{
+	struct det_proc *me = current->det;
+	unsigned long op = flags & DET_OP_MASK;
+	struct det_status st;
+	struct det_proc *d;
+	long ret;
+
+	BUILD_BUG_ON(sizeof(struct det_status) != DET_STATUS_SIZE);
+	BUILD_BUG_ON(sizeof(sigset_t) != DET_SIGSET_SIZE);
+
+	ret = det_check_args(false, child, flags, start, size, dststart);
+	if (ret)
+		return ret;
+	ret = det_check_caller(me, flags);
+	if (ret)
+		return ret;
+
+	d = xa_load(&me->children, child);
+	if (!d)
+		return -ESRCH;
+	if (!(op == DET_GET_STATUS && (flags & DET_DONT_WAIT))) {
+		ret = det_wait_stopped(me, d);
+		if (ret)
+			return ret;
+	}
+
+	if (op == DET_REGS) {
+		ret = det_regs(d, false, flags, (void __user *)start, size);
+		if (ret)
+			return ret;
+	}
+	if (op == DET_GET_STATUS) {
+		det_get_status(d, &st);
+		if (start && copy_to_user((void __user *)start, &st, sizeof(st)))
+			return -EFAULT;
+		if (!(flags & DET_START))
+			return st.status;
+	}
+	if (flags & DET_START)
+		return det_start(d) ?: DET_S_RUNNING;
+	return det_state(d);
+}
+
+/**
+ * sys_dret - stop and wait for the parent
+ *
+ * The calling deterministic process stops with status %DET_S_READY; its
+ * parent's pending dput()/dget() returns.  dret() returns when the parent
+ * starts it again, with the value of rax at that point (0 unless the parent
+ * changed it with %DET_REGS).
+ *
+ * Return: 0 (or what the parent put in rax).  Errors:
+ *
+ * - %EPERM: the caller is a legacy process or a master.
+ */
+SYSCALL_DEFINE0(dret)
+{
+	struct det_proc *me = current->det;
+	struct pt_regs *regs = current_pt_regs();
+
+	if (!me || me->master)
+		return -EPERM;
+	regs->ax = 0;
+	det_stop(me, DET_S_READY, DET_R_DRET, 0, 0, 0, -1);
+	return regs->ax;
+}

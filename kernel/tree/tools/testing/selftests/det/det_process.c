@@ -1,0 +1,376 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Deterministic process lifecycle: creation on first dput(), DET_START,
+ * dret(), blocking, DET_GET_STATUS, DET_DONT_WAIT, DET_REGS, DET_KILL,
+ * exit status, per-parent IDs, and round-trip timings.
+ */
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <sys/user.h>
+#include <stddef.h>
+
+#include "det_test.h"
+
+static volatile long shared_var = 5;
+
+TEST(create_stopped_start_dret)
+{
+	struct det_status st;
+	long r;
+
+	ASSERT_EQ(0, become_master());
+
+	r = dput(1, 0, 0, 0, 0);
+	if (r == 0) {
+		/* Child: its memory is a private copy. */
+		shared_var = 99;
+		dret();
+		det_exit(shared_var == 99 ? 0 : 1);
+	}
+	ASSERT_EQ(DET_S_READY, r);
+	ASSERT_EQ(DET_S_READY, det_status(1, &st));
+	EXPECT_EQ(DET_S_READY, st.status);
+	EXPECT_EQ(DET_R_NONE, st.reason);
+	EXPECT_EQ(-1, st.syscall_nr);
+
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, det_status(1, &st));
+	EXPECT_EQ(DET_R_DRET, st.reason);
+	EXPECT_NE(0, st.ip);
+	EXPECT_EQ(5, shared_var);
+
+	ASSERT_EQ(DET_S_RUNNING, dget(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_EXIT_NORMAL, dget(1, 0, 0, 0, 0));
+	ASSERT_EQ(DET_S_EXIT_NORMAL, det_status(1, &st));
+	EXPECT_EQ(DET_R_EXIT, st.reason);
+	EXPECT_EQ(0, st.exit_code);
+	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+	ASSERT_EQ(-ESRCH, dget(1, 0, 0, 0, 0));
+}
+
+TEST(exit_code_readable)
+{
+	struct user_regs_struct regs;
+	struct det_status st;
+	long r;
+
+	ASSERT_EQ(0, become_master());
+	r = dput(7, DET_START, 0, 0, 0);
+	if (r == 0)
+		det_exit(42);
+	ASSERT_EQ(DET_S_RUNNING, r);
+	ASSERT_EQ(DET_S_EXIT_NORMAL, dget(7, 0, 0, 0, 0));
+	ASSERT_EQ(DET_S_EXIT_NORMAL, det_status(7, &st));
+	EXPECT_EQ(DET_R_EXIT, st.reason);
+	EXPECT_EQ(42, st.exit_code);
+	EXPECT_EQ(0, st.signo);
+	/* A dead child cannot be started or have its registers read. */
+	EXPECT_EQ(-ECHILD, dput(7, DET_START, 0, 0, 0));
+	EXPECT_EQ(-ECHILD, dget(7, DET_REGS | DET_GENERAL_REGS,
+				(unsigned long)&regs, sizeof(regs), 0));
+	EXPECT_EQ(0, dput(7, DET_KILL, 0, 0, 0));
+}
+
+/* dget() blocks until the child stops: the child's work is complete. */
+TEST(dget_waits_for_stop)
+{
+	struct user_regs_struct regs;
+	long r;
+
+	ASSERT_EQ(0, become_master());
+	r = dput(3, DET_START, 0, 0, 0);
+	if (r == 0) {
+		volatile unsigned long sum = 0;
+		unsigned long i;
+
+		for (i = 0; i < 20000000; i++)
+			sum += i;
+		det_raw5(DET_NR_DRET, sum, 0, 0, 0, 0);
+		det_exit(0);
+	}
+	ASSERT_EQ(DET_S_RUNNING, r);
+	ASSERT_EQ(DET_S_READY, dget(3, DET_REGS | DET_GENERAL_REGS,
+				    (unsigned long)&regs, sizeof(regs), 0));
+	EXPECT_EQ(19999999UL * 20000000UL / 2, regs.rdi);
+	EXPECT_EQ(DET_NR_DRET, regs.orig_rax);
+	/* dput() blocks the same way. */
+	ASSERT_EQ(DET_S_RUNNING, dput(3, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_EXIT_NORMAL, dput(3, 0, 0, 0, 0));
+}
+
+/* The parent sets rax: that is what dret() returns in the child. */
+TEST(regs_put_general)
+{
+	struct user_regs_struct regs;
+	struct det_status st;
+	long r;
+
+	ASSERT_EQ(0, become_master());
+	r = dput(1, DET_START, 0, 0, 0);
+	if (r == 0) {
+		r = dret();
+		det_exit((int)r);
+	}
+	ASSERT_EQ(DET_S_READY, dget(1, DET_REGS | DET_GENERAL_REGS,
+				    (unsigned long)&regs, sizeof(regs), 0));
+	EXPECT_EQ(0, regs.rax);
+	regs.rax = 77;
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_REGS | DET_GENERAL_REGS | DET_START,
+				      (unsigned long)&regs, sizeof(regs), 0));
+	ASSERT_EQ(DET_S_EXIT_NORMAL, dget(1, 0, 0, 0, 0));
+	ASSERT_EQ(DET_S_EXIT_NORMAL, det_status(1, &st));
+	EXPECT_EQ(77, st.exit_code);
+}
+
+/* Registers put into a new, never-started child: it starts elsewhere. */
+static void __attribute__((noreturn, used)) det_alt_entry(void)
+{
+	det_exit(55);
+}
+
+TEST(regs_put_new_child_ip)
+{
+	struct user_regs_struct regs;
+	struct det_status st;
+	long r;
+
+	ASSERT_EQ(0, become_master());
+	r = dput(2, 0, 0, 0, 0);
+	if (r == 0)
+		det_exit(1);
+	ASSERT_EQ(DET_S_READY, r);
+	ASSERT_EQ(DET_S_READY, dget(2, DET_REGS | DET_GENERAL_REGS,
+				    (unsigned long)&regs, sizeof(regs), 0));
+	regs.rip = (unsigned long)det_alt_entry;
+	regs.rsp = (regs.rsp & ~15UL) - 8;
+	ASSERT_EQ(DET_S_RUNNING, dput(2, DET_REGS | DET_GENERAL_REGS | DET_START,
+				      (unsigned long)&regs, sizeof(regs), 0));
+	ASSERT_EQ(DET_S_EXIT_NORMAL, det_status(2, &st));
+	EXPECT_EQ(55, st.exit_code);
+}
+
+/* FP/SSE state: read xmm0 the child set, put another value back. */
+TEST(regs_fp)
+{
+	struct user_fpregs_struct fp;
+	struct det_status st;
+	unsigned int *xmm0;
+	long r;
+
+	ASSERT_EQ(DET_FP_REGS_SIZE, sizeof(fp));
+	ASSERT_EQ(0, become_master());
+	r = dput(1, DET_START, 0, 0, 0);
+	if (r == 0) {
+		unsigned int v[4] __attribute__((aligned(16))) = {
+			0x11111111, 0x22222222, 0x33333333, 0x44444444 };
+		unsigned int out[4] __attribute__((aligned(16)));
+
+		__asm__ volatile("movdqa %0, %%xmm0" : : "m"(v) : "xmm0");
+		det_raw5(DET_NR_DRET, 0, 0, 0, 0, 0);
+		__asm__ volatile("movdqa %%xmm0, %0" : "=m"(out) : : "xmm0");
+		det_exit(out[0] == 0xcafef00d && out[3] == 0x44444444 ? 3 : 4);
+	}
+	ASSERT_EQ(DET_S_READY, dget(1, DET_REGS | DET_FP_REGS,
+				    (unsigned long)&fp, sizeof(fp), 0));
+	xmm0 = fp.xmm_space;
+	EXPECT_EQ(0x11111111, xmm0[0]);
+	EXPECT_EQ(0x44444444, xmm0[3]);
+	xmm0[0] = 0xcafef00d;
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_REGS | DET_FP_REGS | DET_START,
+				      (unsigned long)&fp, sizeof(fp), 0));
+	ASSERT_EQ(DET_S_EXIT_NORMAL, det_status(1, &st));
+	EXPECT_EQ(3, st.exit_code);
+}
+
+/* Both register sets in one buffer, general first. */
+TEST(regs_both)
+{
+	struct {
+		struct user_regs_struct g;
+		struct user_fpregs_struct f;
+	} __attribute__((packed)) both;
+	long r;
+
+	ASSERT_EQ(DET_GENERAL_REGS_SIZE + DET_FP_REGS_SIZE, sizeof(both));
+	ASSERT_EQ(0, become_master());
+	r = dput(1, 0, 0, 0, 0);
+	if (r == 0)
+		det_exit(0);
+	memset(&both, 0, sizeof(both));
+	ASSERT_EQ(DET_S_READY, dget(1, DET_REGS | DET_GENERAL_REGS | DET_FP_REGS,
+				    (unsigned long)&both, sizeof(both), 0));
+	EXPECT_EQ(DET_NR_DPUT, both.g.orig_rax);
+	EXPECT_NE(0, both.g.rip);
+	EXPECT_NE(0, both.f.mxcsr);
+	ASSERT_EQ(DET_S_READY, dput(1, DET_REGS | DET_GENERAL_REGS | DET_FP_REGS,
+				    (unsigned long)&both, sizeof(both), 0));
+}
+
+TEST(dont_wait_and_kill_poison)
+{
+	struct det_status st;
+	double t0, t1;
+	long r;
+
+	ASSERT_EQ(0, become_master());
+	r = dput(9, DET_START, 0, 0, 0);
+	if (r == 0)
+		for (;;)
+			;
+	ASSERT_EQ(DET_S_RUNNING, r);
+	memset(&st, 0xa5, sizeof(st));
+	ASSERT_EQ(DET_S_RUNNING, dget(9, DET_GET_STATUS | DET_DONT_WAIT,
+				      (unsigned long)&st, sizeof(st), 0));
+	EXPECT_EQ(DET_S_RUNNING, st.status);
+	EXPECT_EQ(DET_R_NONE, st.reason);
+	ASSERT_EQ(DET_S_RUNNING, dget(9, DET_GET_STATUS | DET_DONT_WAIT,
+				      0, 0, 0));
+	t0 = now_us();
+	ASSERT_EQ(0, dput(9, DET_KILL | DET_KILL_POISON, 0, 0, 0));
+	t1 = now_us();
+	printf("# kill of a running child (DET_KILL_POISON): %.0f us\n",
+	       t1 - t0);
+	EXPECT_EQ(-ESRCH, dget(9, 0, 0, 0, 0));
+	EXPECT_EQ(0, count_children_of(getpid()));
+}
+
+TEST(kill_stopped_gone_from_proc)
+{
+	long r;
+
+	ASSERT_EQ(0, become_master());
+	r = dput(4, 0, 0, 0, 0);
+	if (r == 0)
+		det_exit(0);
+	ASSERT_EQ(1, count_children_of(getpid()));
+	ASSERT_EQ(0, dput(4, DET_KILL, 0, 0, 0));
+	EXPECT_EQ(0, count_children_of(getpid()));
+	EXPECT_EQ(-ESRCH, dput(4, DET_KILL, 0, 0, 0));
+	/* The ID is free again. */
+	r = dput(4, 0, 0, 0, 0);
+	if (r == 0)
+		det_exit(0);
+	EXPECT_EQ(DET_S_READY, r);
+}
+
+/* IDs are per parent: child 1 has its own child 1. */
+TEST(ids_per_parent_and_nesting)
+{
+	struct det_status st;
+	long r;
+
+	ASSERT_EQ(0, become_master());
+	r = dput(1, DET_START, 0, 0, 0);
+	if (r == 0) {
+		struct det_status cst;
+
+		r = dput(1, DET_START, 0, 0, 0);
+		if (r == 0)
+			det_exit(9);
+		if (r != DET_S_RUNNING)
+			det_exit(200);
+		if (dget(1, DET_GET_STATUS, (unsigned long)&cst,
+			 sizeof(cst), 0) != DET_S_EXIT_NORMAL)
+			det_exit(201);
+		if (dput(1, DET_KILL, 0, 0, 0) != 0)
+			det_exit(202);
+		det_exit(100 + cst.exit_code);
+	}
+	ASSERT_EQ(DET_S_EXIT_NORMAL, det_status(1, &st));
+	EXPECT_EQ(109, st.exit_code);
+}
+
+/* Many children side by side, each with its own ID. */
+TEST(many_children)
+{
+	struct det_status st;
+	long i, r;
+
+	ASSERT_EQ(0, become_master());
+	for (i = 0; i < 16; i++) {
+		r = dput(1000 + i, DET_START, 0, 0, 0);
+		if (r == 0)
+			det_exit((int)i);
+		ASSERT_EQ(DET_S_RUNNING, r);
+	}
+	for (i = 0; i < 16; i++) {
+		ASSERT_EQ(DET_S_EXIT_NORMAL, det_status(1000 + i, &st));
+		EXPECT_EQ(i, st.exit_code);
+		ASSERT_EQ(0, dput(1000 + i, DET_KILL, 0, 0, 0));
+	}
+	/* IDs are unsigned long: the extremes work. */
+	r = dput(~0UL, 0, 0, 0, 0);
+	if (r == 0)
+		det_exit(0);
+	EXPECT_EQ(DET_S_READY, r);
+	r = dput(0, 0, 0, 0, 0);
+	if (r == 0)
+		det_exit(0);
+	EXPECT_EQ(DET_S_READY, r);
+}
+
+/*
+ * A child the kernel kills (here: the RLIMIT_CPU hard limit; the soft
+ * limit's SIGXCPU is discarded) is reported as DET_S_EXCEPT_DEAD.
+ */
+TEST(killed_by_kernel_except_dead)
+{
+	struct rlimit old, lim = { .rlim_cur = 1, .rlim_max = 2 };
+	struct det_status st;
+	long r;
+
+	ASSERT_EQ(0, become_master());
+	ASSERT_EQ(0, getrlimit(RLIMIT_CPU, &old));
+	ASSERT_EQ(0, setrlimit(RLIMIT_CPU, &lim));
+	r = dput(1, DET_START, 0, 0, 0);
+	if (r == 0)
+		for (;;)
+			;
+	ASSERT_EQ(DET_S_RUNNING, r);
+	ASSERT_EQ(0, setrlimit(RLIMIT_CPU, &old));
+	ASSERT_EQ(DET_S_EXCEPT_DEAD, det_status(1, &st));
+	EXPECT_EQ(DET_R_KILLED, st.reason);
+	EXPECT_EQ(SIGKILL, st.signo);
+	EXPECT_EQ(-ECHILD, dput(1, DET_START, 0, 0, 0));
+	EXPECT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+}
+
+/* Round trip: create+start+dret+reap vs fork+exit+wait, same run. */
+TEST(timing_round_trip)
+{
+	const int n = 200;
+	double t0, fork_us, det_us;
+	int i, status;
+	long r;
+
+	t0 = now_us();
+	for (i = 0; i < n; i++) {
+		pid_t pid = fork();
+
+		ASSERT_LE(0, pid);
+		if (pid == 0)
+			_exit(0);
+		ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	}
+	fork_us = (now_us() - t0) / n;
+
+	ASSERT_EQ(0, become_master());
+	t0 = now_us();
+	for (i = 0; i < n; i++) {
+		r = dput(5, DET_START, 0, 0, 0);
+		if (r == 0) {
+			dret();
+			det_exit(0);
+		}
+		ASSERT_EQ(DET_S_RUNNING, r);
+		ASSERT_EQ(DET_S_READY, dget(5, 0, 0, 0, 0));
+		ASSERT_EQ(0, dput(5, DET_KILL, 0, 0, 0));
+	}
+	det_us = (now_us() - t0) / n;
+	printf("# fork+exit+wait round trip: %.1f us\n", fork_us);
+	printf("# dput(create|start)+dret+dget+DET_KILL round trip: %.1f us (%.2fx fork)\n",
+	       det_us, det_us / fork_us);
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers shared by the deterministic process selftests.
+ *
+ * Code that runs inside a deterministic child must not call libc functions
+ * that make system calls (they would stop the child as a fault), so the
+ * system calls here are raw and return -errno.
+ */
+#ifndef DET_UTIL_H
+#define DET_UTIL_H
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <sys/syscall.h>
+#include <linux/det.h>
+
+static inline long det_raw5(long nr, long a, long b, long c, long d, long e)
+{
+	long ret;
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+
+	__asm__ volatile ("syscall"
+			  : "=a"(ret)
+			  : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
+			  : "rcx", "r11", "memory");
+	return ret;
+}
+
+static inline long dput(unsigned long child, unsigned long flags,
+			unsigned long start, unsigned long size,
+			unsigned long dst)
+{
+	return det_raw5(DET_NR_DPUT, child, flags, start, size, dst);
+}
+
+static inline long dget(unsigned long child, unsigned long flags,
+			unsigned long start, unsigned long size,
+			unsigned long dst)
+{
+	return det_raw5(DET_NR_DGET, child, flags, start, size, dst);
+}
+
+static inline long dret(void)
+{
+	return det_raw5(DET_NR_DRET, 0, 0, 0, 0, 0);
+}
+
+/* exit_group() without libc: safe in a deterministic child. */
+static inline __attribute__((noreturn)) void det_exit(int code)
+{
+	for (;;)
+		det_raw5(__NR_exit_group, code, 0, 0, 0, 0);
+}
+
+static inline long become_master(void)
+{
+	return dput(0, DET_BECOME_MASTER, 0, 0, 0);
+}
+
+static inline long det_status(unsigned long child, struct det_status *st)
+{
+	memset(st, 0xa5, sizeof(*st));
+	return dget(child, DET_GET_STATUS, (unsigned long)st, sizeof(*st), 0);
+}
+
+static inline double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+/* Count live processes whose parent is @ppid, from /proc/<pid>/stat. */
+static inline int count_children_of(pid_t ppid)
+{
+	DIR *dir = opendir("/proc");
+	struct dirent *de;
+	int n = 0;
+
+	if (!dir)
+		return -1;
+	while ((de = readdir(dir))) {
+		char path[300], buf[512], *p;
+		int pp = -1;
+		FILE *f;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(buf, sizeof(buf), f)) {
+			p = strrchr(buf, ')');
+			if (p && sscanf(p + 2, "%*c %d", &pp) == 1 && pp == ppid)
+				n++;
+		}
+		fclose(f);
+	}
+	closedir(dir);
+	return n;
+}
+
+/* Collect up to @max pids of processes whose parent is @ppid. */
+static inline int children_of(pid_t ppid, pid_t *out, int max)
+{
+	DIR *dir = opendir("/proc");
+	struct dirent *de;
+	int n = 0;
+
+	if (!dir)
+		return -1;
+	while ((de = readdir(dir)) && n < max) {
+		char path[300], buf[512], *p;
+		int pp = -1;
+		FILE *f;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(buf, sizeof(buf), f)) {
+			p = strrchr(buf, ')');
+			if (p && sscanf(p + 2, "%*c %d", &pp) == 1 && pp == ppid)
+				out[n++] = atoi(de->d_name);
+		}
+		fclose(f);
+	}
+	closedir(dir);
+	return n;
+}
+
+/*
+ * Number of user processes in the system, from /proc: kernel threads
+ * (kthreadd, pid 2, and its children) come and go on their own.
+ */
+static inline int count_processes(void)
+{
+	DIR *dir = opendir("/proc");
+	struct dirent *de;
+	int n = 0;
+
+	if (!dir)
+		return -1;
+	while ((de = readdir(dir))) {
+		char path[300], buf[512], *p;
+		int pp = -1;
+		FILE *f;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9' ||
+		    atoi(de->d_name) == 2)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(buf, sizeof(buf), f)) {
+			p = strrchr(buf, ')');
+			if (p && sscanf(p + 2, "%*c %d", &pp) == 1 && pp != 2)
+				n++;
+		}
+		fclose(f);
+	}
+	closedir(dir);
+	return n;
+}
+
+static inline long meminfo_kb(const char *key)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[256];
+	size_t len = strlen(key);
+	long v = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, len) && line[len] == ':') {
+			v = atol(line + len + 1);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+#endif /* DET_UTIL_H */
