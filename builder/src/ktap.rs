@@ -785,6 +785,19 @@ mod tests {
     use Outcome::{Fail, Pass, Skip};
 
     #[test]
+    fn subtest_named_before_a_tap13_program_names_its_results_while_running() {
+        let partial = "KTAP version 1\n1..1\n    # Subtest: det_x\n    TAP version 13\n    1..2\n    ok 1 global.a\n";
+        let live = parse_complete_lines(partial);
+        let names: Vec<_> = live.results.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["det_x.global.a"]);
+        let done = format!("{partial}    ok 2 global.b\nok 1 det_x\n");
+        let report = parse(&done);
+        let names: Vec<_> = report.results.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["det_x.global.a", "det_x.global.b"]);
+        assert!(report.ok(), "{report:?}");
+    }
+
+    #[test]
     fn all_passing_nested_programs() {
         let report = parse(PASS);
         assert_eq!(

@@ -143,6 +143,11 @@ pub fn header(count: usize) -> String {
     }
 }
 
+/// The indented `# Subtest:` line init prints before a program's output.
+pub fn subtest(name: &str) -> String {
+    format!("    # Subtest: {}\n", ::ktap::sanitize(name))
+}
+
 /// The result line (preceded by a diagnostic line where useful) of the
 /// `number`th program.
 pub fn result(number: usize, name: &str, verdict: &Verdict) -> String {

@@ -54,7 +54,13 @@ fn tests(config: &Config, out: &File, reaper: &Reaper) -> Result<i32, String> {
     for (i, entry) in plan.iter().enumerate() {
         let verdict = match &entry.path {
             None => Verdict::NotInstalled,
-            Some(path) => run_test(path, config, out, reaper)?,
+            Some(path) => {
+                // Name the block before the program prints anything, so the
+                // host can label results as they arrive even when the
+                // program (kselftest's harness) prints no `# Subtest:`.
+                emit(out, &ktap::subtest(&entry.name))?;
+                run_test(path, config, out, reaper)?
+            }
         };
         passed += usize::from(verdict.ok());
         emit(out, &ktap::result(i + 1, &entry.name, &verdict))?;
