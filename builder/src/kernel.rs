@@ -230,7 +230,8 @@ impl Inputs {
             ("KBUILD_BUILD_VERSION", "1".to_string()),
             ("SOURCE_DATE_EPOCH", epoch.to_string()),
         ];
-        let toolchain = tool_version("gcc")? + &tool_version("make")?;
+        let toolchain =
+            progress::first_line("gcc", "--version")? + &progress::first_line("make", "--version")?;
         Ok(Inputs {
             tarball,
             tarball_sha256,
@@ -562,18 +563,6 @@ fn make_cmd(src: &Path, build: &Path, inputs: &Inputs) -> Command {
 
 fn jobs() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
-}
-
-fn tool_version(tool: &str) -> Result<String> {
-    let out = Command::new(tool)
-        .arg("--version")
-        .output()
-        .with_context(|| format!("running {tool} --version"))?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string())
 }
 
 fn kernel_version(src: &Path) -> Result<String> {

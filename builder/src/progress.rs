@@ -109,3 +109,16 @@ pub fn run_logged(step: &Step, mut cmd: Command, log: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// The first line `program arg` prints (a tool's version, typically).
+pub fn first_line(program: &str, arg: &str) -> Result<String> {
+    let out = Command::new(program)
+        .arg(arg)
+        .output()
+        .with_context(|| format!("running {program} {arg}"))?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string())
+}

@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 use crate::build;
 use crate::disk;
 use crate::fsutil;
+use crate::progress;
 use crate::project::Project;
 
 /// The profile a release is built from.
@@ -211,18 +212,6 @@ fn sha256sums(dir: &Path, names: &[String]) -> Result<String> {
     Ok(out)
 }
 
-fn first_line(program: &str, arg: &str) -> Result<String> {
-    let out = Command::new(program)
-        .arg(arg)
-        .output()
-        .with_context(|| format!("running {program} {arg}"))?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string())
-}
-
 /// Debian version of an installed package.
 pub fn dpkg_version(package: &str) -> Result<String> {
     let out = Command::new("dpkg-query")
@@ -238,7 +227,7 @@ pub fn dpkg_version(package: &str) -> Result<String> {
 fn inputs(project: &Project, image: &build::Image) -> Result<Value> {
     let k = &image.kernel;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let cargo = first_line(&cargo.to_string_lossy(), "-V")?;
+    let cargo = progress::first_line(&cargo.to_string_lossy(), "-V")?;
     let commit = Command::new("git")
         .args(["rev-parse", "HEAD"])
         .current_dir(&project.root)
@@ -267,9 +256,9 @@ fn inputs(project: &Project, image: &build::Image) -> Result<Value> {
             "config_sha256": k.config_sha256,
         },
         "toolchain": {
-            "rustc": first_line("rustc", "-V")?,
+            "rustc": progress::first_line("rustc", "-V")?,
             "cargo": cargo,
-            "gcc": first_line("gcc", "--version")?,
+            "gcc": progress::first_line("gcc", "--version")?,
         },
         "cargo_lock_sha256": fsutil::sha256_file(&project.root.join("Cargo.lock"))?,
         "debian_packages": tools,
