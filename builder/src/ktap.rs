@@ -670,7 +670,10 @@ impl Parser {
                 top.indent == indent
                     && match line {
                         Line::Version => top.has_content(),
-                        Line::Subtest(_) => top.header.is_some() || top.has_content(),
+                        // A second header before any plan or result
+                        // repeats the name (init names each program's
+                        // block, the program may name it again).
+                        Line::Subtest(_) => top.has_content(),
                         _ => false,
                     }
             });
@@ -694,6 +697,7 @@ impl Parser {
             Line::Subtest(name) if top.header.is_none() && !top.has_content() => {
                 top.header = Some(name.to_owned())
             }
+            Line::Subtest(name) if top.header.as_deref() == Some(name) => {}
             Line::Subtest(name) => push_capped(&mut top.pending, format!("# Subtest: {name}")),
             Line::Plan(count) => {
                 if top.plan.is_some() {
@@ -794,6 +798,13 @@ mod tests {
         let report = parse(&done);
         let names: Vec<_> = report.results.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["det_x.global.a", "det_x.global.b"]);
+        assert!(report.ok(), "{report:?}");
+
+        // A program that names its block itself, after init did.
+        let text = "KTAP version 1\n1..1\n    # Subtest: boot\n    KTAP version 1\n    # Subtest: boot\n    1..2\n    ok 1 a\n    ok 2 b\nok 1 boot\n";
+        let report = parse(text);
+        let names: Vec<_> = report.results.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["boot.a", "boot.b"]);
         assert!(report.ok(), "{report:?}");
     }
 

@@ -537,6 +537,23 @@ mod tests {
         assert_eq!(c.ktap.map(|k| k.results.len()), Some(9));
     }
 
+    /// A real run of the test profile: init names each block, kselftest
+    /// programs (TAP 13) and ktap-crate programs (which name their block
+    /// again) side by side.
+    #[test]
+    fn real_guest_run() {
+        let c = classify(&run!("guest"), true);
+        assert_eq!(c.verdict, Verdict::Passed, "{c:?}");
+        let ktap = c.ktap.unwrap_or_default();
+        assert_eq!((ktap.passed(), ktap.failed(), ktap.skipped()), (49, 0, 1));
+        assert!(ktap.problems.is_empty(), "{:?}", ktap.problems);
+        assert!(ktap.results.iter().any(|r| r.name == "boot.proc_mounted"));
+        assert!(ktap
+            .results
+            .iter()
+            .any(|r| r.name == "det_enforce.global.every_syscall_number_stops"));
+    }
+
     #[test]
     fn failing_run() {
         let c = classify(&run!("fail"), true);
