@@ -75,5 +75,6 @@ void det_drop_vdso(void);
 int det_regs(struct det_proc *d, bool put, unsigned long flags,
 	     void __user *buf, unsigned long size);
 unsigned long det_regs_size(unsigned long flags);
+unsigned long det_xstate_size(void);
 
 #endif /* _KERNEL_DET_INTERNAL_H */

@@ -36,7 +36,8 @@ static unsigned long det_opflags_allowed(unsigned long op)
 {
 	switch (op) {
 	case DET_REGS:
-		return DET_GENERAL_REGS | DET_FP_REGS;
+		return DET_GENERAL_REGS | DET_FP_REGS |
+		       (det_xstate_size() ? DET_XSTATE_REGS : 0);
 	case DET_GET_STATUS:
 		return DET_DONT_WAIT;
 	case DET_KILL:
@@ -80,6 +81,12 @@ static int det_check_args(bool put, unsigned long child, unsigned long flags,
 			return -EINVAL;
 		break;
 	case DET_REGS:
+		/* dget() size query: no child, no buffer. */
+		if (!put && !start && !size) {
+			if (child || dststart || (flags & DET_START))
+				return -EINVAL;
+			break;
+		}
 		if (size != det_regs_size(flags) || dststart)
 			return -EINVAL;
 		break;
@@ -127,7 +134,8 @@ static long det_set_allowed(struct det_proc *me, unsigned long start)
  *		0 - no operation (create the child if needed, wait for it);
  *		%DET_REGS - set the child's registers from @start (@size
  *		bytes: struct user_regs_struct for %DET_GENERAL_REGS, then
- *		struct user_fpregs_struct for %DET_FP_REGS);
+ *		struct user_fpregs_struct for %DET_FP_REGS, then the XSAVE
+ *		area for %DET_XSTATE_REGS, whichever are selected);
  *		%DET_KILL - destroy the child and its subtree
  *		(%DET_KILL_POISON: without waiting for it to stop);
  *		%DET_BECOME_MASTER - make the calling legacy process a master
@@ -152,10 +160,12 @@ static long det_set_allowed(struct det_proc *me, unsigned long start)
  * 0 in a new child when first started.  Errors, in the order checked:
  *
  * - %EINVAL: unknown bit in @flags, %DET_GET_STATUS or %DET_MERGE (dget
- *   only), more than one operation, an op-flag the operation does not take,
- *   %DET_REGS without %DET_GENERAL_REGS or %DET_FP_REGS, %DET_START with
- *   %DET_BECOME_MASTER, %DET_ALLOW_SIGNALS or %DET_KILL, an unused argument
- *   not 0, or @size not what the operation needs;
+ *   only), more than one operation, an op-flag the operation does not take
+ *   (%DET_XSTATE_REGS on a CPU without XSAVE), %DET_REGS without a register
+ *   set, %DET_START with %DET_BECOME_MASTER, %DET_ALLOW_SIGNALS or
+ *   %DET_KILL, an unused argument not 0, or @size not what the operation
+ *   needs (%DET_REGS with @start and @size 0, the dget() size query, is
+ *   not a dput() operation);
  * - %EOPNOTSUPP: a memory operation (not implemented yet);
  * - %EACCES: %DET_BECOME_MASTER or %DET_ALLOW_SIGNALS from a deterministic
  *   process;
@@ -172,7 +182,8 @@ static long det_set_allowed(struct det_proc *me, unsigned long start)
  *   caller is being killed; the operation was not performed;
  * - %EFAULT: @start (%DET_REGS, %DET_ALLOW_SIGNALS) is not readable;
  * - %EIO, %EINVAL from %DET_REGS: register values the child cannot take
- *   (bad segment selector, reserved MXCSR bits).
+ *   (bad segment selector, reserved MXCSR bits, an XSAVE header that
+ *   PTRACE_SETREGSET with NT_X86_XSTATE would refuse).
  */
 SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
 		unsigned long, start, unsigned long, size,
@@ -232,7 +243,10 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
  * @flags:	at most one operation, its op-flags, and %DET_START:
  *		0 - no operation (wait for the child to stop);
  *		%DET_REGS - copy the child's registers to @start (layout as
- *		for dput());
+ *		for dput()); with @child, @start, @size and @dststart all 0
+ *		and no %DET_START, return the buffer size in bytes for the
+ *		selected sets instead (the %DET_XSTATE_REGS size depends on
+ *		the CPU);
  *		%DET_GET_STATUS - if @start is not 0, write a struct
  *		det_status there (@size == sizeof(struct det_status)), else
  *		@size must be 0; %DET_DONT_WAIT (masters only): do not wait
@@ -247,12 +261,14 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
  * system call, or exit), unless %DET_DONT_WAIT.
  *
  * Return: the child's status (%DET_S_READY ... %DET_S_EXCEPT_DEAD) after the
- * operation.  Errors, in the order checked:
+ * operation; for the %DET_REGS size query, the size.  Errors, in the order
+ * checked:
  *
  * - %EINVAL: unknown bit in @flags, a put-only operation, more than one
- *   operation, an op-flag the operation does not take, %DET_REGS without a
- *   register set, an unused argument not 0, or @size not what the operation
- *   needs;
+ *   operation, an op-flag the operation does not take (%DET_XSTATE_REGS on
+ *   a CPU without XSAVE), %DET_REGS without a register set, an unused
+ *   argument not 0 (@child in the size query), %DET_START with the size
+ *   query, or @size not what the operation needs;
  * - %EOPNOTSUPP: a memory operation (not implemented yet);
  * - %EPERM: the caller is a legacy process;
  * - %EACCES: %DET_DONT_WAIT from a deterministic process;
@@ -281,6 +297,8 @@ SYSCALL_DEFINE5(dget, unsigned long, child, unsigned long, flags,
 	ret = det_check_caller(me, flags);
 	if (ret)
 		return ret;
+	if (op == DET_REGS && !start && !size)
+		return det_regs_size(flags);
 
 	d = xa_load(&me->children, child);
 	if (!d)

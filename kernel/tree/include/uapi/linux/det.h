@@ -50,9 +50,20 @@
 #define DET_SNAP		0x00000080 /* put: snapshot (reserved) */
 #define DET_MERGE		0x00000100 /* get: merge (reserved) */
 
-/* Op-flags of DET_REGS: which register sets to copy (one or both). */
+/*
+ * Op-flags of DET_REGS: which register sets to copy (at least one).  The
+ * buffer holds the selected sets in this order, and @size must be their
+ * total.  DET_XSTATE_REGS is the whole extended state (x87, SSE, AVX and
+ * later) in XSAVE standard format, as ptrace's NT_X86_XSTATE regset; its
+ * size depends on the CPU.  dget(0, DET_REGS | <sets>, 0, 0, 0) returns the
+ * buffer size for <sets> in bytes (no child involved), e.g.
+ * dget(0, DET_REGS | DET_XSTATE_REGS, 0, 0, 0) the XSAVE size.  On a CPU
+ * without XSAVE, DET_XSTATE_REGS is an op-flag DET_REGS does not take
+ * (EINVAL).
+ */
 #define DET_GENERAL_REGS	0x00010000 /* struct user_regs_struct */
 #define DET_FP_REGS		0x00020000 /* struct user_fpregs_struct */
+#define DET_XSTATE_REGS		0x00040000 /* XSAVE area, standard format */
 
 /* Op-flag of DET_GET_STATUS: do not wait (masters only). */
 #define DET_DONT_WAIT		0x00010000
@@ -112,6 +123,14 @@ struct det_status {
 #define DET_STATUS_SIZE		48 /* sizeof(struct det_status) */
 #define DET_GENERAL_REGS_SIZE	216 /* sizeof(struct user_regs_struct) */
 #define DET_FP_REGS_SIZE	512 /* sizeof(struct user_fpregs_struct) */
+/*
+ * Fixed offsets in the DET_XSTATE_REGS buffer: it begins with the FXSAVE
+ * image (as DET_FP_REGS), then the 64-byte XSAVE header (xfeatures at its
+ * start); the AVX upper halves (YMM_Hi128, 16 x 16 bytes) follow at the
+ * standard-format offset, CPUID(0xd, 2).ebx.  Other components: CPUID(0xd, i).
+ */
+#define DET_XSTATE_HDR_OFFSET	512
+#define DET_XSTATE_YMM_OFFSET	576
 /*
  * DET_ALLOW_SIGNALS takes the kernel's signal set, 8 bytes on x86_64, like
  * rt_sigprocmask()'s sigsetsize; a glibc sigset_t begins with it.

@@ -34,7 +34,7 @@ TEST(bad_flags)
 		0x200, 0x8000, 0x01000000UL << 1, 1UL << 40, 1UL << 63,
 		DET_GET_STATUS, DET_MERGE,
 		DET_REGS | DET_KILL, DET_KILL | DET_ALLOW_SIGNALS,
-		DET_REGS, DET_REGS | 0x40000, DET_REGS | 0x800000,
+		DET_REGS, DET_REGS | 0x80000, DET_REGS | 0x800000,
 		DET_KILL | DET_DONT_WAIT << 1, DET_KILL | DET_START,
 		DET_ALLOW_SIGNALS | DET_START, DET_BECOME_MASTER | DET_START,
 		DET_BECOME_MASTER | 0x10000, DET_START | 0x10000,
@@ -43,7 +43,8 @@ TEST(bad_flags)
 	static const unsigned long bad_get[] = {
 		0x200, 1UL << 40, DET_KILL, DET_BECOME_MASTER,
 		DET_ALLOW_SIGNALS, DET_VM_ZERO, DET_SNAP,
-		DET_REGS | DET_GET_STATUS, DET_REGS, DET_GET_STATUS | 0x20000,
+		DET_REGS | DET_GET_STATUS, DET_REGS, DET_REGS | 0x80000,
+		DET_GET_STATUS | 0x20000, DET_GET_STATUS | DET_XSTATE_REGS,
 		DET_GET_STATUS | DET_DONT_WAIT << 2, 0x10000,
 	};
 	unsigned int i;
@@ -84,8 +85,11 @@ TEST(bad_sizes_and_unused_args)
 {
 	struct det_status st;
 	struct user_regs_struct regs;
+	static const long bad_xs[] = { -1, 1, -64, 64, -DET_FP_REGS_SIZE };
+	unsigned int i;
 	sigset_t set;
-	long r;
+	void *x;
+	long r, xs;
 
 	ASSERT_EQ(0, become_master());
 	r = dput(1, 0, 0, 0, 0);
@@ -116,6 +120,38 @@ TEST(bad_sizes_and_unused_args)
 				DET_SIGSET_SIZE, 0));
 	EXPECT_EQ(-EINVAL, dput(1, DET_BECOME_MASTER, 0, 0, 0));
 	EXPECT_EQ(-EINVAL, dput(0, DET_BECOME_MASTER, 8, 0, 0));
+
+	/* DET_XSTATE_REGS: the size is exact, and only the query asks it. */
+	xs = det_xstate_size();
+	ASSERT_LT(DET_XSTATE_YMM_OFFSET, xs);
+	x = malloc(xs + 4096);
+	ASSERT_NE(NULL, x);
+	for (i = 0; i < ARRAY_SIZE(bad_xs); i++) {
+		EXPECT_EQ(-EINVAL, dget(1, DET_REGS | DET_XSTATE_REGS,
+					(unsigned long)x, xs + bad_xs[i], 0));
+		EXPECT_EQ(-EINVAL, dput(1, DET_REGS | DET_XSTATE_REGS,
+					(unsigned long)x, xs + bad_xs[i], 0));
+	}
+	EXPECT_EQ(-EINVAL, dget(1, DET_REGS | DET_FP_REGS | DET_XSTATE_REGS,
+				(unsigned long)x, xs, 0));
+	EXPECT_EQ(-EINVAL, dget(1, DET_REGS | DET_XSTATE_REGS,
+				(unsigned long)x, xs, 8));
+	EXPECT_EQ(DET_S_READY, dget(1, DET_REGS | DET_XSTATE_REGS,
+				    (unsigned long)x, xs, 0));
+	EXPECT_EQ(DET_S_READY, dput(1, DET_REGS | DET_XSTATE_REGS,
+				    (unsigned long)x, xs, 0));
+	/* The size query: child, dststart 0, no DET_START, dget only. */
+	EXPECT_EQ(DET_GENERAL_REGS_SIZE, dget(0, DET_REGS | DET_GENERAL_REGS,
+					      0, 0, 0));
+	EXPECT_EQ(DET_FP_REGS_SIZE + xs, dget(0, DET_REGS | DET_FP_REGS |
+					      DET_XSTATE_REGS, 0, 0, 0));
+	EXPECT_EQ(-EINVAL, dget(1, DET_REGS | DET_XSTATE_REGS, 0, 0, 0));
+	EXPECT_EQ(-EINVAL, dget(0, DET_REGS | DET_XSTATE_REGS, 0, 0, 8));
+	EXPECT_EQ(-EINVAL, dget(0, DET_REGS | DET_XSTATE_REGS | DET_START,
+				0, 0, 0));
+	EXPECT_EQ(-EINVAL, dget(0, DET_REGS, 0, 0, 0));
+	EXPECT_EQ(-EINVAL, dput(0, DET_REGS | DET_XSTATE_REGS, 0, 0, 0));
+	free(x);
 	/* The child is still there and fine. */
 	EXPECT_EQ(DET_S_READY, dget(1, DET_GET_STATUS, 0, 0, 0));
 }
@@ -143,6 +179,14 @@ TEST(bad_pointers)
 				sizeof(regs), 0));
 	EXPECT_EQ(-EFAULT, dget(1, DET_REGS | DET_FP_REGS,
 				(unsigned long)ro_data, DET_FP_REGS_SIZE, 0));
+	EXPECT_EQ(-EFAULT, dput(1, DET_REGS | DET_XSTATE_REGS, 8,
+				det_xstate_size(), 0));
+	EXPECT_EQ(-EFAULT, dput(1, DET_REGS | DET_XSTATE_REGS, KPTR,
+				det_xstate_size(), 0));
+	EXPECT_EQ(-EFAULT, dget(1, DET_REGS | DET_XSTATE_REGS, KPTR,
+				det_xstate_size(), 0));
+	EXPECT_EQ(-EFAULT, dget(1, DET_REGS | DET_XSTATE_REGS,
+				(unsigned long)ro_data, det_xstate_size(), 0));
 	EXPECT_EQ(-EFAULT, dget(1, DET_GET_STATUS, KPTR,
 				sizeof(struct det_status), 0));
 	EXPECT_EQ(-EFAULT, dget(1, DET_GET_STATUS, (unsigned long)ro_data,
@@ -266,7 +310,7 @@ TEST(checks_ordering)
 {
 	struct user_regs_struct regs;
 	struct det_status st;
-	long r;
+	long r, xs, all;
 
 	/* Legacy caller: argument errors come before -EPERM. */
 	EXPECT_EQ(-EINVAL, dput(1, 0x200, 0, 0, 0));
@@ -278,8 +322,15 @@ TEST(checks_ordering)
 	/* Two operations, one of them reserved: -EINVAL. */
 	EXPECT_EQ(-EINVAL, dget(1, DET_MERGE | DET_REGS | DET_GENERAL_REGS,
 				0, 0, 0));
+	/* The size query is a call like any other: its shape, then role. */
+	EXPECT_EQ(-EINVAL, dget(1, DET_REGS | DET_XSTATE_REGS, 0, 0, 0));
+	EXPECT_EQ(-EPERM, dget(0, DET_REGS | DET_XSTATE_REGS, 0, 0, 0));
+	EXPECT_EQ(-EINVAL, dput(1, DET_REGS | DET_XSTATE_REGS, KPTR, 1, 0));
 
 	ASSERT_EQ(0, become_master());
+	xs = det_xstate_size();
+	ASSERT_LT(DET_XSTATE_YMM_OFFSET, xs);
+	all = DET_GENERAL_REGS_SIZE + DET_FP_REGS_SIZE + xs;
 	/* Argument shape beats the role (-EEXIST). */
 	EXPECT_EQ(-EINVAL, dput(3, DET_BECOME_MASTER, 0, 0, 0));
 	EXPECT_EQ(-EEXIST, dput(0, DET_BECOME_MASTER, 0, 0, 0));
@@ -289,6 +340,11 @@ TEST(checks_ordering)
 	EXPECT_EQ(-ESRCH, dget(9, DET_GET_STATUS, KPTR, sizeof(st), 0));
 	EXPECT_EQ(-ESRCH, dget(9, DET_REGS | DET_GENERAL_REGS, KPTR,
 			       sizeof(regs), 0));
+	EXPECT_EQ(-EINVAL, dget(9, DET_REGS | DET_XSTATE_REGS, KPTR, xs - 1,
+				0));
+	EXPECT_EQ(-ESRCH, dget(9, DET_REGS | DET_XSTATE_REGS, KPTR, xs, 0));
+	/* The size query needs no child: it answers before the lookup. */
+	EXPECT_EQ(xs, dget(0, DET_REGS | DET_XSTATE_REGS, 0, 0, 0));
 
 	r = dput(1, DET_START, 0, 0, 0);
 	if (r == 0)
@@ -300,6 +356,12 @@ TEST(checks_ordering)
 				sizeof(regs), 0));
 	EXPECT_EQ(-ECHILD, dput(1, DET_REGS | DET_GENERAL_REGS | DET_START,
 				KPTR, sizeof(regs), 0));
+	EXPECT_EQ(-EINVAL, dget(1, DET_REGS | DET_GENERAL_REGS | DET_FP_REGS |
+				DET_XSTATE_REGS, KPTR, all + 1, 0));
+	EXPECT_EQ(-ECHILD, dget(1, DET_REGS | DET_GENERAL_REGS | DET_FP_REGS |
+				DET_XSTATE_REGS, KPTR, all, 0));
+	EXPECT_EQ(-ECHILD, dput(1, DET_REGS | DET_XSTATE_REGS | DET_START,
+				KPTR, xs, 0));
 	/* A dead child still reports its status. */
 	EXPECT_EQ(DET_S_EXIT_NORMAL, dget(1, DET_GET_STATUS, 0, 0, 0));
 	EXPECT_EQ(-EFAULT, dget(1, DET_GET_STATUS, KPTR, sizeof(st), 0));

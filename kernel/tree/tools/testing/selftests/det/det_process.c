@@ -207,6 +207,137 @@ TEST(regs_both)
 				    (unsigned long)&both, sizeof(both), 0));
 }
 
+/*
+ * Extended state (DET_XSTATE_REGS): the AVX upper halves, in the XSAVE
+ * standard format at DET_XSTATE_YMM_OFFSET.  AVX only (vbroadcastss,
+ * vinsertf128, vextractf128, vmovq); the child does all its vector work and
+ * its dret() in one asm statement, so the compiler cannot touch ymm0 between.
+ */
+#define YMM_LO	0x0badf00dU
+#define YMM_HI	0x5eed1e55U
+
+static void *xstate_buf(long *size)
+{
+	void *buf;
+
+	if (!__builtin_cpu_supports("avx"))
+		return NULL;
+	*size = det_xstate_size();
+	printf("# DET_XSTATE_REGS size: %ld bytes\n", *size);
+	if (*size < DET_XSTATE_YMM_OFFSET + 16 * 16 || *size % 64)
+		return NULL;
+	buf = aligned_alloc(64, *size);
+	if (buf)
+		memset(buf, 0xa5, *size);
+	return buf;
+}
+
+TEST(regs_xstate_get)
+{
+	unsigned int *ymm0_hi, *xmm0;
+	__u64 xfeatures;
+	unsigned char *x;
+	long size, r;
+
+	ASSERT_EQ(0, become_master());
+	if (!__builtin_cpu_supports("avx"))
+		SKIP(return, "no AVX");
+	x = xstate_buf(&size);
+	ASSERT_NE(NULL, x);
+	EXPECT_EQ(DET_GENERAL_REGS_SIZE + DET_FP_REGS_SIZE + size,
+		  dget(0, DET_REGS | DET_GENERAL_REGS | DET_FP_REGS |
+		       DET_XSTATE_REGS, 0, 0, 0));
+	r = dput(1, DET_START, 0, 0, 0);
+	if (r == 0) {
+		unsigned int lo = YMM_LO, hi = YMM_HI;
+
+		__asm__ volatile("vbroadcastss %[lo], %%xmm1\n\t"
+				 "vbroadcastss %[hi], %%xmm2\n\t"
+				 "vinsertf128 $1, %%xmm2, %%ymm1, %%ymm0\n\t"
+				 "syscall"
+				 : "=a"(r)
+				 : "0"((long)DET_NR_DRET), [lo] "m"(lo),
+				   [hi] "m"(hi)
+				 : "rcx", "r11", "memory", "xmm0", "xmm1",
+				   "xmm2");
+		det_exit(0);
+	}
+	ASSERT_EQ(DET_S_RUNNING, r);
+	ASSERT_EQ(DET_S_READY, dget(1, DET_REGS | DET_XSTATE_REGS,
+				    (unsigned long)x, size, 0));
+	memcpy(&xfeatures, x + DET_XSTATE_HDR_OFFSET, sizeof(xfeatures));
+	EXPECT_NE(0, xfeatures & (1 << 2)) {
+		TH_LOG("xfeatures %#llx", (unsigned long long)xfeatures);
+	}
+	/* FXSAVE image first: xmm0 at byte 160. */
+	xmm0 = (unsigned int *)(x + 160);
+	ymm0_hi = (unsigned int *)(x + DET_XSTATE_YMM_OFFSET);
+	EXPECT_EQ(YMM_LO, xmm0[0]);
+	EXPECT_EQ(YMM_LO, xmm0[3]);
+	EXPECT_EQ(YMM_HI, ymm0_hi[0]);
+	EXPECT_EQ(YMM_HI, ymm0_hi[3]);
+	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+	free(x);
+}
+
+TEST(regs_xstate_put)
+{
+	struct user_regs_struct regs;
+	unsigned int *ymm0_hi;
+	__u64 xfeatures, xcomp_bv;
+	unsigned char *x;
+	long size, r;
+
+	ASSERT_EQ(0, become_master());
+	if (!__builtin_cpu_supports("avx"))
+		SKIP(return, "no AVX");
+	x = xstate_buf(&size);
+	ASSERT_NE(NULL, x);
+	r = dput(1, DET_START, 0, 0, 0);
+	if (r == 0) {
+		/* ymm0 zero, dret(), then rdi = ymm0[191:128], dret(). */
+		__asm__ volatile("vxorps %%ymm0, %%ymm0, %%ymm0\n\t"
+				 "syscall\n\t"
+				 "vextractf128 $1, %%ymm0, %%xmm1\n\t"
+				 "vmovq %%xmm1, %%rdi\n\t"
+				 "movl %[nr], %%eax\n\t"
+				 "syscall"
+				 : "=a"(r)
+				 : "0"((long)DET_NR_DRET), [nr] "i"(DET_NR_DRET)
+				 : "rcx", "r11", "rdi", "memory", "xmm0",
+				   "xmm1");
+		det_exit(0);
+	}
+	ASSERT_EQ(DET_S_RUNNING, r);
+	ASSERT_EQ(DET_S_READY, dget(1, DET_REGS | DET_XSTATE_REGS,
+				    (unsigned long)x, size, 0));
+	ymm0_hi = (unsigned int *)(x + DET_XSTATE_YMM_OFFSET);
+	EXPECT_EQ(0, ymm0_hi[0]);
+	ymm0_hi[0] = YMM_LO;
+	ymm0_hi[1] = YMM_HI;
+	/* The component may be in its init state: mark it present. */
+	memcpy(&xfeatures, x + DET_XSTATE_HDR_OFFSET, sizeof(xfeatures));
+	xfeatures |= 1 << 2;
+	memcpy(x + DET_XSTATE_HDR_OFFSET, &xfeatures, sizeof(xfeatures));
+
+	/* Validated as PTRACE_SETREGSET does: no compacted format. */
+	xcomp_bv = 1ULL << 63 | xfeatures;
+	memcpy(x + DET_XSTATE_HDR_OFFSET + 8, &xcomp_bv, sizeof(xcomp_bv));
+	EXPECT_EQ(-EINVAL, dput(1, DET_REGS | DET_XSTATE_REGS,
+				(unsigned long)x, size, 0));
+	xcomp_bv = 0;
+	memcpy(x + DET_XSTATE_HDR_OFFSET + 8, &xcomp_bv, sizeof(xcomp_bv));
+
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_REGS | DET_XSTATE_REGS | DET_START,
+				      (unsigned long)x, size, 0));
+	ASSERT_EQ(DET_S_READY, dget(1, DET_REGS | DET_GENERAL_REGS,
+				    (unsigned long)&regs, sizeof(regs), 0));
+	EXPECT_EQ(DET_NR_DRET, regs.orig_rax);
+	EXPECT_EQ((unsigned long)YMM_HI << 32 | YMM_LO, regs.rdi);
+	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+	free(x);
+}
+
 TEST(dont_wait_and_kill_poison)
 {
 	struct det_status st;

@@ -71,6 +71,12 @@ static inline long det_status(unsigned long child, struct det_status *st)
 	return dget(child, DET_GET_STATUS, (unsigned long)st, sizeof(*st), 0);
 }
 
+/* Bytes of DET_XSTATE_REGS on this machine, or -EINVAL without XSAVE. */
+static inline long det_xstate_size(void)
+{
+	return dget(0, DET_REGS | DET_XSTATE_REGS, 0, 0, 0);
+}
+
 static inline double now_us(void)
 {
 	struct timespec ts;
