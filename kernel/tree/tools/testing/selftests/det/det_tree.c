@@ -56,30 +56,11 @@ struct procs {
 static void snapshot(struct procs *p)
 {
 	DIR *dir = opendir("/proc");
-	struct dirent *de;
 
 	p->n = 0;
-	while (dir && (de = readdir(dir)) && p->n < MAX_PROCS) {
-		char path[300], buf[512], *s;
-		int pp;
-		FILE *f;
-
-		if (de->d_name[0] < '0' || de->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(buf, sizeof(buf), f)) {
-			s = strrchr(buf, ')');
-			if (s && sscanf(s + 2, "%*c %d", &pp) == 1) {
-				p->pid[p->n] = atoi(de->d_name);
-				p->ppid[p->n] = pp;
-				p->n++;
-			}
-		}
-		fclose(f);
-	}
+	while (dir && p->n < MAX_PROCS &&
+	       proc_next(dir, &p->pid[p->n], &p->ppid[p->n]))
+		p->n++;
 	if (dir)
 		closedir(dir);
 }

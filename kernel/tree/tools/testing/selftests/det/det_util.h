@@ -85,18 +85,17 @@ static inline double now_us(void)
 	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
-/* Count live processes whose parent is @ppid, from /proc/<pid>/stat. */
-static inline int count_children_of(pid_t ppid)
+/*
+ * The next process in the /proc directory @dir: its pid and its parent's,
+ * from /proc/<pid>/stat.  Returns 0 when there are no more.
+ */
+static inline int proc_next(DIR *dir, pid_t *pid, pid_t *ppid)
 {
-	DIR *dir = opendir("/proc");
 	struct dirent *de;
-	int n = 0;
 
-	if (!dir)
-		return -1;
 	while ((de = readdir(dir))) {
 		char path[300], buf[512], *p;
-		int pp = -1;
+		int pp, ok = 0;
 		FILE *f;
 
 		if (de->d_name[0] < '0' || de->d_name[0] > '9')
@@ -107,42 +106,45 @@ static inline int count_children_of(pid_t ppid)
 			continue;
 		if (fgets(buf, sizeof(buf), f)) {
 			p = strrchr(buf, ')');
-			if (p && sscanf(p + 2, "%*c %d", &pp) == 1 && pp == ppid)
-				n++;
+			ok = p && sscanf(p + 2, "%*c %d", &pp) == 1;
 		}
 		fclose(f);
+		if (ok) {
+			*pid = atoi(de->d_name);
+			*ppid = pp;
+			return 1;
+		}
 	}
-	closedir(dir);
-	return n;
+	return 0;
 }
 
 /* Collect up to @max pids of processes whose parent is @ppid. */
 static inline int children_of(pid_t ppid, pid_t *out, int max)
 {
 	DIR *dir = opendir("/proc");
-	struct dirent *de;
+	pid_t pid, pp;
 	int n = 0;
 
 	if (!dir)
 		return -1;
-	while ((de = readdir(dir)) && n < max) {
-		char path[300], buf[512], *p;
-		int pp = -1;
-		FILE *f;
+	while (n < max && proc_next(dir, &pid, &pp))
+		if (pp == ppid)
+			out[n++] = pid;
+	closedir(dir);
+	return n;
+}
 
-		if (de->d_name[0] < '0' || de->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(buf, sizeof(buf), f)) {
-			p = strrchr(buf, ')');
-			if (p && sscanf(p + 2, "%*c %d", &pp) == 1 && pp == ppid)
-				out[n++] = atoi(de->d_name);
-		}
-		fclose(f);
-	}
+/* Count live processes whose parent is @ppid. */
+static inline int count_children_of(pid_t ppid)
+{
+	DIR *dir = opendir("/proc");
+	pid_t pid, pp;
+	int n = 0;
+
+	if (!dir)
+		return -1;
+	while (proc_next(dir, &pid, &pp))
+		n += pp == ppid;
 	closedir(dir);
 	return n;
 }
