@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 
 use crate::fsutil::{self, Key};
-use crate::kernel::Kernel;
+use crate::kernel::{self, Kernel};
 use crate::profile::Profile;
 use crate::progress::{self, Step};
 use crate::project::Project;
@@ -128,7 +128,7 @@ fn build_rust(project: &Project, profile: &Profile) -> Result<Vec<Program>> {
 /// another checkout's overlay), against this kernel's installed headers and
 /// upstream's `kselftest*.h`.
 fn build_c_selftests(project: &Project, kernel: &Kernel) -> Result<Vec<Program>> {
-    let dir = project.root.join("kernel/tree/tools/testing/selftests/det");
+    let dir = project.root.join("kernel/tree").join(kernel::SELFTESTS);
     let mut sources: Vec<PathBuf> = match fs::read_dir(&dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
