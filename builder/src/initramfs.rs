@@ -173,7 +173,7 @@ pub struct Initramfs {
 }
 
 /// Assemble the image's file tree for a profile.
-pub fn assemble(project: &Project, profile: &Profile, userland: &Userland) -> Result<Tree> {
+pub fn assemble(profile: &Profile, userland: &Userland) -> Result<Tree> {
     let mut t = Tree::default();
     for dir in [
         "dev", "proc", "sys", "tmp", "run", "root", "etc", TESTS_DIR, DEMOS_DIR,
@@ -211,7 +211,6 @@ pub fn assemble(project: &Project, profile: &Profile, userland: &Userland) -> Re
             },
         )?;
     }
-    let _ = project;
     Ok(t)
 }
 
@@ -248,7 +247,7 @@ fn add_busybox(t: &mut Tree) -> Result<()> {
 }
 
 pub fn build(project: &Project, profile: &Profile, userland: &Userland) -> Result<Initramfs> {
-    let tree = assemble(project, profile, userland)?;
+    let tree = assemble(profile, userland)?;
     let mtime = u32::try_from(profile.build.source_date_epoch)
         .context("SOURCE_DATE_EPOCH does not fit a cpio mtime")?;
     let key = tree.key(mtime);
