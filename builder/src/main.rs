@@ -171,7 +171,8 @@ struct TestArgs {
     /// (UEFI) and under SeaBIOS (BIOS), each its own run in the tally.
     #[arg(long)]
     no_disk: bool,
-    /// Keep the run's logs here instead of images/<profile>/logs/.
+    /// Keep each run's logs in DIR/<run> instead of images/logs/<run>/
+    /// (runs: `test`, `test-uefi`, `test-bios`, `debug`).
     #[arg(long)]
     logs: Option<PathBuf>,
 }
