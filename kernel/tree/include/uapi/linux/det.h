@@ -36,19 +36,56 @@
 #define DET_NR_DRET		1002
 
 /*
- * Operations: at most one per call, in the low 16 bits of @flags.
- * An operation's options ("op-flags") live in bits 16-23 and mean
- * different things for different operations.
+ * Operations, in the low 16 bits of @flags: one per call, except that
+ * dput() takes DET_REGS together with DET_SNAP (the snapshot needs no
+ * range, so @start and @size are the register buffer; the snapshot is
+ * taken first).  An operation's options ("op-flags") live in bits 16-23
+ * and mean different things for different operations.
  */
 #define DET_REGS		0x00000001 /* put/get: copy registers */
 #define DET_BECOME_MASTER	0x00000002 /* put: caller becomes a master */
 #define DET_GET_STATUS		0x00000004 /* get: return child's status */
 #define DET_KILL		0x00000008 /* put: destroy the child */
 #define DET_ALLOW_SIGNALS	0x00000010 /* put: signals that end waits */
-#define DET_VM_ZERO		0x00000020 /* put: zero a range (reserved) */
-#define DET_VM_COPY		0x00000040 /* put/get: copy a range (reserved) */
-#define DET_SNAP		0x00000080 /* put: snapshot (reserved) */
-#define DET_MERGE		0x00000100 /* get: merge (reserved) */
+#define DET_VM_ZERO		0x00000020 /* put: map fresh zero pages */
+#define DET_VM_COPY		0x00000040 /* put/get: copy a range */
+#define DET_SNAP		0x00000080 /* put: COW copy + reference */
+#define DET_MERGE		0x00000100 /* get: three-way merge */
+#define DET_PERM		0x00000200 /* put: set page protection */
+
+/*
+ * Memory operations (see docs/kernel.md and docs/det-merge.7.md):
+ *
+ * dput(c, DET_VM_ZERO | prot, start, size, 0): the child's pages
+ *	[start, start+size) become fresh private anonymous zero pages with
+ *	protection @prot (DET_PROT_*); prot 0 unmaps them instead.  @start
+ *	and @size page-aligned.
+ * dput(c, DET_PERM | prot, start, size, 0): set the protection of the
+ *	child's mapped pages [start, start+size) (page-aligned) to @prot;
+ *	DET_PROT_* 0 is PROT_NONE.  Every page must be mapped (ENOMEM).
+ * dput(c, DET_VM_COPY, start, size, dststart): the caller's bytes
+ *	[start, start+size) are copied to the child at @dststart.
+ * dget(c, DET_VM_COPY, start, size, dststart): the child's bytes
+ *	[start, start+size) are copied to the caller at @dststart.
+ *	Either way @dststart - @start is a multiple of the page size; the
+ *	ends may be unaligned.  Both ranges must be mapped; the destination
+ *	keeps its mappings and protection (writes go through like
+ *	ptrace's, copy-on-write).
+ * dput(c, DET_SNAP, 0, 0, 0): the child's whole address space becomes a
+ *	copy-on-write copy of the caller's, and a second copy is kept as
+ *	the reference for DET_MERGE.  On a new ID the child is created
+ *	(fork-like) with it.
+ * dget(c, DET_MERGE, start, size, report): bytes of [start, start+size)
+ *	the child changed since the snapshot (child != reference) are
+ *	written into the caller at the same addresses.  A byte both sides
+ *	changed to different values is a conflict: then nothing at all is
+ *	merged, the call fails with EBADE (DET_E_CONFLICT) and the report
+ *	says where.  @report, if not 0, points at a struct det_merge,
+ *	written on success and on conflict.
+ * A child's memory outlives its exit: dget() DET_VM_COPY and DET_MERGE
+ * work on an exited child until DET_KILL frees its ID.
+ */
+#define DET_E_CONFLICT		52 /* EBADE: DET_MERGE found a conflict */
 
 /*
  * Op-flags of DET_REGS: which register sets to copy (at least one).  The
@@ -71,7 +108,7 @@
 /* Op-flag of DET_KILL: do not wait for the child to stop first. */
 #define DET_KILL_POISON		0x00010000
 
-/* Op-flags of DET_VM_ZERO (reserved): protection of the zeroed range. */
+/* Op-flags of DET_VM_ZERO and DET_PERM: protection of the range. */
 #define DET_PROT_READ		0x00010000
 #define DET_PROT_WRITE		0x00020000
 #define DET_PROT_EXEC		0x00040000
@@ -120,6 +157,30 @@ struct det_status {
 	__u64 ip;
 };
 
+/**
+ * struct det_merge - what dget(child, DET_MERGE, start, size, report)
+ * writes at @report.
+ * @conflict_bytes:	bytes both sides changed, to different values.
+ * @conflict_addr:	lowest conflicting address; 0 if none.
+ * @conflict_start:	start of the first page with a conflict.
+ * @conflict_end:	end of the last page with a conflict (exclusive).
+ * @conflict_pages:	pages with at least one conflicting byte.
+ * @scanned_pages:	pages of the range examined (page-table walk).
+ * @copied_pages:	pages only the child changed, taken whole.
+ * @compared_pages:	pages both sides changed, merged byte by byte.
+ */
+struct det_merge {
+	__u64 conflict_bytes;
+	__u64 conflict_addr;
+	__u64 conflict_start;
+	__u64 conflict_end;
+	__u64 conflict_pages;
+	__u64 scanned_pages;
+	__u64 copied_pages;
+	__u64 compared_pages;
+};
+
+#define DET_MERGE_SIZE		64 /* sizeof(struct det_merge) */
 #define DET_STATUS_SIZE		48 /* sizeof(struct det_status) */
 #define DET_GENERAL_REGS_SIZE	216 /* sizeof(struct user_regs_struct) */
 #define DET_FP_REGS_SIZE	512 /* sizeof(struct user_fpregs_struct) */
