@@ -4,7 +4,9 @@
 //! [`Cli`] (its doc comments are the `--help` text), and each verb lives in a
 //! module of its own. Every verb except `deps` first checks the host packages.
 
+mod bench;
 mod build;
+mod check;
 mod deps;
 mod disk;
 mod flash;
@@ -13,6 +15,7 @@ mod gpt;
 mod initramfs;
 mod kernel;
 mod ktap;
+mod plot;
 mod profile;
 mod progress;
 mod project;
@@ -65,6 +68,15 @@ enum Verb {
     Test(TestArgs),
     /// Build the default profile, boot it and run the preinstalled demos.
     Demo(BootOpts),
+    /// Measure det ÷ pthread for md5, qsort, matmult and lu in a guest
+    /// (the thesis's Tables 4 and 5); writes images/bench/results.csv,
+    /// results.json, table.txt and overhead-<demo>.svg/.png, and prints the
+    /// table beside the thesis's figures. See docs/benchmarks.md.
+    Bench(BenchArgs),
+    /// Run each demo K times per CPU count, with and without background
+    /// load, in a guest; print the number of distinct result hashes per
+    /// demo and version. Fails if a deterministic demo gives more than one.
+    Check(CheckArgs),
     /// Write a profile's disk.img to a block device (a USB stick, a test
     /// machine's disk). Refuses the system disk, a mounted or busy device,
     /// a device smaller than the image and anything that is not a block
@@ -80,6 +92,55 @@ enum Verb {
     /// and compare every artifact byte for byte, naming the first
     /// differing file inside any that differ. Takes a full kernel build.
     Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Profile to boot.
+    #[arg(long, short, default_value = "bench")]
+    profile: String,
+    /// A few sizes per demo with shorter runs (minutes, not an hour).
+    #[arg(long)]
+    quick: bool,
+    /// Only these demos (comma-separated: md5, qsort, matmult, lu).
+    #[arg(long, value_delimiter = ',')]
+    demos: Vec<String>,
+    /// Instead of the built-in plan: DEMO:SIZE[,SIZE...] items, e.g.
+    /// `--plan lu:16,2048 --plan qsort:1000`.
+    #[arg(long)]
+    plan: Vec<String>,
+    /// Values of N (guest CPUs used), comma-separated; default 1..=CPUs.
+    #[arg(long, value_delimiter = ',')]
+    n: Vec<u32>,
+    /// Each timed run lasts at least this long (default 2, --quick 0.5).
+    #[arg(long)]
+    min_secs: Option<f64>,
+    /// Runs per timing; the median counts.
+    #[arg(long, default_value_t = 1)]
+    trials: u32,
+    /// Do not boot: redraw the table and plots from images/bench/results.json.
+    #[arg(long)]
+    replot: bool,
+    #[command(flatten)]
+    boot: BootOpts,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Profile to boot.
+    #[arg(long, short, default_value = "bench")]
+    profile: String,
+    /// Runs per demo, version, CPU count and load setting (K).
+    #[arg(long, short = 'k', default_value_t = 100)]
+    runs: u32,
+    /// Only without background load.
+    #[arg(long)]
+    no_load: bool,
+    /// Only these demos (comma-separated: md5, qsort, matmult, lu, gauss).
+    #[arg(long, value_delimiter = ',')]
+    demos: Vec<String>,
+    #[command(flatten)]
+    boot: BootOpts,
 }
 
 #[derive(Args)]
@@ -275,6 +336,30 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             None => verify::run(&project, args.keep),
         },
+        Verb::Bench(a) => bench::run(
+            &project,
+            &bench::Options {
+                profile: a.profile,
+                quick: a.quick,
+                plan: a.plan,
+                demos: a.demos,
+                cpus: a.n,
+                min_secs: a.min_secs,
+                trials: a.trials,
+                replot: a.replot,
+                boot: a.boot,
+            },
+        ),
+        Verb::Check(a) => check::run(
+            &project,
+            &check::Options {
+                profile: a.profile,
+                runs: a.runs,
+                no_load: a.no_load,
+                demos: a.demos,
+                boot: a.boot,
+            },
+        ),
         Verb::Demo(boot) => {
             let profile = project.profile("default")?;
             let image = build::build(&project, &profile)?;

@@ -41,6 +41,9 @@ fn destination(package: &str, bin: &str, profile: &Profile) -> Option<String> {
     match package {
         "det-init" if bin == "init" => Some("init".to_string()),
         "det-guest-tests" if profile.userland.tests => Some(format!("{TESTS_DIR}/{bin}")),
+        // The demos (docs/benchmarks.md): the tour init shows, the rest on PATH.
+        "det-demos-harness" if bin == "tour" => Some(format!("{DEMOS_DIR}/{bin}")),
+        "det-demos-harness" | "det-demos-pthread" => Some(format!("usr/bin/{bin}")),
         _ => None,
     }
 }
@@ -79,6 +82,7 @@ fn build_rust(project: &Project, profile: &Profile) -> Result<Vec<Program>> {
         ])
         .args(["--target", TARGET])
         .args(["-p", "det-init", "-p", "det-guest-tests"])
+        .args(["-p", "det-demos-harness", "-p", "det-demos-pthread"])
         .env("CARGO_TARGET_DIR", project.root.join("target/guest"))
         .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
         .env_remove("RUSTFLAGS")

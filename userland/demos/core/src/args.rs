@@ -57,9 +57,13 @@ impl Demo {
             Demo::Md5 => (1..=md5::MAX_LEN as u64).contains(&size),
             Demo::Qsort => (1..=1 << 28).contains(&size),
             Demo::Matmult => {
-                size >= MATMULT_GRID as u64 && size % MATMULT_GRID as u64 == 0 && size <= 8192
+                size >= MATMULT_GRID as u64
+                    && size.is_multiple_of(MATMULT_GRID as u64)
+                    && size <= 8192
             }
-            Demo::Lu => size >= LU_GRID as u64 && size % LU_GRID as u64 == 0 && size <= 8192,
+            Demo::Lu => {
+                size >= LU_GRID as u64 && size.is_multiple_of(LU_GRID as u64) && size <= 8192
+            }
             Demo::Gauss => (2..=2048).contains(&size),
         };
         if ok {

@@ -246,9 +246,9 @@ fn gauss_demo(p: &Params) -> Line {
             Arc::new(init.iter().map(|v| AtomicU64::new(v.to_bits())).collect());
         for k in 0..n - 1 {
             let mut handles: Vec<Option<thread::JoinHandle<()>>> = (0..n).map(|_| None).collect();
-            for i in k + 1..n {
+            for (i, slot) in handles.iter_mut().enumerate().skip(k + 1) {
                 let m = Arc::clone(&m);
-                handles[i] = Some(thread::spawn(move || gauss::eliminate(&m[..], n, k, i)));
+                *slot = Some(thread::spawn(move || gauss::eliminate(&m[..], n, k, i)));
             }
             for i in gauss::joined_rows(n, k, p.fixed) {
                 if let Some(t) = handles[i].take() {

@@ -1,0 +1,131 @@
+//! `cargo det check`: the determinism check, in a guest.
+//!
+//! Boots the `bench` profile with `det-check` (userland/demos/harness) as
+//! the command: every installed version of every demo runs K times for
+//! each N of 1..=CPUs, with and without background load, and the number of
+//! distinct result hashes per demo and version is printed as a table. Exit
+//! status 0 when every deterministic demo (and every race-free pthread
+//! demo) gave one hash; the unfixed pthread gauss is expected to give
+//! several and only reported. The guest test `demos` runs the same check
+//! with K = 2 in `cargo det test`.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+use crate::build;
+use crate::project::Project;
+use crate::qemu::{self, Boot, Logs};
+use crate::BootOpts;
+
+/// The demos checked, with sizes that keep a run under a second or two
+/// on the TCG guest.
+pub const SPECS: &[&str] = &[
+    "md5:3",
+    "qsort:20000",
+    "matmult:64",
+    "lu:32",
+    "gauss:32",
+    "gauss:32:fixed",
+];
+
+pub struct Options {
+    pub profile: String,
+    pub runs: u32,
+    pub no_load: bool,
+    pub demos: Vec<String>,
+    pub boot: BootOpts,
+}
+
+pub fn run(project: &Project, o: &Options) -> Result<ExitCode> {
+    let profile = project.profile(&o.profile)?;
+    let specs: Vec<&str> = SPECS
+        .iter()
+        .copied()
+        .filter(|s| o.demos.is_empty() || o.demos.iter().any(|d| s.split(':').next() == Some(d)))
+        .collect();
+    if specs.is_empty() {
+        bail!("no demo left to check (demos: md5, qsort, matmult, lu, gauss)");
+    }
+    let image = build::build(project, &profile)?;
+    let boot = Boot::resolve(project, &profile, &image, &o.boot);
+    let cpus: Vec<String> = (1..=boot.cpus).map(|c| c.to_string()).collect();
+    let command = format!(
+        "det-check --runs {} --cpus {} --load {} {}",
+        o.runs.max(1),
+        cpus.join(","),
+        if o.no_load { "0" } else { "0,1" },
+        specs.join(" ")
+    );
+    let cmdline = qemu::harness_cmdline(&profile, boot.cpus, &command, &[]);
+    let logs = Logs {
+        dir: project.images().join("logs").join("check"),
+    };
+    eprintln!(
+        "determinism check: {} runs × N in 1..={} × load {} per demo and version ({:?})",
+        o.runs.max(1),
+        boot.cpus,
+        if o.no_load { "off" } else { "off/on" },
+        boot.accel
+    );
+    let mut shown = 0;
+    let outcome = qemu::boot_captured(&image, &boot, &cmdline, logs, false, |text| {
+        let complete = text.rfind('\n').map_or(0, |i| i + 1);
+        if complete > shown {
+            for line in text[shown..complete].lines() {
+                if let Some(note) = line.strip_prefix("# ") {
+                    eprintln!("  {note}");
+                }
+            }
+            shown = complete;
+        }
+    })?;
+    let lines: Vec<&str> = outcome
+        .output
+        .lines()
+        .filter(|l| l.starts_with("CHECK "))
+        .collect();
+    println!(
+        "{:<8} {:>6} {:>5} {:<8} {:>5} {:>9} {:>7}  hashes",
+        "demo", "size", "fixed", "impl", "runs", "distinct", "errors"
+    );
+    for l in &lines {
+        let v = |k: &str| demos_value(l, k).unwrap_or("-").to_string();
+        println!(
+            "{:<8} {:>6} {:>5} {:<8} {:>5} {:>9} {:>7}  {}",
+            v("demo"),
+            v("size"),
+            v("fixed"),
+            v("impl"),
+            v("runs"),
+            v("distinct"),
+            v("errors"),
+            v("hashes")
+        );
+    }
+    let verdict = outcome
+        .output
+        .lines()
+        .find_map(|l| l.strip_prefix("CHECK-DONE "))
+        .map(str::to_string);
+    match verdict.as_deref().and_then(|v| demos_value(v, "verdict")) {
+        Some("pass") => {
+            println!("every deterministic demo gave one hash");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(_) => {
+            println!("FAILED: {}", verdict.unwrap_or_default());
+            Ok(ExitCode::FAILURE)
+        }
+        None => {
+            qemu::report_problem(project, &outcome);
+            bail!("the check did not finish");
+        }
+    }
+}
+
+/// The value of `key` in a `key=value ...` line.
+fn demos_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
