@@ -230,6 +230,41 @@ pub fn symbols(b: &[u8]) -> Result<Vec<Symbol>, ElfError> {
     Ok(out)
 }
 
+/// Names of the undefined symbols in `b`'s `.symtab` (what `nm -u`
+/// prints): a deterministic program must have none.
+pub fn undefined(b: &[u8]) -> Result<Vec<String>, ElfError> {
+    let h = slice(b, 0, 64)?;
+    let shoff = u64_at(h, 40);
+    let shnum = u16_at(h, 60) as u64;
+    let sh = slice(b, shoff, 64 * shnum)?;
+    let mut out = Vec::new();
+    for i in 0..shnum as usize {
+        let s = &sh[i * 64..(i + 1) * 64];
+        if u32_at(s, 4) != 2 {
+            continue;
+        }
+        let link = u32_at(s, 40) as usize;
+        let strs = sh
+            .get(link * 64..(link + 1) * 64)
+            .ok_or(bad("bad string table link"))?;
+        let strtab = slice(b, u64_at(strs, 24), u64_at(strs, 32))?;
+        let table = slice(b, u64_at(s, 24), u64_at(s, 32))?;
+        // Entry 0 is the null symbol; weak undefined symbols (binding 2)
+        // resolve to 0 and are not missing.
+        for sym in table.chunks_exact(24).skip(1) {
+            if u16_at(sym, 6) != 0 || sym[4] >> 4 == 2 {
+                continue;
+            }
+            let rest = strtab.get(u32_at(sym, 0) as usize..).unwrap_or(&[]);
+            let len = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
+            if len > 0 {
+                out.push(String::from_utf8_lossy(&rest[..len]).into_owned());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The symbol covering `addr` (or the nearest one below it when sizes are
 /// 0), as `name+0xoff`, demangled.
 pub fn describe(symbols: &[Symbol], addr: u64) -> Option<String> {

@@ -335,9 +335,12 @@ mod tests {
     fn same_sequence_same_addresses() {
         let run = |lo, hi| {
             let mut h = Heap::new(lo, hi);
-            // SAFETY: region is ours.
+            let mut alloc = |size| {
+                // SAFETY: the region is ours and mapped (a Vec).
+                unsafe { h.alloc(size, 8) as u64 - lo }
+            };
             (0..500u64)
-                .map(|i| unsafe { h.alloc(i * 37 % 9000 + 1, 8) } as u64 - lo)
+                .map(|i| alloc(i * 37 % 9000 + 1))
                 .collect::<Vec<_>>()
         };
         let (_a, lo1, hi1) = region(16 << 20);

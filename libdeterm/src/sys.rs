@@ -420,6 +420,96 @@ mod tests {
         assert_eq!(Errno(22).to_string(), "EINVAL (22)");
     }
 
+    /// Every `DET_*` number in the kernel's UAPI header has the same value
+    /// here, and every function of the C interface is declared in
+    /// `determ.h`.
+    #[test]
+    fn matches_the_uapi_header_and_determ_h() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let uapi = std::fs::read_to_string(root.join("../kernel/tree/include/uapi/linux/det.h"))
+            .expect("the UAPI header");
+        let ours: &[(&str, u64)] = &[
+            ("DET_NR_DPUT", NR_DPUT),
+            ("DET_NR_DGET", NR_DGET),
+            ("DET_NR_DRET", NR_DRET),
+            ("DET_REGS", DET_REGS),
+            ("DET_BECOME_MASTER", DET_BECOME_MASTER),
+            ("DET_GET_STATUS", DET_GET_STATUS),
+            ("DET_KILL", DET_KILL),
+            ("DET_ALLOW_SIGNALS", DET_ALLOW_SIGNALS),
+            ("DET_VM_ZERO", DET_VM_ZERO),
+            ("DET_VM_COPY", DET_VM_COPY),
+            ("DET_SNAP", DET_SNAP),
+            ("DET_MERGE", DET_MERGE),
+            ("DET_PERM", DET_PERM),
+            ("DET_GENERAL_REGS", DET_GENERAL_REGS),
+            ("DET_FP_REGS", DET_FP_REGS),
+            ("DET_XSTATE_REGS", DET_XSTATE_REGS),
+            ("DET_DONT_WAIT", DET_DONT_WAIT),
+            ("DET_KILL_POISON", DET_KILL_POISON),
+            ("DET_PROT_READ", DET_PROT_READ),
+            ("DET_PROT_WRITE", DET_PROT_WRITE),
+            ("DET_PROT_EXEC", DET_PROT_EXEC),
+            ("DET_START", DET_START),
+            ("DET_S_READY", DET_S_READY as u64),
+            ("DET_S_RUNNING", DET_S_RUNNING as u64),
+            ("DET_S_EXCEPT", DET_S_EXCEPT as u64),
+            ("DET_S_EXIT_NORMAL", DET_S_EXIT_NORMAL as u64),
+            ("DET_S_EXCEPT_DEAD", DET_S_EXCEPT_DEAD as u64),
+            ("DET_R_NONE", DET_R_NONE as u64),
+            ("DET_R_DRET", DET_R_DRET as u64),
+            ("DET_R_SYSCALL", DET_R_SYSCALL as u64),
+            ("DET_R_SIGNAL", DET_R_SIGNAL as u64),
+            ("DET_R_EXIT", DET_R_EXIT as u64),
+            ("DET_R_KILLED", DET_R_KILLED as u64),
+            ("DET_E_CONFLICT", DET_E_CONFLICT as u64),
+            ("DET_MERGE_SIZE", DET_MERGE_SIZE as u64),
+            ("DET_STATUS_SIZE", DET_STATUS_SIZE as u64),
+            ("DET_GENERAL_REGS_SIZE", DET_GENERAL_REGS_SIZE as u64),
+            ("DET_FP_REGS_SIZE", DET_FP_REGS_SIZE as u64),
+            ("DET_XSTATE_HDR_OFFSET", DET_XSTATE_HDR_OFFSET as u64),
+        ];
+        let mut seen = 0;
+        for line in uapi.lines() {
+            let mut w = line.split_whitespace();
+            if w.next() != Some("#define") {
+                continue;
+            }
+            let (Some(name), Some(val)) = (w.next(), w.next()) else {
+                continue;
+            };
+            let parsed = match val.strip_prefix("0x") {
+                Some(h) => u64::from_str_radix(h, 16),
+                None => val.parse(),
+            };
+            let Ok(v) = parsed else { continue };
+            if let Some((_, mine)) = ours.iter().find(|(n, _)| *n == name) {
+                assert_eq!(*mine, v, "{name}");
+                seen += 1;
+            }
+        }
+        assert_eq!(
+            seen,
+            ours.len(),
+            "some constants are not in the UAPI header"
+        );
+        let capi = std::fs::read_to_string(root.join("src/rt/capi.rs")).expect("capi.rs");
+        let header = std::fs::read_to_string(root.join("include/determ.h")).expect("determ.h");
+        let mut n = 0;
+        for line in capi.lines() {
+            if let Some(rest) = line.split("extern \"C\" fn ").nth(1) {
+                let name = rest.split('(').next().unwrap();
+                assert!(
+                    header.contains(&std::format!(" {name}("))
+                        || header.contains(&std::format!("*{name}(")),
+                    "{name} is not declared in determ.h"
+                );
+                n += 1;
+            }
+        }
+        assert!(n >= 15, "found only {n} C functions");
+    }
+
     #[test]
     fn a_legacy_process_gets_eperm_or_enosys() {
         // On the host kernel the numbers are unknown (ENOSYS); on detlinux
