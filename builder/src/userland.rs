@@ -61,9 +61,16 @@ fn destination(package: &str, bin: &str, profile: &Profile) -> Option<String> {
 pub fn build(project: &Project, profile: &Profile, kernel: &Kernel) -> Result<Userland> {
     let mut programs = build_rust(project, profile)?;
     let det = build_det(project)?;
+    // The deterministic demos go into every image, the test programs only
+    // where tests do.
+    let (det_tests, det_demos): (Vec<Program>, Vec<Program>) = det
+        .programs
+        .into_iter()
+        .partition(|p| p.dest.starts_with(DET_DIR));
+    programs.extend(det_demos);
     if profile.userland.tests {
         programs.extend(build_c_selftests(project, kernel)?);
-        programs.extend(det.programs);
+        programs.extend(det_tests);
     }
     programs.sort_by(|a, b| a.dest.cmp(&b.dest));
     Ok(Userland { programs })
@@ -88,15 +95,15 @@ fn guest_rustflags(project: &Project) -> Vec<String> {
 }
 
 /// The package name in a cargo JSON message's `package_id`
-/// ("path+file:///.../userland/init#det-init@0.1.0").
+/// ("path+file:///.../userland/init#det-init@0.1.0"; cargo leaves the name
+/// out when it is the directory's: "path+file:///.../userland/detrun#0.1.0").
 fn package_name(msg: &serde_json::Value) -> &str {
-    msg["package_id"]
-        .as_str()
-        .unwrap_or("")
-        .rsplit('#')
-        .next()
-        .and_then(|s| s.split('@').next())
-        .unwrap_or("")
+    let id = msg["package_id"].as_str().unwrap_or("");
+    let (path, fragment) = id.rsplit_once('#').unwrap_or((id, ""));
+    match fragment.split_once('@') {
+        Some((name, _)) => name,
+        None => path.rsplit('/').next().unwrap_or(""),
+    }
 }
 
 fn build_rust(project: &Project, profile: &Profile) -> Result<Vec<Program>> {
@@ -174,6 +181,7 @@ pub fn build_det(project: &Project) -> Result<Det> {
         .args(["--target", TARGET])
         .args(["-p", "det-progs", "--features", "det-progs/det"])
         .args(["-p", "determ-capi"])
+        .args(["-p", "det-demos-det", "--features", "det-demos-det/det"])
         .env("CARGO_TARGET_DIR", &target_dir)
         .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
         .env_remove("RUSTFLAGS")
@@ -202,6 +210,14 @@ pub fn build_det(project: &Project) -> Result<Det> {
                     programs.push(Program {
                         path: PathBuf::from(exe),
                         dest: format!("{DET_DIR}/{bin}"),
+                    });
+                }
+            }
+            "det-demos-det" => {
+                if let Some(exe) = msg["executable"].as_str() {
+                    programs.push(Program {
+                        path: PathBuf::from(exe),
+                        dest: "usr/bin/demo-det".to_string(),
                     });
                 }
             }
@@ -331,4 +347,22 @@ fn build_c_selftests(project: &Project, kernel: &Kernel) -> Result<Vec<Program>>
     }
     step.done("");
     Ok(programs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_names_with_and_without_the_name_in_the_id() {
+        let msg = |id: &str| serde_json::json!({ "package_id": id });
+        assert_eq!(
+            package_name(&msg("path+file:///w/userland/init#det-init@0.1.0")),
+            "det-init"
+        );
+        assert_eq!(
+            package_name(&msg("path+file:///w/userland/detrun#0.1.0")),
+            "detrun"
+        );
+    }
 }
