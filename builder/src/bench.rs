@@ -522,15 +522,15 @@ fn charts(rows: &[Row]) -> Vec<(String, Chart)> {
             demo.to_string(),
             Chart {
                 title: if overhead {
-                    format!("{demo}: deterministic overhead (det ÷ pthread)")
+                    format!("{demo}: deterministic overhead")
                 } else {
-                    format!("{demo}: pthread time per repetition (no det version measured)")
+                    format!("{demo}: pthread time per repetition (no det)")
                 },
                 x_label: x_label.into(),
                 y_label: if overhead {
                     "det ÷ pthread (×)".into()
                 } else {
-                    "ms".into()
+                    "ms per repetition".into()
                 },
                 series,
                 reference: overhead.then_some(1.0),

@@ -115,7 +115,7 @@ fn label(v: f64) -> String {
 
 impl Chart {
     fn layout(&self) -> Vec<Shape> {
-        let (left, right, top, bottom) = (80.0, WIDTH as f64 - 150.0, 50.0, HEIGHT as f64 - 60.0);
+        let (left, right, top, bottom) = (80.0, WIDTH as f64 - 150.0, 60.0, HEIGHT as f64 - 60.0);
         let pts = || self.series.iter().flat_map(|s| s.points.iter());
         let xs: Vec<f64> = pts().map(|p| p.0).filter(|v| *v > 0.0).collect();
         let mut ys: Vec<f64> = pts().map(|p| p.1).filter(|v| *v > 0.0).collect();
@@ -135,8 +135,12 @@ impl Chart {
         if x1 <= x0 {
             (x0, x1) = (x0 / 2.0, x1 * 2.0);
         }
-        // A little room above and below, and at least 0.5 .. 2 on y.
-        (y0, y1) = ((y0 / 1.2).min(0.5), (y1 * 1.2).max(2.0));
+        // A little room above and below; around a reference line, at
+        // least half to twice it.
+        (y0, y1) = (y0 / 1.2, y1 * 1.2);
+        if let Some(r) = self.reference {
+            (y0, y1) = (y0.min(r / 2.0), y1.max(r * 2.0));
+        }
         let px = |x: f64| left + (x / x0).ln() / (x1 / x0).ln() * (right - left);
         let py = |y: f64| bottom - (y / y0).ln() / (y1 / y0).ln() * (bottom - top);
         let mut s = Vec::new();

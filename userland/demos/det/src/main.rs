@@ -235,6 +235,16 @@ fn lu_demo(p: &Params) -> Result<Line, Error> {
     Ok(line)
 }
 
+/// The `len` cells at `p`.
+///
+/// # Safety
+///
+/// `p` points at `len` live `f64`s that nothing else accesses meanwhile.
+unsafe fn as_cells<'a>(p: Ptr, len: usize) -> &'a [Cell<f64>] {
+    // SAFETY: forwarded to the caller; Cell<f64> has f64's layout.
+    unsafe { core::slice::from_raw_parts(p.0 as *const Cell<f64>, len) }
+}
+
 /// The thesis's Figure 4b: a child per row and step, all but the last
 /// joined (unless `--fixed`). The forgotten child's changes stay in its
 /// private copy: row n - 1 never changes, every run the same.
@@ -255,11 +265,9 @@ fn gauss_demo(p: &Params) -> Result<Line, Error> {
             let mut children: Vec<Option<Child>> = (0..n).map(|_| None).collect();
             for (i, slot) in children.iter_mut().enumerate().skip(k + 1) {
                 *slot = Some(fork(move || {
-                    let pm = pm;
                     // SAFETY: the child's own copy of the matrix, which
                     // stays alive (the parent keeps it) for the child's life.
-                    let cells =
-                        unsafe { core::slice::from_raw_parts(pm.0 as *const Cell<f64>, len) };
+                    let cells = unsafe { as_cells(pm, len) };
                     gauss::eliminate(cells, n, k, i);
                     0
                 })?);
