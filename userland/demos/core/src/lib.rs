@@ -7,13 +7,17 @@
 //! the same result line with the same checksum ([`report`]). The versions
 //! differ only in how they fork and join.
 //!
-//! `#![no_std]` and no allocation: a deterministic program links no libc,
-//! so everything here works on slices and raw pointers the caller owns.
+//! `#![no_std]`: a deterministic program links no libc. The kernels work
+//! on slices and raw pointers the caller owns; only [`run`], the
+//! repetition loops both versions share, allocates (through `alloc`,
+//! which libdeterm's allocator serves in a deterministic program).
 
 #![no_std]
 
 #[cfg(test)]
 extern crate std;
+
+extern crate alloc;
 
 pub mod args;
 pub mod gauss;
@@ -21,4 +25,5 @@ pub mod matrix;
 pub mod md5;
 pub mod prng;
 pub mod report;
+pub mod run;
 pub mod sort;

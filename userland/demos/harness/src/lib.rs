@@ -221,3 +221,35 @@ pub fn distinct(runs: &[Run]) -> Vec<(String, usize)> {
     }
     seen
 }
+
+/// The start of every harness program: a burner copy spins
+/// ([`burn_if_asked`]); otherwise the command line is parsed, and a bad
+/// one ends the program with status 2 and the error on stderr.
+pub fn start<T>(program: &str, parse: impl FnOnce() -> Result<T, String>) -> T {
+    burn_if_asked();
+    match parse() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The CPU counts of `wanted` this guest has.
+pub fn usable_cpus(wanted: &[u32]) -> Vec<u32> {
+    let online = online_cpus();
+    wanted
+        .iter()
+        .copied()
+        .filter(|c| (1..=online).contains(c))
+        .collect()
+}
+
+/// One line on stdout, flushed at once (the host reads it as it comes).
+pub fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}

@@ -1,23 +1,24 @@
 //! `demo-pthread`: the pthread versions of the demos.
 //!
-//! Same command line, inputs, kernels and output line as the deterministic
-//! versions (all from `demos-core`); here workers are threads sharing one
-//! address space, created with `std::thread` (pthread_create) and joined
-//! with pthread_join. Only `gauss` has a data race, on purpose: its last
-//! worker of each step is never joined.
+//! Same command line, inputs, kernels, checks and output line as the
+//! deterministic versions (all from `demos-core`, whose `run` module holds
+//! the repetition loops); here workers are threads sharing one address
+//! space, created with `std::thread` (pthread_create) and joined with
+//! pthread_join. Only `gauss` has a data race, on purpose: the last worker
+//! of each step is never joined.
 
+use std::convert::Infallible;
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 
 use demos_core::args::{Demo, Params};
 use demos_core::gauss;
-use demos_core::matrix::{self, LuTask, LU_GRID, MATMULT_GRID};
-use demos_core::md5;
-use demos_core::prng::{rep_seed, Rng};
-use demos_core::report::{Fnv, Line};
+use demos_core::matrix::MATMULT_GRID;
+use demos_core::report::Line;
+use demos_core::run;
 use demos_core::sort;
 
 fn main() -> ExitCode {
@@ -34,13 +35,20 @@ fn main() -> ExitCode {
         // the thesis: the harness pins N CPUs before starting us.
         p.cpus = thread::available_parallelism().map_or(1, |n| n.get() as u32);
     }
-    let mut line = match p.demo {
-        Demo::Md5 => md5_demo(&p),
-        Demo::Qsort => qsort_demo(&p),
-        Demo::Matmult => matmult_demo(&p),
-        Demo::Lu => lu_demo(&p),
-        Demo::Gauss => gauss_demo(&p),
+    let line: Result<Line, Infallible> = match p.demo {
+        Demo::Md5 => run::md5(&p, "pthread", md5_search),
+        Demo::Qsort => run::qsort(&p, "pthread", |a, depth| {
+            parallel_sort(a, depth);
+            Ok(())
+        }),
+        Demo::Matmult => run::matmult(&p, "pthread", matmult),
+        Demo::Lu => run::lu(&p, "pthread", lu_phase),
+        Demo::Gauss => run::gauss(&p, "pthread", |m, n| {
+            gauss_threads(m, n, p.fixed);
+            Ok(())
+        }),
     };
+    let Ok(mut line) = line;
     let mut out = std::io::stdout().lock();
     if out
         .write_all(line.finish())
@@ -52,55 +60,17 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// A raw matrix pointer handed to worker threads. The kernels' safety
-/// contracts (one writer per block, phases separated by joins) are what
-/// make sharing it sound.
-#[derive(Clone, Copy)]
-struct Shared(*mut f64);
-// SAFETY: only a pointer; every access goes through a kernel whose
-// contract the spawning code keeps (see `matmult_demo` and `lu_demo`).
-unsafe impl Send for Shared {}
-
-/// One target per repetition; N + 1 workers each search a slice of the
-/// space and the lowest index found wins.
-fn md5_demo(p: &Params) -> Line {
-    let len = p.size as usize;
-    let workers = u64::from(p.cpus) + 1;
-    let total = md5::space(len);
-    let mut h = Fnv::default();
-    let mut ok = true;
-    for rep in 0..p.reps {
-        let mut target = [[0u8; 16]];
-        md5::targets(&mut Rng::new(rep_seed(p.seed, rep)), len, &mut target);
-        let target = target[0];
-        let found = thread::scope(|s| {
-            let handles: Vec<_> = (0..workers)
-                .map(|w| {
-                    s.spawn(move || {
-                        let (lo, hi) = md5::range(total, w, workers);
-                        md5::search(&target, len, lo, hi)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .filter_map(|h| h.join().expect("md5 worker panicked"))
-                .min()
-        });
-        match found {
-            Some(index) => {
-                let mut s = [0u8; md5::MAX_LEN];
-                md5::candidate(index, &mut s[..len]);
-                ok &= md5::digest(&s[..len]) == target;
-                h.u64(index);
-            }
-            None => {
-                ok = false;
-                h.u64(u64::MAX);
-            }
-        }
-    }
-    Line::result(p, "pthread", h.finish(), ok)
+/// N + 1 threads, each searching its slice; the lowest index found.
+fn md5_search(target: &[u8; 16], len: usize, workers: u64) -> Result<Option<u64>, Infallible> {
+    Ok(thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| s.spawn(move || run::md5_worker(target, len, w, workers)))
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().expect("md5 worker panicked"))
+            .min()
+    }))
 }
 
 /// Partition, hand the left part to a new thread, sort the right part
@@ -119,165 +89,57 @@ fn parallel_sort(a: &mut [u64], depth: u32) {
     });
 }
 
-fn qsort_demo(p: &Params) -> Line {
-    let mut a = vec![0u64; p.size as usize];
-    let mut h = Fnv::default();
-    let mut ok = true;
-    for rep in 0..p.reps {
-        sort::fill(&mut Rng::new(rep_seed(p.seed, rep)), &mut a);
-        parallel_sort(&mut a, sort::fork_depth(p.cpus));
-        ok &= sort::is_sorted(&a);
-        h.u64s(&a);
-    }
-    Line::result(p, "pthread", h.finish(), ok)
-}
-
-/// Entries of a result checked directly, spread over the matrix.
-fn samples(n: usize) -> impl Iterator<Item = (usize, usize)> {
-    (0..8).map(move |s| ((s * 7919 + 3) % n, (s * 104729 + 5) % n))
-}
-
 /// One thread per block of C (64), all started, then all joined.
-fn matmult_demo(p: &Params) -> Line {
-    let n = p.size as usize;
-    let bs = n / MATMULT_GRID;
-    let (mut a, mut b, mut c) = (vec![0.0; n * n], vec![0.0; n * n], vec![0.0; n * n]);
-    let mut h = Fnv::default();
-    let mut ok = true;
-    for rep in 0..p.reps {
-        let mut rng = Rng::new(rep_seed(p.seed, rep));
-        matrix::fill_small_ints(&mut rng, &mut a);
-        matrix::fill_small_ints(&mut rng, &mut b);
-        c.fill(0.0);
-        let (pa, pb, pc) = (
-            Shared(a.as_ptr() as *mut f64),
-            Shared(b.as_ptr() as *mut f64),
-            Shared(c.as_mut_ptr()),
-        );
-        thread::scope(|s| {
-            for bi in 0..MATMULT_GRID {
-                for bj in 0..MATMULT_GRID {
-                    s.spawn(move || {
-                        let (pa, pb, pc) = (pa, pb, pc);
-                        // SAFETY: a and b are only read until the scope
-                        // ends; each thread writes its own block (bi, bj).
-                        unsafe { matrix::mul_block(pa.0, pb.0, pc.0, n, bs, bi, bj) }
-                    });
-                }
-            }
-        });
-        ok &= samples(n).all(|(i, j)| c[i * n + j] == matrix::product_entry(&a, &b, n, i, j));
-        h.f64s(&c);
-    }
-    Line::result(p, "pthread", h.finish(), ok)
-}
-
-/// Per step: the diagonal block here, then one thread per panel block
-/// (joined), then one thread per trailing block (joined).
-fn lu_demo(p: &Params) -> Line {
-    let n = p.size as usize;
-    let bs = n / LU_GRID;
-    let mut a = vec![0.0; n * n];
-    let mut h = Fnv::default();
-    let mut ok = true;
-    let mut threads = 0u64;
-    for rep in 0..p.reps {
-        fill_lu(p, rep, &mut a);
-        let orig = a.clone();
-        let pa = Shared(a.as_mut_ptr());
-        for k in 0..LU_GRID {
-            let tasks: Vec<LuTask> = matrix::lu_step(k, LU_GRID).collect();
-            for phase in 0..3 {
-                let mine = tasks.iter().filter(|t| matrix::lu_phase(**t) == phase);
-                if phase == 0 {
-                    for &t in mine {
-                        // SAFETY: no other thread runs between phases.
-                        unsafe { matrix::lu_task(pa.0, n, bs, t) };
-                    }
-                    continue;
-                }
-                thread::scope(|s| {
-                    for &t in mine {
-                        threads += 1;
-                        s.spawn(move || {
-                            let pa = pa;
-                            // SAFETY: tasks of one phase write distinct
-                            // blocks and read only blocks of earlier
-                            // phases, which are joined.
-                            unsafe { matrix::lu_task(pa.0, n, bs, t) }
-                        });
-                    }
-                });
+fn matmult(m: run::Product) -> Result<(), Infallible> {
+    thread::scope(|s| {
+        for bi in 0..MATMULT_GRID {
+            for bj in 0..MATMULT_GRID {
+                // SAFETY: A and B are only read until the scope ends; each
+                // thread writes its own block (bi, bj) of C.
+                s.spawn(move || unsafe { m.block(bi, bj) });
             }
         }
-        ok &= lu_ok(&a, &orig, n);
-        h.f64s(&a);
-    }
-    let mut line = Line::result(p, "pthread", h.finish(), ok);
-    line.field("workers", threads);
-    line
+    });
+    Ok(())
 }
 
-fn fill_lu(p: &Params, rep: u64, a: &mut [f64]) {
-    matrix::fill_dominant(&mut Rng::new(rep_seed(p.seed, rep)), a, p.size as usize);
-}
-
-/// L·U matches the input at the sampled entries.
-fn lu_ok(lu: &[f64], orig: &[f64], n: usize) -> bool {
-    samples(n).all(|(i, j)| {
-        (matrix::lu_product_entry(lu, n, i, j) - orig[i * n + j]).abs() <= 1e-9 * n as f64
-    })
+/// One thread per task of the phase, all started, then all joined.
+fn lu_phase(d: run::Decomposition, tasks: &[demos_core::matrix::LuTask]) -> Result<(), Infallible> {
+    thread::scope(|s| {
+        for &t in tasks {
+            // SAFETY: tasks of one phase write distinct blocks and read
+            // only blocks of earlier phases, which are joined.
+            s.spawn(move || unsafe { d.task(t) });
+        }
+    });
+    Ok(())
 }
 
 /// The thesis's Figure 4a: a thread per row and step, all but the last
-/// joined (unless `--fixed`). The forgotten threads are detached and may
-/// still be writing while the next step runs and while the result is read.
-fn gauss_demo(p: &Params) -> Line {
-    let n = p.size as usize;
-    let mut h = Fnv::default();
-    let mut ok = true;
-    let mut wrong_rows = 0;
-    for rep in 0..p.reps {
-        let mut init = vec![0.0; gauss::cells(n)];
-        gauss::fill(&mut Rng::new(rep_seed(p.seed, rep)), n, &mut |i, v| {
-            init[i] = v
-        });
-        let m: Arc<Vec<AtomicU64>> =
-            Arc::new(init.iter().map(|v| AtomicU64::new(v.to_bits())).collect());
-        for k in 0..n - 1 {
-            let mut handles: Vec<Option<thread::JoinHandle<()>>> = (0..n).map(|_| None).collect();
-            for (i, slot) in handles.iter_mut().enumerate().skip(k + 1) {
-                let m = Arc::clone(&m);
-                *slot = Some(thread::spawn(move || gauss::eliminate(&m[..], n, k, i)));
-            }
-            for i in gauss::joined_rows(n, k, p.fixed) {
-                if let Some(t) = handles[i].take() {
-                    t.join().expect("gauss worker panicked");
-                }
-            }
-            // Bug (unless --fixed): the handle of row n - 1 is dropped
-            // here, its thread detached and never waited for.
+/// joined (unless `fixed`). The forgotten threads are detached and may
+/// still be writing while the next step runs and while the result is
+/// copied out. The shared matrix is relaxed atomics: defined behaviour in
+/// Rust, and still a race on the values.
+fn gauss_threads(m: &mut [f64], n: usize, fixed: bool) {
+    let shared: Arc<Vec<AtomicU64>> =
+        Arc::new(m.iter().map(|v| AtomicU64::new(v.to_bits())).collect());
+    for k in 0..n - 1 {
+        let mut handles: Vec<Option<thread::JoinHandle<()>>> = (0..n).map(|_| None).collect();
+        for (i, slot) in handles.iter_mut().enumerate().skip(k + 1) {
+            let shared = Arc::clone(&shared);
+            *slot = Some(thread::spawn(move || {
+                gauss::eliminate(&shared[..], n, k, i)
+            }));
         }
-        let result: Vec<f64> = m
-            .iter()
-            .map(|c| f64::from_bits(c.load(std::sync::atomic::Ordering::Relaxed)))
-            .collect();
-        let reference = std::cell::Cell::from_mut(&mut init[..]);
-        gauss::sequential(reference.as_slice_of_cells(), n);
-        let wrong = wrong_row_count(&result, &init, n);
-        wrong_rows += wrong;
-        ok &= wrong == 0;
-        h.f64s(&result);
+        for i in gauss::joined_rows(n, k, fixed) {
+            if let Some(t) = handles[i].take() {
+                t.join().expect("gauss worker panicked");
+            }
+        }
+        // Bug (unless fixed): the handle of row n - 1 is dropped here, its
+        // thread detached and never waited for.
     }
-    let mut line = Line::result(p, "pthread", h.finish(), ok);
-    line.field("wrong_rows", wrong_rows);
-    line
-}
-
-/// Rows of `got` that differ (in any bit) from `want`.
-fn wrong_row_count(got: &[f64], want: &[f64], n: usize) -> usize {
-    got.chunks(n + 1)
-        .zip(want.chunks(n + 1))
-        .filter(|(g, w)| g.iter().zip(*w).any(|(a, b)| a.to_bits() != b.to_bits()))
-        .count()
+    for (v, c) in m.iter_mut().zip(shared.iter()) {
+        *v = f64::from_bits(c.load(Ordering::Relaxed));
+    }
 }

@@ -6,7 +6,7 @@
 //!
 //! For every demo, size and N (CPUs, each N ≤ the guest's), it pins itself
 //! to CPUs `0..N` (children inherit that), calibrates on the pthread
-//! version (one repetition, then eight) and picks a repetition count R so
+//! version (doubling from one repetition) to a repetition count R so
 //! that a run lasts at least `--min-secs`. Then it times both versions on
 //! identical inputs, each run the median of `--trials`. Where process
 //! start-up (exec, and `detrun` building a deterministic root) is more
@@ -29,9 +29,9 @@
 //! are real), `det=error` with `error="..."` when it failed. Keys the
 //! deterministic demo adds after `ok` are passed on as `det_<key>`.
 
-use det_demos_harness::{args, burn_if_asked, number_list, online_cpus, pin, run, Demo, Impl, Run};
-use std::io::Write;
-
+use det_demos_harness::{
+    args, number_list, online_cpus, pin, run, say, start, usable_cpus, Demo, Impl, Run,
+};
 struct Options {
     cpus: Vec<u32>,
     min_secs: f64,
@@ -86,21 +86,9 @@ fn parse() -> Result<Options, String> {
 }
 
 fn main() {
-    burn_if_asked();
-    let o = match parse() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("det-bench: {e}");
-            std::process::exit(2);
-        }
-    };
+    let o = start("det-bench", parse);
     let online = online_cpus();
-    let cpus: Vec<u32> = o
-        .cpus
-        .iter()
-        .copied()
-        .filter(|c| (1..=online).contains(c))
-        .collect();
+    let cpus = usable_cpus(&o.cpus);
     let det = Impl::Det.installed();
     let total: usize = o.specs.iter().map(|(_, s)| s.len()).sum::<usize>() * cpus.len();
     say(&format!(
@@ -111,7 +99,15 @@ fn main() {
     for (demo, sizes) in &o.specs {
         for &size in sizes {
             for &n in &cpus {
-                let line = measure(&o, *demo, size, n, det);
+                let line = measure(
+                    &o,
+                    Point {
+                        demo: *demo,
+                        size,
+                        cpus: n,
+                    },
+                    det,
+                );
                 failed |= line.contains("error=");
                 say(&line);
             }
@@ -121,33 +117,43 @@ fn main() {
     std::process::exit(i32::from(failed));
 }
 
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+/// Most repetitions in one run.
+const MAX_REPS: u64 = 1 << 16;
+
+/// What one measurement is about.
+#[derive(Clone, Copy)]
+struct Point {
+    demo: Demo,
+    size: u64,
+    cpus: u32,
+}
+
+impl Point {
+    /// A run of `imp` with `reps` repetitions.
+    fn run(self, imp: Impl, reps: u64) -> Result<Run, String> {
+        run(imp, &args(self.demo, self.size, self.cpus, reps, false))
+    }
 }
 
 /// One `BENCH` line.
-fn measure(o: &Options, demo: Demo, size: u64, cpus: u32, det: bool) -> String {
-    let line = format!("BENCH demo={} size={size} cpus={cpus}", demo.name());
-    match measure_inner(o, demo, size, cpus, det) {
+fn measure(o: &Options, at: Point, det: bool) -> String {
+    let line = format!(
+        "BENCH demo={} size={} cpus={}",
+        at.demo.name(),
+        at.size,
+        at.cpus
+    );
+    match measure_inner(o, at, det) {
         Ok(rest) => format!("{line} {rest}"),
         Err(e) => format!("{line} error=\"{}\"", e.replace('"', "'")),
     }
 }
 
 /// Time of `reps` repetitions: the median of `--trials` runs.
-fn timed(
-    o: &Options,
-    imp: Impl,
-    demo: Demo,
-    size: u64,
-    cpus: u32,
-    reps: u64,
-) -> Result<(f64, Run), String> {
+fn timed(o: &Options, at: Point, imp: Impl, reps: u64) -> Result<(f64, Run), String> {
     let mut runs = Vec::new();
     for _ in 0..o.trials {
-        runs.push(run(imp, &args(demo, size, cpus, reps, false))?);
+        runs.push(at.run(imp, reps)?);
     }
     let t = median(&runs);
     Ok((t, runs.swap_remove(0)))
@@ -158,18 +164,16 @@ fn timed(
 /// difference cancels process start, exec and `detrun`), else from one.
 fn per_rep(
     o: &Options,
+    at: Point,
     imp: Impl,
-    demo: Demo,
-    size: u64,
-    cpus: u32,
     reps: u64,
     differential: bool,
 ) -> Result<(f64, f64, Run), String> {
-    let (t1, r) = timed(o, imp, demo, size, cpus, reps)?;
+    let (t1, r) = timed(o, at, imp, reps)?;
     if !differential {
         return Ok((t1 / reps as f64, 0.0, r));
     }
-    let (t2, r2) = timed(o, imp, demo, size, cpus, 2 * reps)?;
+    let (t2, r2) = timed(o, at, imp, 2 * reps)?;
     // Different repetition counts hash different inputs: keep the
     // smaller run's line, but both must have passed their checks.
     let each = ((t2 - t1) / reps as f64).max(0.0);
@@ -183,31 +187,26 @@ fn per_rep(
     ))
 }
 
-fn measure_inner(
-    o: &Options,
-    demo: Demo,
-    size: u64,
-    cpus: u32,
-    det: bool,
-) -> Result<String, String> {
-    pin(cpus)?;
-    // Calibrate on the pthread version: one repetition, then eight.
-    let one = run(Impl::Pthread, &args(demo, size, cpus, 1, false))?
-        .elapsed
-        .as_secs_f64();
-    let (est, startup) = if one >= o.min_secs {
-        (one, 0.0)
+fn measure_inner(o: &Options, at: Point, det: bool) -> Result<String, String> {
+    pin(at.cpus)?;
+    // Calibrate on the pthread version: double the repetitions until a
+    // run lasts `--min-secs`; start-up is what one repetition costs beyond
+    // its share of that run.
+    let one = at.run(Impl::Pthread, 1)?.elapsed.as_secs_f64();
+    let (mut reps, mut t) = (1u64, one);
+    while t < o.min_secs && reps < MAX_REPS {
+        reps = (reps * 2).min(MAX_REPS);
+        t = at.run(Impl::Pthread, reps)?.elapsed.as_secs_f64();
+    }
+    let est = if reps > 1 {
+        ((t - one) / (reps - 1) as f64).max(t / reps as f64 / 100.0)
     } else {
-        let eight = run(Impl::Pthread, &args(demo, size, cpus, 8, false))?
-            .elapsed
-            .as_secs_f64();
-        let est = ((eight - one) / 7.0).max(1e-6);
-        (est, (one - est).max(0.0))
+        one
     };
-    let reps = ((o.min_secs / est).ceil() as u64).clamp(1, 100_000);
+    let startup = (one - est).max(0.0);
     // Start-up under 5% of a run: one measurement is enough.
     let differential = startup > 0.05 * est * reps as f64;
-    let (p_each, p_start, p) = per_rep(o, Impl::Pthread, demo, size, cpus, reps, differential)?;
+    let (p_each, p_start, p) = per_rep(o, at, Impl::Pthread, reps, differential)?;
     let mut rest = format!(
         "reps={reps} method={} pthread_ms={:.4}",
         if differential { "diff" } else { "single" },
@@ -217,7 +216,7 @@ fn measure_inner(
         rest.push_str(&format!(" det=missing hash={} ok={}", p.hash, yes(p.ok)));
         return Ok(rest);
     }
-    let (d_each, d_start, d) = match per_rep(o, Impl::Det, demo, size, cpus, reps, differential) {
+    let (d_each, d_start, d) = match per_rep(o, at, Impl::Det, reps, differential) {
         Ok(x) => x,
         Err(e) => {
             rest.push_str(&format!(" det=error error=\"{}\"", e.replace('"', "'")));

@@ -19,10 +19,9 @@
 //! does, or when a run fails. The unfixed pthread gauss is expected to
 //! give several: it is reported, not judged.
 
-use std::io::Write;
-
 use det_demos_harness::{
-    args, burn_if_asked, distinct, number_list, online_cpus, pin, run, Demo, Impl, Load, Run,
+    args, distinct, number_list, online_cpus, pin, run, say, start, usable_cpus, Demo, Impl, Load,
+    Run,
 };
 
 struct Spec {
@@ -86,14 +85,7 @@ fn parse() -> Result<Options, String> {
 }
 
 fn main() {
-    burn_if_asked();
-    let o = match parse() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("det-check: {e}");
-            std::process::exit(2);
-        }
-    };
+    let o = start("det-check", parse);
     match check(&o) {
         Ok(true) => {
             say("CHECK-DONE verdict=pass");
@@ -109,20 +101,9 @@ fn main() {
     }
 }
 
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
 fn check(o: &Options) -> Result<bool, String> {
     let online = online_cpus();
-    let cpus: Vec<u32> = o
-        .cpus
-        .iter()
-        .copied()
-        .filter(|c| (1..=online).contains(c))
-        .collect();
+    let cpus = usable_cpus(&o.cpus);
     let impls: Vec<Impl> = [Impl::Pthread, Impl::Det]
         .into_iter()
         .filter(|i| i.installed())
