@@ -77,6 +77,10 @@ enum Verb {
     /// load, in a guest; print the number of distinct result hashes per
     /// demo and version. Fails if a deterministic demo gives more than one.
     Check(CheckArgs),
+    /// Boot the test profile and run the memory-operation microbenchmark
+    /// (merge per dirty MiB vs memcpy, merge of clean ranges, snapshot vs
+    /// fork); it reports figures and ratios, it does not judge them.
+    Membench(BootOpts),
     /// Write a profile's disk.img to a block device (a USB stick, a test
     /// machine's disk). Refuses the system disk, a mounted or busy device,
     /// a device smaller than the image and anything that is not a block
@@ -360,6 +364,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 boot: a.boot,
             },
         ),
+        Verb::Membench(boot) => {
+            let profile = project.profile("test")?;
+            let image = build::build(&project, &profile)?;
+            let bench = format!("/{}/det_membench", userland::BENCH_DIR);
+            qemu::run(&project, &profile, &image, &boot, &[bench], None)
+        }
         Verb::Demo(boot) => {
             let profile = project.profile("default")?;
             let image = build::build(&project, &profile)?;
