@@ -84,16 +84,17 @@ fn guest_rustflags(project: &Project) -> Vec<String> {
     ]
 }
 
-/// The package name in a cargo JSON message's `package_id`
-/// ("path+file:///.../userland/init#det-init@0.1.0").
+/// The package name in a cargo JSON message's `package_id`:
+/// "path+file:///.../userland/init#det-init@0.1.0", or
+/// "path+file:///.../userland/detrun#0.1.0" when the directory has the
+/// package's name.
 fn package_name(msg: &serde_json::Value) -> &str {
-    msg["package_id"]
-        .as_str()
-        .unwrap_or("")
-        .rsplit('#')
-        .next()
-        .and_then(|s| s.split('@').next())
-        .unwrap_or("")
+    let id = msg["package_id"].as_str().unwrap_or("");
+    let (path, frag) = id.rsplit_once('#').unwrap_or((id, ""));
+    match frag.split_once('@') {
+        Some((name, _)) => name,
+        None => path.rsplit('/').next().unwrap_or(""),
+    }
 }
 
 fn build_rust(project: &Project, profile: &Profile) -> Result<Vec<Program>> {
@@ -327,4 +328,22 @@ fn build_c_selftests(project: &Project, kernel: &Kernel) -> Result<Vec<Program>>
     }
     step.done("");
     Ok(programs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_names_come_from_either_form_of_package_id() {
+        let id = |s: &str| serde_json::json!({ "package_id": s });
+        assert_eq!(
+            package_name(&id("path+file:///w/userland/init#det-init@0.1.0")),
+            "det-init"
+        );
+        assert_eq!(
+            package_name(&id("path+file:///w/userland/detrun#0.1.0")),
+            "detrun"
+        );
+    }
 }

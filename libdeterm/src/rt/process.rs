@@ -46,8 +46,8 @@ pub struct JoinStats {
     pub fs_dirty_inodes: u64,
 }
 
-/// Why a fork, join or exec failed.
-#[derive(Debug)]
+/// Why a fork, join or exec failed. `Debug` shows the same text as
+/// `Display`, so `expect` on a join names the symbol too.
 pub enum Error {
     /// A `dput`/`dget` failed at the named step.
     Sys(&'static str, Errno),
@@ -128,6 +128,12 @@ impl fmt::Display for Error {
             Error::Killed { child, signo } => write!(f, "child {child} died of signal {signo}"),
             Error::Exec(e) => write!(f, "exec: {e}"),
         }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -552,7 +558,10 @@ fn merge(id: u64) -> Result<(), Error> {
     let mut ranges: [(u64, u64, &'static str); 6] = [(0, 0, ""); 6];
     let mut n = 0;
     for &(lo, hi) in &st.data[..st.ndata] {
-        ranges[n] = (lo, hi, "program's data");
+        // Whole pages: the segment's pages are its own (the loader
+        // refuses segments that share a page).
+        let page = sys::PAGE - 1;
+        ranges[n] = (lo & !page, (hi + page) & !page, "program's data");
         n += 1;
     }
     ranges[n] = (HEAP_BASE, HEAP_BASE + HEAP_SIZE, "heap");
@@ -660,6 +669,7 @@ fn join_id(id: u64) -> Result<i32, Error> {
         return Err(Error::NoSuchChild(id));
     };
     let slot = st.children[i];
+    super::clear_report();
     let result = (|| {
         let s = wait(id, slot.symbols)?;
         match s.status {
