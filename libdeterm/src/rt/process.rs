@@ -602,6 +602,29 @@ fn merge(id: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// Copies child `id`'s file system into `buf`: the metadata, then the
+/// blocks up to the highest one in use (the rest of `buf` keeps stale
+/// bytes nothing reachable points at).
+fn copy_fs(id: u64, buf: &mut [u8]) -> Result<(), Error> {
+    let page = sys::PAGE as usize;
+    let meta = fs_mut().metadata_blocks() as usize * page;
+    sys_err(
+        "copying a file system",
+        sys::copy_from(id, FS_BASE, &mut buf[..meta]),
+    )?;
+    let used = Fs::open(&*buf)
+        .map_err(|error| Error::Fs { child: id, error })?
+        .used_prefix() as usize
+        * page;
+    if used > meta {
+        sys_err(
+            "copying a file system",
+            sys::copy_from(id, FS_BASE + meta as u64, &mut buf[meta..used]),
+        )?;
+    }
+    Ok(())
+}
+
 /// Reconciles the child's file system with ours.
 fn join_fs(id: u64) -> Result<(), Error> {
     let len = state().fs_len as usize;
@@ -613,14 +636,8 @@ fn join_fs(id: u64) -> Result<(), Error> {
             core::slice::from_raw_parts_mut(FS_REF_BASE as *mut u8, len),
         )
     };
-    sys_err(
-        "copying the child's files",
-        sys::copy_from(id, FS_BASE, cbuf),
-    )?;
-    sys_err(
-        "copying the files' reference",
-        sys::copy_from(id | REF_BIT, FS_BASE, rbuf),
-    )?;
+    copy_fs(id, cbuf)?;
+    copy_fs(id | REF_BIT, rbuf)?;
     let fs_err = |error| Error::Fs { child: id, error };
     let child = Fs::open(&*cbuf).map_err(fs_err)?;
     let reference = Fs::open(&*rbuf).map_err(fs_err)?;
