@@ -46,6 +46,8 @@ pub(crate) struct State {
     /// Shows its output with a trapped `write` (the master's root).
     pub top: bool,
     pub heap: Heap,
+    /// Bytes of heap mapped at HEAP_BASE (from the boot record).
+    pub heap_size: u64,
     pub next_id: u64,
     pub fs: MaybeUninit<Fs<&'static mut [u8]>>,
     pub fs_len: u64,
@@ -108,7 +110,7 @@ pub(crate) fn init(sp: *const u64) {
     st.argv = argv;
     st.envp = envp;
     st.next_id = 1;
-    st.heap = Heap::new(HEAP_BASE, HEAP_BASE + HEAP_SIZE);
+
     st.stats = process::JoinStats::default();
     for c in st.children.iter_mut() {
         c.used = false;
@@ -150,6 +152,12 @@ pub(crate) fn init(sp: *const u64) {
         *b = Boot::default();
     }
     st.top = b.flags & BOOT_TOP != 0;
+    st.heap_size = if b.heap_size != 0 {
+        b.heap_size
+    } else {
+        HEAP_DEFAULT
+    };
+    st.heap = Heap::new(HEAP_BASE, HEAP_BASE + st.heap_size);
     let blocks = if b.fs_blocks != 0 {
         b.fs_blocks
     } else {
