@@ -96,13 +96,14 @@ fn guest_rustflags(project: &Project) -> Vec<String> {
     ]
 }
 
-/// The package name in a cargo JSON message's `package_id`
-/// ("path+file:///.../userland/init#det-init@0.1.0"; cargo leaves the name
-/// out when it is the directory's: "path+file:///.../userland/detrun#0.1.0").
+/// The package name in a cargo JSON message's `package_id`:
+/// "path+file:///.../userland/init#det-init@0.1.0", or
+/// "path+file:///.../userland/detrun#0.1.0" when the directory has the
+/// package's name.
 fn package_name(msg: &serde_json::Value) -> &str {
     let id = msg["package_id"].as_str().unwrap_or("");
-    let (path, fragment) = id.rsplit_once('#').unwrap_or((id, ""));
-    match fragment.split_once('@') {
+    let (path, frag) = id.rsplit_once('#').unwrap_or((id, ""));
+    match frag.split_once('@') {
         Some((name, _)) => name,
         None => path.rsplit('/').next().unwrap_or(""),
     }
@@ -368,14 +369,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn package_names_with_and_without_the_name_in_the_id() {
-        let msg = |id: &str| serde_json::json!({ "package_id": id });
+    fn package_names_come_from_either_form_of_package_id() {
+        let id = |s: &str| serde_json::json!({ "package_id": s });
         assert_eq!(
-            package_name(&msg("path+file:///w/userland/init#det-init@0.1.0")),
+            package_name(&id("path+file:///w/userland/init#det-init@0.1.0")),
             "det-init"
         );
         assert_eq!(
-            package_name(&msg("path+file:///w/userland/detrun#0.1.0")),
+            package_name(&id("path+file:///w/userland/detrun#0.1.0")),
             "detrun"
         );
     }

@@ -55,6 +55,8 @@ pub struct Spec<'a, A: AsRef<[u8]>, E: AsRef<[u8]>> {
     pub boot_flags: u64,
     pub stdout_shown: u64,
     pub stderr_shown: u64,
+    /// Bytes of heap to map (see [`HEAP_BASE`]).
+    pub heap_size: u64,
 }
 
 /// A buffer whose byte `i` lies at an address congruent to `dst + i`
@@ -157,6 +159,7 @@ pub fn load<A: AsRef<[u8]>, E: AsRef<[u8]>>(
 ) -> Result<elf::Image, ExecError> {
     let img = elf::parse(spec.elf)?;
     let rw = sys::DET_PROT_READ | sys::DET_PROT_WRITE;
+    let heap_size = spec.heap_size.clamp(1 << 20, HEAP_MAX) & !(PAGE - 1);
     sys(
         "wiping the child",
         sys::dput_plain(child, sys::DET_VM_ZERO, USER_LO, USER_HI - USER_LO),
@@ -167,7 +170,7 @@ pub fn load<A: AsRef<[u8]>, E: AsRef<[u8]>>(
     )?;
     sys(
         "mapping the heap",
-        map_zero(child, HEAP_BASE, HEAP_SIZE, rw),
+        map_zero(child, HEAP_BASE, heap_size, rw),
     )?;
     let fs_len = match spec.fs {
         Some(f) => (f.len() as u64 + PAGE - 1) & !(PAGE - 1),
@@ -203,6 +206,7 @@ pub fn load<A: AsRef<[u8]>, E: AsRef<[u8]>>(
         fs_blocks: spec.fs.map_or(0, |f| f.len() as u64 / PAGE),
         stdout_shown: spec.stdout_shown,
         stderr_shown: spec.stderr_shown,
+        heap_size,
     };
     let mut raw = [0u8; core::mem::size_of::<Boot>()];
     for (i, w) in [
@@ -211,6 +215,7 @@ pub fn load<A: AsRef<[u8]>, E: AsRef<[u8]>>(
         boot.fs_blocks,
         boot.stdout_shown,
         boot.stderr_shown,
+        boot.heap_size,
     ]
     .iter()
     .enumerate()

@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | the program's `PT_LOAD` segments (`0x400000` for a static ELF) | code, data, bss | data and bss |
 //! | [`PRIV_BASE`] | boot record, fault report, runtime state | never: per process |
-//! | [`HEAP_BASE`] | the allocator's arenas | yes |
+//! | [`HEAP_BASE`], boot record's `heap_size` | the allocator's arenas | yes |
 //! | [`FS_BASE`] | the in-memory file system | no: reconciled |
 //! | [`FS_REF_BASE`], [`FS_CHILD_BASE`] | scratch copies for a join | never |
 //! | [`STACK_TOP`] downwards | one stack per fork depth | the parent's own |
@@ -24,9 +24,16 @@ pub const REPORT_MSG: usize = 4000;
 /// Offset of the runtime's own state.
 pub const STATE_OFFSET: u64 = 8192;
 
-/// The heap: one virtual range split into per-process arenas.
+/// The heap: one virtual range split into per-process arenas. Its size is
+/// chosen by whoever starts the program (in the boot record): the kernel
+/// charges a private writable mapping against memory when a process is
+/// snapshotted, and under the default overcommit heuristic one mapping
+/// larger than RAM + swap makes every snapshot fail, so `detrun` takes half
+/// of RAM + swap, at most [`HEAP_MAX`].
 pub const HEAP_BASE: u64 = 0x1000_0000_0000;
-pub const HEAP_SIZE: u64 = 16 << 30;
+pub const HEAP_MAX: u64 = 16 << 30;
+/// The heap size when the boot record gives none.
+pub const HEAP_DEFAULT: u64 = 256 << 20;
 
 /// The file system's arena, and the join's two scratch copies.
 pub const FS_BASE: u64 = 0x2000_0000_0000;
@@ -66,6 +73,8 @@ pub struct Boot {
     /// Bytes of `/dev/stdout` and `/dev/stderr` already shown by the master.
     pub stdout_shown: u64,
     pub stderr_shown: u64,
+    /// Bytes of heap mapped at [`HEAP_BASE`] (0: [`HEAP_DEFAULT`]).
+    pub heap_size: u64,
 }
 
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"DETBOOT1");
@@ -119,3 +128,4 @@ pub const SYS_SYMBOL: u64 = 0x0de7_0001;
 const _: () = assert!(core::mem::size_of::<Report>() == 32 + REPORT_MSG);
 const _: () = assert!(REPORT_OFFSET + core::mem::size_of::<Report>() as u64 <= STATE_OFFSET);
 const _: () = assert!(stack_range(MAX_DEPTH - 1).0 > FS_CHILD_BASE + FS_MAX);
+const _: () = assert!(HEAP_BASE + HEAP_MAX <= FS_BASE);

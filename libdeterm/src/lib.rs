@@ -1,8 +1,8 @@
 //! libdeterm: the runtime for deterministic programs on detlinux.
 //!
 //! `#![no_std]`: a deterministic process links no libc. The modules that
-//! run anywhere ([`sys`], [`layout`], [`elf`], [`stack`], [`exec`], [`heap`],
-//! [`fs`]) are what `detrun` (a legacy master, with std) uses too, and what
+//! run anywhere ([`sys`], [`layout`], [`elf`], [`stack`], [`exec`], [`serve`],
+//! [`heap`], [`fs`]) are what `detrun` (a legacy master, with std) uses too, and what
 //! the host tests cover. The runtime proper ([`rt`]: `_start`, `mem*`, the
 //! panic handler, the global allocator, the process API, I/O and the C API)
 //! is compiled only for deterministic programs, which the builder builds
@@ -20,6 +20,7 @@ pub mod exec;
 pub mod fs;
 pub mod heap;
 pub mod layout;
+pub mod serve;
 pub mod stack;
 pub mod sys;
 

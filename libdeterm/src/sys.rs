@@ -510,6 +510,25 @@ mod tests {
         assert!(n >= 15, "found only {n} C functions");
     }
 
+    /// The guide's two examples are the files the builder compiles and the
+    /// guest test runs, verbatim.
+    #[test]
+    fn the_guide_shows_the_tested_examples() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let guide = std::fs::read_to_string(root.join("docs/writing-deterministic-programs.md"))
+            .expect("the guide");
+        for f in [
+            "userland/dettests/src/bin/primes.rs",
+            "userland/dettests/c/cforkjoin.c",
+        ] {
+            let text = std::fs::read_to_string(root.join(f)).expect(f);
+            assert!(
+                guide.contains(&text),
+                "docs/writing-deterministic-programs.md does not show {f} as it is"
+            );
+        }
+    }
+
     #[test]
     fn a_legacy_process_gets_eperm_or_enosys() {
         // On the host kernel the numbers are unknown (ENOSYS); on detlinux

@@ -184,6 +184,15 @@ pub unsafe extern "C" fn det_read(buf: *mut c_void, len: usize) -> c_long {
     }
 }
 
+/// Creates the file `p` unless it exists.
+fn create_missing(p: &str) -> Result<(), FsError> {
+    let fs = fs_mut();
+    match fs.lookup(p) {
+        Err(FsError::NotFound) => fs.create(p).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
 /// Writes `len` bytes at `off` of the file `path`, creating it.
 ///
 /// # Safety
@@ -198,10 +207,8 @@ pub unsafe extern "C" fn det_file_write(
     // SAFETY: the caller's contract.
     let (p, data) = unsafe { (path(p), core::slice::from_raw_parts(buf as *const u8, len)) };
     let fs = fs_mut();
-    if let Err(FsError::NotFound) = fs.lookup(p) {
-        if let Err(e) = fs.create(p) {
-            return fs_fail(e);
-        }
+    if let Err(e) = create_missing(p) {
+        return fs_fail(e);
     }
     match fs.write(p, off, data) {
         Ok(n) => n as c_long,
@@ -222,10 +229,8 @@ pub unsafe extern "C" fn det_file_append(
     // SAFETY: the caller's contract.
     let (p, data) = unsafe { (path(p), core::slice::from_raw_parts(buf as *const u8, len)) };
     let fs = fs_mut();
-    if let Err(FsError::NotFound) = fs.lookup(p) {
-        if let Err(e) = fs.create(p) {
-            return fs_fail(e);
-        }
+    if let Err(e) = create_missing(p) {
+        return fs_fail(e);
     }
     match fs.append(p, data) {
         Ok(_) => len as c_long,

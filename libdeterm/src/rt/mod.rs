@@ -46,6 +46,8 @@ pub(crate) struct State {
     /// Shows its output with a trapped `write` (the master's root).
     pub top: bool,
     pub heap: Heap,
+    /// Bytes of heap mapped at HEAP_BASE (from the boot record).
+    pub heap_size: u64,
     pub next_id: u64,
     pub fs: MaybeUninit<Fs<&'static mut [u8]>>,
     pub fs_len: u64,
@@ -108,7 +110,7 @@ pub(crate) fn init(sp: *const u64) {
     st.argv = argv;
     st.envp = envp;
     st.next_id = 1;
-    st.heap = Heap::new(HEAP_BASE, HEAP_BASE + HEAP_SIZE);
+
     st.stats = process::JoinStats::default();
     for c in st.children.iter_mut() {
         c.used = false;
@@ -150,6 +152,12 @@ pub(crate) fn init(sp: *const u64) {
         *b = Boot::default();
     }
     st.top = b.flags & BOOT_TOP != 0;
+    st.heap_size = if b.heap_size != 0 {
+        b.heap_size
+    } else {
+        HEAP_DEFAULT
+    };
+    st.heap = Heap::new(HEAP_BASE, HEAP_BASE + st.heap_size);
     let blocks = if b.fs_blocks != 0 {
         b.fs_blocks
     } else {
@@ -250,11 +258,20 @@ impl Write for ReportWriter<'_> {
     }
 }
 
+fn report() -> &'static mut Report {
+    // SAFETY: the report area is inside the private region (checked in
+    // layout), mapped in every deterministic process; plain data.
+    unsafe { &mut *((PRIV_BASE + REPORT_OFFSET) as *mut Report) }
+}
+
+/// Forgets an earlier report (a join starts afresh).
+pub(crate) fn clear_report() {
+    report().magic = 0;
+}
+
 /// Records the report the parent reads when this process fails.
 pub(crate) fn set_report(kind: u32, child: u64, addr: u64, msg: core::fmt::Arguments<'_>) {
-    // SAFETY: the report area is inside the private region (checked in
-    // layout), mapped in every deterministic process.
-    let r = unsafe { &mut *((PRIV_BASE + REPORT_OFFSET) as *mut Report) };
+    let r = report();
     r.magic = REPORT_MAGIC;
     r.kind = kind;
     r.child = child;
@@ -268,14 +285,22 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     // Output first, so what the program printed is not lost.
     io::flush();
     let msg = info.message();
+    // A panic right after a merge conflict keeps the conflict's child and
+    // address, so detrun names them too.
+    let r = report();
+    let (kind, child, addr) = if r.valid() && r.kind == REPORT_CONFLICT {
+        (REPORT_CONFLICT, r.child, r.addr)
+    } else {
+        (REPORT_PANIC, 0, 0)
+    };
     match info.location() {
         Some(l) => set_report(
-            REPORT_PANIC,
-            0,
-            0,
+            kind,
+            child,
+            addr,
             format_args!("panicked at {}:{}: {}", l.file(), l.line(), msg),
         ),
-        None => set_report(REPORT_PANIC, 0, 0, format_args!("panicked: {msg}")),
+        None => set_report(kind, child, addr, format_args!("panicked: {msg}")),
     }
     stop()
 }

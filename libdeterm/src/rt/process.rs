@@ -30,7 +30,8 @@ use crate::exec::{self, ExecError, Spec, Staged};
 use crate::fs::{self, Fs, FsError};
 use crate::heap::Heap;
 use crate::layout::*;
-use crate::sys::{self, DetMerge, DetStatus, Errno};
+use crate::serve;
+use crate::sys::{self, DetMerge, Errno};
 
 /// Set in the ID of the file-system reference holder of a child.
 pub const REF_BIT: u64 = 1 << 62;
@@ -46,8 +47,8 @@ pub struct JoinStats {
     pub fs_dirty_inodes: u64,
 }
 
-/// Why a fork, join or exec failed.
-#[derive(Debug)]
+/// Why a fork, join or exec failed. `Debug` shows the same text as
+/// `Display`, so `expect` on a join names the symbol too.
 pub enum Error {
     /// A `dput`/`dget` failed at the named step.
     Sys(&'static str, Errno),
@@ -128,6 +129,12 @@ impl fmt::Display for Error {
             Error::Killed { child, signo } => write!(f, "child {child} died of signal {signo}"),
             Error::Exec(e) => write!(f, "exec: {e}"),
         }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -228,6 +235,20 @@ pub fn next_id() -> u64 {
     }
 }
 
+/// Before child `id` starts: raises the file system's epoch and keeps the
+/// file system as it is now in a never-started child (`id | REF_BIT`), the
+/// reference of the child's join.
+fn keep_files_reference(id: u64) -> Result<(), Error> {
+    fs_mut()
+        .prepare_fork()
+        .map_err(|error| Error::Fs { child: id, error })?;
+    sys_err(
+        "creating the file-system reference",
+        sys::dput_plain(id | REF_BIT, sys::DET_SNAP, 0, 0),
+    )
+    .map(|_| ())
+}
+
 /// Forks child `id` running `f` (which may borrow: the caller guarantees
 /// a join before the borrowed data goes away).
 ///
@@ -245,13 +266,7 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
         return Err(Error::TooDeep);
     }
     let slot = take_slot(st)?;
-    fs_mut()
-        .prepare_fork()
-        .map_err(|error| Error::Fs { child: id, error })?;
-    sys_err(
-        "creating the file-system reference",
-        sys::dput_plain(id | REF_BIT, sys::DET_SNAP, 0, 0),
-    )?;
+    keep_files_reference(id)?;
     let region = st.heap.split();
     let f = ManuallyDrop::new(f);
     let frame = Frame {
@@ -427,13 +442,7 @@ pub fn exec(path: &str, args: &[&str]) -> Result<Child, Error> {
     let slot = take_slot(st)?;
     let id = next_id();
     let symbols = elf::symbols(&bytes).unwrap_or_default();
-    fs_mut()
-        .prepare_fork()
-        .map_err(|error| Error::Fs { child: id, error })?;
-    sys_err(
-        "creating the file-system reference",
-        sys::dput_plain(id | REF_BIT, sys::DET_SNAP, 0, 0),
-    )?;
+    keep_files_reference(id)?;
     // SAFETY: FS_BASE holds this process's file system of fs_len bytes;
     // it is only read while the loader copies it.
     let fs_bytes = unsafe { core::slice::from_raw_parts(FS_BASE as *const u8, st.fs_len as usize) };
@@ -445,6 +454,7 @@ pub fn exec(path: &str, args: &[&str]) -> Result<Child, Error> {
         boot_flags: BOOT_FS_CHILD,
         stdout_shown: 0,
         stderr_shown: 0,
+        heap_size: st.heap_size,
     };
     if let Err(e) = exec::load(id, &spec) {
         let _ = sys::dput_plain(id, sys::DET_KILL, 0, 0);
@@ -465,74 +475,31 @@ pub fn exec(path: &str, args: &[&str]) -> Result<Child, Error> {
     Ok(Child { id })
 }
 
-/// Waits until `id` is finished, serving its requests.
-fn wait(id: u64, symbols: *const Vec<Symbol>) -> Result<DetStatus, Error> {
-    loop {
-        let st = sys_err("waiting for the child", sys::status(id))?;
-        match (st.status, st.reason) {
-            (sys::DET_S_EXCEPT, sys::DET_R_SYSCALL) => {
-                let mut regs = sys_err("reading the child's registers", sys::get_regs(id))?;
-                regs.rax = serve(id, &regs, symbols) as u64;
-                sys_err("resuming the child", sys::put_regs(id, &regs, true))?;
-            }
-            (sys::DET_S_READY, _) => {
-                // It called dret(): nothing to give it; let it go on.
-                sys_err(
-                    "resuming the child",
-                    sys::dput_plain(id, sys::DET_START, 0, 0),
-                )?;
-            }
-            _ => return Ok(st),
-        }
-    }
+/// What a parent offers a child it joins: its own input and output, and
+/// the symbols of the child's program (its own, asked of the master, or
+/// an exec'd program's).
+struct Parent {
+    symbols: *const Vec<Symbol>,
 }
 
-/// Emulates a system call a child made; returns its result (rax).
-fn serve(id: u64, regs: &sys::UserRegs, symbols: *const Vec<Symbol>) -> i64 {
-    let (a, b, c) = (regs.rdi, regs.rsi, regs.rdx);
-    let fail = |e: Errno| -(e.0 as i64);
-    match regs.orig_rax {
-        sys::NR_READ if a == 0 => {
-            let n = c.min(1 << 16) as usize;
-            let mut buf = Staged::new(b, n);
-            let got = match io::read_stdin(buf.bytes_mut()) {
-                Ok(g) => g,
-                Err(e) => return fail(e),
-            };
-            match sys::copy_to(id, &buf.bytes()[..got], b) {
-                Ok(()) => got as i64,
-                Err(e) => fail(e),
-            }
+impl serve::Host for Parent {
+    fn read_input(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
+        io::read_stdin(buf)
+    }
+
+    fn output(&mut self, fd: u64, bytes: &[u8]) -> Result<(), Errno> {
+        io::write_fd(fd, bytes);
+        Ok(())
+    }
+
+    fn symbol(&mut self, addr: u64) -> Option<String> {
+        if self.symbols.is_null() {
+            symbol(addr)
+        } else {
+            // SAFETY: an exec'd child's symbol table, alive until its join
+            // frees it.
+            elf::describe(unsafe { &*self.symbols }, addr)
         }
-        sys::NR_WRITE if a == 1 || a == 2 => {
-            let n = c.min(1 << 20) as usize;
-            let mut buf = Staged::new(b, n);
-            if let Err(e) = sys::copy_from(id, b, buf.bytes_mut()) {
-                return fail(e);
-            }
-            io::write_fd(a, buf.bytes());
-            n as i64
-        }
-        SYS_SYMBOL => {
-            let name = if symbols.is_null() {
-                symbol(a)
-            } else {
-                // SAFETY: an exec'd child's symbol table, alive until its
-                // join frees it.
-                elf::describe(unsafe { &*symbols }, a)
-            };
-            let Some(name) = name else {
-                return fail(Errno::ENOENT);
-            };
-            let n = name.len().min(c as usize);
-            let mut buf = Staged::new(b, n);
-            buf.bytes_mut().copy_from_slice(&name.as_bytes()[..n]);
-            match sys::copy_to(id, buf.bytes(), b) {
-                Ok(()) => n as i64,
-                Err(e) => fail(e),
-            }
-        }
-        _ => fail(Errno::ENOSYS),
     }
 }
 
@@ -552,10 +519,13 @@ fn merge(id: u64) -> Result<(), Error> {
     let mut ranges: [(u64, u64, &'static str); 6] = [(0, 0, ""); 6];
     let mut n = 0;
     for &(lo, hi) in &st.data[..st.ndata] {
-        ranges[n] = (lo, hi, "program's data");
+        // Whole pages: the segment's pages are its own (the loader
+        // refuses segments that share a page).
+        let page = sys::PAGE - 1;
+        ranges[n] = (lo & !page, (hi + page) & !page, "program's data");
         n += 1;
     }
-    ranges[n] = (HEAP_BASE, HEAP_BASE + HEAP_SIZE, "heap");
+    ranges[n] = (HEAP_BASE, HEAP_BASE + st.heap_size, "heap");
     ranges[n + 1] = (sp() & !(sys::PAGE - 1), stack_hi, "stack");
     for &(lo, hi, what) in &ranges[..n + 2] {
         let mut rep = DetMerge::default();
@@ -593,6 +563,29 @@ fn merge(id: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// Copies child `id`'s file system into `buf`: the metadata, then the
+/// blocks up to the highest one in use (the rest of `buf` keeps stale
+/// bytes nothing reachable points at).
+fn copy_fs(id: u64, buf: &mut [u8]) -> Result<(), Error> {
+    let page = sys::PAGE as usize;
+    let meta = fs_mut().metadata_blocks() as usize * page;
+    sys_err(
+        "copying a file system",
+        sys::copy_from(id, FS_BASE, &mut buf[..meta]),
+    )?;
+    let used = Fs::open(&*buf)
+        .map_err(|error| Error::Fs { child: id, error })?
+        .used_prefix() as usize
+        * page;
+    if used > meta {
+        sys_err(
+            "copying a file system",
+            sys::copy_from(id, FS_BASE + meta as u64, &mut buf[meta..used]),
+        )?;
+    }
+    Ok(())
+}
+
 /// Reconciles the child's file system with ours.
 fn join_fs(id: u64) -> Result<(), Error> {
     let len = state().fs_len as usize;
@@ -604,14 +597,8 @@ fn join_fs(id: u64) -> Result<(), Error> {
             core::slice::from_raw_parts_mut(FS_REF_BASE as *mut u8, len),
         )
     };
-    sys_err(
-        "copying the child's files",
-        sys::copy_from(id, FS_BASE, cbuf),
-    )?;
-    sys_err(
-        "copying the files' reference",
-        sys::copy_from(id | REF_BIT, FS_BASE, rbuf),
-    )?;
+    copy_fs(id, cbuf)?;
+    copy_fs(id | REF_BIT, rbuf)?;
     let fs_err = |error| Error::Fs { child: id, error };
     let child = Fs::open(&*cbuf).map_err(fs_err)?;
     let reference = Fs::open(&*rbuf).map_err(fs_err)?;
@@ -660,8 +647,12 @@ fn join_id(id: u64) -> Result<i32, Error> {
         return Err(Error::NoSuchChild(id));
     };
     let slot = st.children[i];
+    super::clear_report();
     let result = (|| {
-        let s = wait(id, slot.symbols)?;
+        let mut parent = Parent {
+            symbols: slot.symbols,
+        };
+        let s = sys_err("waiting for the child", serve::run(id, &mut parent))?;
         match s.status {
             sys::DET_S_EXIT_NORMAL => {
                 if !slot.exec {

@@ -8,7 +8,8 @@ use determ::elf::{self, Symbol};
 use determ::exec::{self, Spec, Staged};
 use determ::fs::{Fs, FsError, STDERR_INO, STDOUT_INO};
 use determ::layout::*;
-use determ::sys::{self, DetStatus, Errno, UserRegs};
+use determ::serve::{self, Host};
+use determ::sys::{self, DetStatus, Errno};
 
 use crate::Options;
 
@@ -18,7 +19,7 @@ const ROOT: u64 = 1;
 /// Runs the program; returns the exit status detrun should have.
 pub fn run(o: &Options) -> Result<u8, String> {
     let bytes = fs::read(&o.program).map_err(|e| format!("{}: {e}", o.program))?;
-    let image = elf::parse(&bytes).map_err(|e| format!("{}: {e}", o.program))?;
+    elf::parse(&bytes).map_err(|e| format!("{}: {e}", o.program))?;
     let symbols = elf::symbols(&bytes).unwrap_or_default();
     let mut fsys = open_fs(o)?;
     for (dst, src) in &o.add {
@@ -36,6 +37,10 @@ pub fn run(o: &Options) -> Result<u8, String> {
     } else {
         o.env.clone()
     };
+    // The root is created as a copy of this process and then wiped: it
+    // must not inherit glibc's rseq registration, or the kernel would
+    // update an area that no longer exists on its way back to user space.
+    crate::rseq::unregister().map_err(|e| format!("cannot unregister rseq: {e}"))?;
     sys::become_master().map_err(|e| format!("cannot become a master: {e}"))?;
     let spec = Spec {
         elf: &bytes,
@@ -45,16 +50,35 @@ pub fn run(o: &Options) -> Result<u8, String> {
         boot_flags: BOOT_TOP,
         stdout_shown: out0,
         stderr_shown: err0,
+        heap_size: heap_size(),
     };
     exec::load(ROOT, &spec).map_err(|e| format!("loading {}: {e}", o.program))?;
-    let _ = image;
     sys::dput_plain(ROOT, sys::DET_START, 0, 0)
         .map_err(|e| format!("starting the program: {e}"))?;
-    let st = serve(&symbols).map_err(|e| format!("waiting for the program: {e}"))?;
+    let st = serve::run(ROOT, &mut Terminal { symbols: &symbols })
+        .map_err(|e| format!("waiting for the program: {e}"))?;
     let fs_len = fsys.as_bytes().len();
     let result = finish(o, &st, &symbols, fs_len);
     let _ = sys::dput_plain(ROOT, sys::DET_KILL | sys::DET_KILL_POISON, 0, 0);
     result
+}
+
+/// Half of RAM + swap, at most HEAP_MAX: one mapping larger than RAM +
+/// swap would make every snapshot fail under the kernel's default
+/// overcommit heuristic (see `determ::layout`).
+fn heap_size() -> u64 {
+    let info = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib = |key: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|r| r.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let total = (kib("MemTotal:") + kib("SwapTotal:")) * 1024;
+    if total == 0 {
+        return HEAP_DEFAULT;
+    }
+    (total / 2).min(HEAP_MAX) & !((1 << 20) - 1)
 }
 
 /// The file system the program starts with.
@@ -108,71 +132,29 @@ fn add_file(f: &mut Fs, dst: &str, src: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Serves the root's requests until it exits or faults.
-fn serve(symbols: &[Symbol]) -> Result<DetStatus, Errno> {
-    loop {
-        let st = sys::status(ROOT)?;
-        match (st.status, st.reason) {
-            (sys::DET_S_EXCEPT, sys::DET_R_SYSCALL) => {
-                let mut regs = sys::get_regs(ROOT)?;
-                regs.rax = emulate(&regs, symbols) as u64;
-                sys::put_regs(ROOT, &regs, true)?;
-            }
-            (sys::DET_S_READY, _) => {
-                sys::dput_plain(ROOT, sys::DET_START, 0, 0)?;
-            }
-            _ => return Ok(st),
-        }
-    }
+/// What detrun offers the root: its own stdin and stdout/stderr, and
+/// names from the program's symbol table.
+struct Terminal<'a> {
+    symbols: &'a [Symbol],
 }
 
-/// One trapped system call of the root: its result.
-fn emulate(regs: &UserRegs, symbols: &[Symbol]) -> i64 {
-    let (a, b, c) = (regs.rdi, regs.rsi, regs.rdx);
-    let fail = |e: Errno| -(e.0 as i64);
-    match regs.orig_rax {
-        sys::NR_WRITE if a == 1 || a == 2 => {
-            let n = c.min(1 << 20) as usize;
-            let mut buf = Staged::new(b, n);
-            if let Err(e) = sys::copy_from(ROOT, b, buf.bytes_mut()) {
-                return fail(e);
-            }
-            let r = if a == 1 {
-                let mut out = std::io::stdout().lock();
-                out.write_all(buf.bytes()).and_then(|_| out.flush())
-            } else {
-                std::io::stderr().write_all(buf.bytes())
-            };
-            match r {
-                Ok(()) => n as i64,
-                Err(_) => fail(Errno::EIO),
-            }
-        }
-        sys::NR_READ if a == 0 => {
-            let n = c.min(1 << 16) as usize;
-            let mut buf = Staged::new(b, n);
-            let got = match std::io::stdin().lock().read(buf.bytes_mut()) {
-                Ok(g) => g,
-                Err(_) => return fail(Errno::EIO),
-            };
-            match sys::copy_to(ROOT, &buf.bytes()[..got], b) {
-                Ok(()) => got as i64,
-                Err(e) => fail(e),
-            }
-        }
-        SYS_SYMBOL => {
-            let Some(name) = elf::describe(symbols, a) else {
-                return fail(Errno::ENOENT);
-            };
-            let n = name.len().min(c as usize);
-            let mut buf = Staged::new(b, n);
-            buf.bytes_mut().copy_from_slice(&name.as_bytes()[..n]);
-            match sys::copy_to(ROOT, buf.bytes(), b) {
-                Ok(()) => n as i64,
-                Err(e) => fail(e),
-            }
-        }
-        _ => fail(Errno::ENOSYS),
+impl Host for Terminal<'_> {
+    fn read_input(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
+        std::io::stdin().lock().read(buf).map_err(|_| Errno::EIO)
+    }
+
+    fn output(&mut self, fd: u64, bytes: &[u8]) -> Result<(), Errno> {
+        let r = if fd == 1 {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes).and_then(|_| out.flush())
+        } else {
+            std::io::stderr().write_all(bytes)
+        };
+        r.map_err(|_| Errno::EIO)
+    }
+
+    fn symbol(&mut self, addr: u64) -> Option<String> {
+        elf::describe(self.symbols, addr)
     }
 }
 
@@ -250,10 +232,11 @@ fn finish(o: &Options, st: &DetStatus, symbols: &[Symbol], fs_len: usize) -> Res
         sys::DET_S_EXCEPT => {
             let report = peek(PRIV_BASE + REPORT_OFFSET, 32 + REPORT_MSG).unwrap_or_default();
             let mut msg = format!(
-                "{} (child {ROOT}, the root) stopped: {} {} at address {}, ip {}",
+                "{} (child {ROOT}, the root) stopped: {} {} (code {}) at address {}, ip {}",
                 o.program,
                 signame(st.signo),
                 st.signo,
+                st.code,
                 name(symbols, st.addr),
                 name(symbols, st.ip)
             );

@@ -28,6 +28,7 @@ const PROGRAMS: &[&str] = &[
     "detsum",
     "stdin",
     "cforkjoin",
+    "primes",
 ];
 
 const TESTS: &[(&str, Test)] = &[
@@ -45,6 +46,7 @@ const TESTS: &[(&str, Test)] = &[
     ("exec_from_the_file_system", exec),
     ("stdin_fed_to_a_child", stdin),
     ("c_program_with_determ_h", c_program),
+    ("guide_rust_example", guide_example),
     ("same_output_20_runs_1_and_2_cpus", same_output),
 ];
 
@@ -327,6 +329,15 @@ fn c_program() -> TestResult {
          child 3 filled 1000 entries\n{}: argc 2, sum {sum}, statuses 46\n",
         prog("cforkjoin")
     );
+    ensure!(r.out == want, "output {:?}, expected {want:?}", r.out);
+    Ok(())
+}
+
+fn guide_example() -> TestResult {
+    let r = expect("primes", &["100000"], 0)?;
+    let want = "part 0: 2762 primes in [0, 25000)\npart 1: 2371 primes in [25000, 50000)\n\
+                part 2: 2260 primes in [50000, 75000)\npart 3: 2199 primes in [75000, 100000)\n\
+                9592 primes below 100000\n";
     ensure!(r.out == want, "output {:?}, expected {want:?}", r.out);
     Ok(())
 }

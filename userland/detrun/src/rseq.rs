@@ -1,0 +1,59 @@
+//! Dropping glibc's restartable-sequences registration before the root is
+//! created.
+//!
+//! glibc registers an `rseq` area in each thread's TLS, and a child made
+//! by `dput` inherits the registration like a `fork`ed one. The root is
+//! then wiped, so the area is gone, and the kernel, which writes the area
+//! on every return to user space, would stop the root with SIGSEGV before
+//! its first instruction. A master needs no rseq (it has one thread and
+//! uses no rseq critical sections), so detrun unregisters it.
+
+use std::arch::asm;
+
+extern "C" {
+    /// Offset of the rseq area from the thread pointer (glibc ≥ 2.35).
+    static __rseq_offset: isize;
+    /// Size glibc registered, 0 if rseq is not in use.
+    static __rseq_size: u32;
+}
+
+const NR_RSEQ: i64 = 334;
+const RSEQ_FLAG_UNREGISTER: u64 = 1;
+/// The signature glibc registers with on x86.
+const RSEQ_SIG: u64 = 0x5305_3053;
+/// `sizeof(struct rseq)` as registered by glibc 2.35 and later.
+const RSEQ_LEN: u64 = 32;
+
+/// Unregisters this thread's rseq area, if glibc registered one.
+pub fn unregister() -> Result<(), String> {
+    // SAFETY: glibc defines both symbols; reading them has no side effect.
+    let (offset, size) = unsafe { (__rseq_offset, __rseq_size) };
+    if size == 0 {
+        return Ok(());
+    }
+    let tp: u64;
+    // SAFETY: on x86_64 the thread pointer (fs base) points at the TCB,
+    // whose first word is the thread pointer itself.
+    unsafe { asm!("mov {}, fs:0", out(reg) tp, options(nostack, readonly, preserves_flags)) };
+    let area = (tp as i64 + offset as i64) as u64;
+    let ret: i64;
+    // SAFETY: rseq(area, len, UNREGISTER, sig) only unregisters the area
+    // the kernel already knows for this thread; it touches no other memory.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") NR_RSEQ => ret,
+            in("rdi") area,
+            in("rsi") RSEQ_LEN.max(size as u64),
+            in("rdx") RSEQ_FLAG_UNREGISTER,
+            in("r10") RSEQ_SIG,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if ret < 0 && ret != -22 {
+        return Err(format!("rseq: errno {}", -ret));
+    }
+    Ok(())
+}
