@@ -65,6 +65,10 @@ enum Verb {
     Test(TestArgs),
     /// Build the default profile, boot it and run the preinstalled demos.
     Demo(BootOpts),
+    /// Boot the test profile and run the memory-operation microbenchmark
+    /// (merge per dirty MiB vs memcpy, merge of clean ranges, snapshot vs
+    /// fork); it reports figures and ratios, it does not judge them.
+    Membench(BootOpts),
     /// Write a profile's disk.img to a block device (a USB stick, a test
     /// machine's disk). Refuses the system disk, a mounted or busy device,
     /// a device smaller than the image and anything that is not a block
@@ -275,6 +279,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             None => verify::run(&project, args.keep),
         },
+        Verb::Membench(boot) => {
+            let profile = project.profile("test")?;
+            let image = build::build(&project, &profile)?;
+            let bench = format!("/{}/det_membench", userland::BENCH_DIR);
+            qemu::run(&project, &profile, &image, &boot, &[bench], None)
+        }
         Verb::Demo(boot) => {
             let profile = project.profile("default")?;
             let image = build::build(&project, &profile)?;

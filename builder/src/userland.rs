@@ -32,6 +32,8 @@ pub const TESTS_DIR: &str = "usr/lib/detlinux/tests";
 pub const DEMOS_DIR: &str = "usr/lib/detlinux/demos";
 /// Where the deterministic test programs (run by `detrun`) live.
 pub const DET_DIR: &str = "usr/lib/detlinux/det";
+/// Microbenchmarks (`kernel/tree/tools/testing/selftests/det/bench/*.c`).
+pub const BENCH_DIR: &str = "usr/lib/detlinux/bench";
 
 /// One program and where it goes in the image.
 #[derive(Debug, Clone)]
@@ -274,14 +276,26 @@ pub fn build_det(project: &Project) -> Result<Det> {
 /// upstream's `kselftest*.h`.
 fn build_c_selftests(project: &Project, kernel: &Kernel) -> Result<Vec<Program>> {
     let dir = project.root.join("kernel/tree").join(kernel::SELFTESTS);
-    let mut sources: Vec<PathBuf> = match fs::read_dir(&dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "c"))
-            .collect(),
-        Err(_) => return Ok(Vec::new()),
+    // Each test program and, from bench/, each microbenchmark, with the
+    // directory it goes to in the image.
+    let c_files = |d: &Path| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(d)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "c"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
     };
-    sources.sort();
+    let mut sources: Vec<(PathBuf, &str)> =
+        c_files(&dir).into_iter().map(|p| (p, TESTS_DIR)).collect();
+    sources.extend(
+        c_files(&dir.join("bench"))
+            .into_iter()
+            .map(|p| (p, BENCH_DIR)),
+    );
     if sources.is_empty() {
         return Ok(Vec::new());
     }
@@ -290,7 +304,7 @@ fn build_c_selftests(project: &Project, kernel: &Kernel) -> Result<Vec<Program>>
     let out = project.cache("selftests").join(&key.hex()[..16]);
     let mut programs = Vec::new();
     let step = Step::new(format!("userland: compiling {} C selftests", sources.len()));
-    for src in &sources {
+    for (src, dest_dir) in &sources {
         let stem = src
             .file_stem()
             .and_then(|s| s.to_str())
@@ -323,7 +337,7 @@ fn build_c_selftests(project: &Project, kernel: &Kernel) -> Result<Vec<Program>>
         }
         programs.push(Program {
             path: exe,
-            dest: format!("{TESTS_DIR}/{stem}"),
+            dest: format!("{dest_dir}/{stem}"),
         });
     }
     step.done("");

@@ -89,5 +89,5 @@ void det_syscall_exit(struct pt_regs *regs)
 		return;
 	me->fresh = false;
 	det_drop_vdso();
-	wait_event_killable(me->wq, READ_ONCE(me->state) == DET_S_RUNNING);
+	det_park(me);
 }

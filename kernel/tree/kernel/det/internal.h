@@ -15,6 +15,27 @@
 /* Internal state of a child between kernel_clone() and its first stop. */
 #define DET_S_CREATING	0
 
+struct mm_struct;
+
+/**
+ * struct det_req - work a parent hands to its stopped child, which runs it
+ * in its own context (det_call()).
+ * @fn:		what to run; its return value goes to @ret.
+ * @start:	range start, for @fn.
+ * @size:	range size, for @fn.
+ * @prot:	PROT_* bits, for @fn.
+ * @mm:		an address space, for @fn.
+ * @ret:	@fn's result.
+ */
+struct det_req {
+	int			(*fn)(struct det_req *req);
+	unsigned long		start;
+	unsigned long		size;
+	unsigned long		prot;
+	struct mm_struct	*mm;
+	int			ret;
+};
+
 /**
  * struct det_proc - deterministic state of a master or of a deterministic
  * process.
@@ -37,6 +58,11 @@
  *		and parks before it first reaches user space.  Child only.
  * @state:	DET_S_* (or DET_S_CREATING until kernel_clone() returns).
  * @st:		what the parent reads with DET_GET_STATUS.
+ * @req:	a request the parent posted for the stopped child to run.
+ * @mm:		the child's address space, referenced by the parent's table
+ *		(so DET_VM_COPY and DET_MERGE work after the child exits).
+ * @snap:	the DET_SNAP reference copy, or NULL.  @mm and @snap are
+ *		only touched by the parent.
  */
 struct det_proc {
 	refcount_t		ref;
@@ -51,6 +77,9 @@ struct det_proc {
 	bool			fresh;
 	int			state;
 	struct det_status	st;
+	struct det_req		*req;
+	struct mm_struct	*mm;
+	struct mm_struct	*snap;
 };
 
 /* process.c */
@@ -67,6 +96,19 @@ int det_kill(struct det_proc *me, struct det_proc *d);
 void det_get_status(struct det_proc *d, struct det_status *st);
 void det_stop(struct det_proc *me, int state, int reason, int signo,
 	      int code, unsigned long addr, long nr);
+void det_park(struct det_proc *me);
+int det_call(struct det_proc *d, struct det_req *req);
+
+/* memory.c */
+int det_vm_zero(struct det_proc *d, unsigned long start, unsigned long size,
+		unsigned long prot);
+int det_perm(struct det_proc *d, unsigned long start, unsigned long size,
+	     unsigned long prot);
+int det_snap(struct det_proc *d, bool created);
+int det_vm_copy(struct det_proc *d, bool put, unsigned long start,
+		unsigned long size, unsigned long dst);
+int det_merge(struct det_proc *d, unsigned long start, unsigned long size,
+	      unsigned long report);
 
 /* enforce.c */
 void det_drop_vdso(void);

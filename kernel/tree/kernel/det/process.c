@@ -199,6 +199,12 @@ static void det_forget(struct det_proc *me, struct det_proc *d)
 	struct task_struct *t = d->task;
 
 	xa_erase(&me->children, d->id);
+	if (d->mm)
+		mmput(d->mm);
+	if (d->snap)
+		mmput(d->snap);
+	d->mm = NULL;
+	d->snap = NULL;
 	d->task = NULL;
 	det_put_proc(d);
 	if (t)
@@ -243,6 +249,7 @@ struct det_proc *det_create(struct det_proc *me, unsigned long id)
 	 * before its state says DET_S_RUNNING, so there is no need to wait
 	 * for it to park.
 	 */
+	d->mm = get_task_mm(d->task);
 	spin_lock(&d->lock);
 	d->st.ip = instruction_pointer(task_pt_regs(d->task));
 	WRITE_ONCE(d->state, DET_S_READY);
@@ -268,8 +275,54 @@ void det_stop(struct det_proc *me, int state, int reason, int signo,
 	spin_unlock(&me->lock);
 	/* We are about to sleep: let the parent run on this CPU. */
 	wake_up_sync(&me->wq);
+	det_park(me);
+}
 
-	wait_event_killable(me->wq, READ_ONCE(me->state) == DET_S_RUNNING);
+/*
+ * Called by a stopped child: wait until the parent starts it again (or it
+ * is killed), meanwhile running the requests the parent posts.
+ */
+void det_park(struct det_proc *me)
+{
+	struct det_req *req;
+
+	for (;;) {
+		if (wait_event_killable(me->wq,
+				READ_ONCE(me->state) == DET_S_RUNNING ||
+				smp_load_acquire(&me->req)))
+			return;
+		req = smp_load_acquire(&me->req);
+		if (!req)
+			return;
+		req->ret = req->fn(req);
+		smp_store_release(&me->req, NULL);
+		wake_up_all(&me->wq);
+	}
+}
+
+/*
+ * Parent side: have stopped child @d run @req in its own context and wait
+ * for the result.  The wait cannot be interrupted, since @req lives on the
+ * caller's stack; the child either runs it promptly or dies first.
+ */
+int det_call(struct det_proc *d, struct det_req *req)
+{
+	spin_lock(&d->lock);
+	if (det_dead(d) || !d->task) {
+		spin_unlock(&d->lock);
+		return -ECHILD;
+	}
+	req->ret = -ECHILD;
+	smp_store_release(&d->req, req);
+	spin_unlock(&d->lock);
+	wake_up_all(&d->wq);
+	wait_event(d->wq, !smp_load_acquire(&d->req) || det_dead(d));
+	if (smp_load_acquire(&d->req)) {
+		/* It died before taking the request. */
+		WRITE_ONCE(d->req, NULL);
+		return -ECHILD;
+	}
+	return req->ret;
 }
 
 /* Any signal in @set pending for current? */

@@ -6,18 +6,19 @@
  * arguments are wrong is defined (tools/testing/selftests/det/ pins it):
  *
  *   1. -EINVAL       unknown flag bits, an operation the call does not
- *                    have, more than one operation, op-flags the operation
- *                    does not take, DET_START with an operation that has
- *                    no child to start, nonzero unused arguments, a size
- *                    that does not match the operation;
- *   2. -EOPNOTSUPP   memory operations (DET_VM_ZERO, DET_VM_COPY, DET_SNAP,
- *                    DET_MERGE): valid, reserved, not implemented yet;
- *   3. -EPERM/-EACCES/-EEXIST/-EBUSY  the caller's role;
- *   4. -ESRCH/-ECHILD  the child;
- *   5. -EINTR        the wait for the child to stop;
- *   6. -EFAULT       user memory, touched last.
+ *                    have, more than one operation (but DET_SNAP with
+ *                    DET_REGS), op-flags the operation does not take,
+ *                    DET_START with an operation that has no child to
+ *                    start, nonzero unused arguments, a size that does not
+ *                    match the operation, a memory range that is unaligned
+ *                    where it must not be or not all in user space;
+ *   2. -EPERM/-EACCES/-EEXIST/-EBUSY  the caller's role;
+ *   3. -ESRCH/-ECHILD/-ENODATA  the child;
+ *   4. -EINTR        the wait for the child to stop;
+ *   5. the operation's own errors (memory.c: -EFAULT, -ENOMEM, -EBADE).
  */
 
+#include <linux/mman.h>
 #include <linux/syscalls.h>
 #include <linux/uaccess.h>
 
@@ -28,13 +29,13 @@
 
 #define DET_PUT_OPS	(DET_REGS | DET_BECOME_MASTER | DET_KILL | \
 			 DET_ALLOW_SIGNALS | DET_VM_ZERO | DET_VM_COPY | \
-			 DET_SNAP)
+			 DET_SNAP | DET_PERM)
 #define DET_GET_OPS	(DET_REGS | DET_GET_STATUS | DET_VM_COPY | DET_MERGE)
-#define DET_MEM_OPS	(DET_VM_ZERO | DET_VM_COPY | DET_SNAP | DET_MERGE)
+#define DET_PROT_MASK	(DET_PROT_READ | DET_PROT_WRITE | DET_PROT_EXEC)
 
 static unsigned long det_opflags_allowed(unsigned long op)
 {
-	switch (op) {
+	switch (op & ~DET_SNAP) {	/* DET_SNAP | DET_REGS: DET_REGS's */
 	case DET_REGS:
 		return DET_GENERAL_REGS | DET_FP_REGS |
 		       (det_xstate_size() ? DET_XSTATE_REGS : 0);
@@ -43,12 +44,34 @@ static unsigned long det_opflags_allowed(unsigned long op)
 	case DET_KILL:
 		return DET_KILL_POISON;
 	case DET_VM_ZERO:
-		return DET_PROT_READ | DET_PROT_WRITE | DET_PROT_EXEC;
+	case DET_PERM:
+		return DET_PROT_MASK;
 	}
 	return 0;
 }
 
-/* Step 1 and 2 of the check order: the arguments alone. */
+/* PROT_* from the DET_PROT_* op-flags. */
+static unsigned long det_prot(unsigned long flags)
+{
+	BUILD_BUG_ON(DET_PROT_READ >> 16 != PROT_READ ||
+		     DET_PROT_WRITE >> 16 != PROT_WRITE ||
+		     DET_PROT_EXEC >> 16 != PROT_EXEC);
+	return (flags & DET_PROT_MASK) >> 16;
+}
+
+/* Does [start, start+size) lie in user space? */
+static bool det_range_ok(unsigned long start, unsigned long size)
+{
+	return size <= TASK_SIZE_MAX && start <= TASK_SIZE_MAX - size;
+}
+
+static bool det_page_range_ok(unsigned long start, unsigned long size)
+{
+	return det_range_ok(start, size) && PAGE_ALIGNED(start) &&
+	       PAGE_ALIGNED(size);
+}
+
+/* Step 1 of the check order: the arguments alone. */
 static int det_check_args(bool put, unsigned long child, unsigned long flags,
 			  unsigned long start, unsigned long size,
 			  unsigned long dststart)
@@ -59,17 +82,15 @@ static int det_check_args(bool put, unsigned long child, unsigned long flags,
 
 	if (flags & ~(ops | DET_OPFLAG_MASK | DET_START))
 		return -EINVAL;
-	if (op & (op - 1))
+	if ((op & (op - 1)) && op != (DET_SNAP | DET_REGS))
 		return -EINVAL;
 	if (opf & ~det_opflags_allowed(op))
 		return -EINVAL;
-	if (op == DET_REGS && !opf)
+	if ((op & DET_REGS) && !opf)
 		return -EINVAL;
 	if ((flags & DET_START) &&
 	    (op & (DET_BECOME_MASTER | DET_ALLOW_SIGNALS | DET_KILL)))
 		return -EINVAL;
-	if (op & DET_MEM_OPS)
-		return -EOPNOTSUPP;
 
 	switch (op) {
 	case DET_BECOME_MASTER:
@@ -87,6 +108,8 @@ static int det_check_args(bool put, unsigned long child, unsigned long flags,
 				return -EINVAL;
 			break;
 		}
+		fallthrough;
+	case DET_SNAP | DET_REGS:
 		if (size != det_regs_size(flags) || dststart)
 			return -EINVAL;
 		break;
@@ -95,7 +118,23 @@ static int det_check_args(bool put, unsigned long child, unsigned long flags,
 		    dststart)
 			return -EINVAL;
 		break;
-	default: /* DET_KILL, or no operation */
+	case DET_VM_ZERO:
+	case DET_PERM:
+		if (!det_page_range_ok(start, size) || dststart)
+			return -EINVAL;
+		break;
+	case DET_VM_COPY:
+		if (!det_range_ok(start, size) ||
+		    !det_range_ok(dststart, size) ||
+		    !PAGE_ALIGNED(dststart - start))
+			return -EINVAL;
+		break;
+	case DET_MERGE:
+		/* @dststart is the report pointer. */
+		if (!det_range_ok(start, size))
+			return -EINVAL;
+		break;
+	default: /* DET_KILL, DET_SNAP, or no operation */
 		if (start || size || dststart)
 			return -EINVAL;
 	}
@@ -143,11 +182,19 @@ static long det_set_allowed(struct det_proc *me, unsigned long start)
  *		%DET_ALLOW_SIGNALS - masters: @start points at a kernel
  *		sigset_t (@size == %DET_SIGSET_SIZE) of signals that may
  *		interrupt the master's waits, @child must be 0;
- *		%DET_VM_ZERO, %DET_VM_COPY, %DET_SNAP - reserved.
+ *		%DET_VM_ZERO | prot - fresh zero pages (prot 0: unmap) over
+ *		the child's page-aligned [@start, @start+@size);
+ *		%DET_PERM | prot - protection of that range;
+ *		%DET_VM_COPY - caller's [@start, @start+@size) to the
+ *		child's @dststart (a page multiple away);
+ *		%DET_SNAP - the child's address space := a copy-on-write
+ *		copy of the caller's, and a reference copy for %DET_MERGE;
+ *		may be combined with %DET_REGS (then @start/@size are the
+ *		register buffer, set after the snapshot).
  *		%DET_START - after the operation, set the child running.
  * @start:	user address, as the operation requires; otherwise 0.
  * @size:	byte count, as the operation requires; otherwise 0.
- * @dststart:	reserved for memory operations; must be 0.
+ * @dststart:	%DET_VM_COPY's destination; otherwise 0.
  *
  * The first dput() to an unused @child (other than %DET_KILL) creates it
  * like fork(): a copy-on-write image of the caller's memory and its
@@ -166,7 +213,8 @@ static long det_set_allowed(struct det_proc *me, unsigned long start)
  *   %DET_KILL, an unused argument not 0, or @size not what the operation
  *   needs (%DET_REGS with @start and @size 0, the dget() size query, is
  *   not a dput() operation);
- * - %EOPNOTSUPP: a memory operation (not implemented yet);
+ * - %EINVAL: a memory range not page-aligned (%DET_VM_ZERO, %DET_PERM) or
+ *   a page multiple apart (%DET_VM_COPY), or not all in user space;
  * - %EACCES: %DET_BECOME_MASTER or %DET_ALLOW_SIGNALS from a deterministic
  *   process;
  * - %EEXIST: %DET_BECOME_MASTER from a master;
@@ -180,7 +228,10 @@ static long det_set_allowed(struct det_proc *me, unsigned long start)
  * - %EAGAIN, %ENOMEM: creating the child failed (process limits, memory);
  * - %EINTR: a master's wait was interrupted by a signal it allowed, or the
  *   caller is being killed; the operation was not performed;
- * - %EFAULT: @start (%DET_REGS, %DET_ALLOW_SIGNALS) is not readable;
+ * - %ECHILD: a memory operation on a child that has exited;
+ * - %EFAULT: @start (%DET_REGS, %DET_ALLOW_SIGNALS) is not readable; a
+ *   %DET_VM_COPY range is not mapped;
+ * - %ENOMEM: %DET_PERM over unmapped pages, or out of memory;
  * - %EIO, %EINVAL from %DET_REGS: register values the child cannot take
  *   (bad segment selector, reserved MXCSR bits, an XSAVE header that
  *   PTRACE_SETREGSET with NT_X86_XSTATE would refuse).
@@ -191,6 +242,7 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
 {
 	struct det_proc *me = current->det;
 	unsigned long op = flags & DET_OP_MASK;
+	bool created = false;
 	struct det_proc *d;
 	long ret;
 
@@ -221,13 +273,31 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
 		d = det_create(me, child);
 		if (IS_ERR(d))
 			return PTR_ERR(d);
+		created = true;
 	} else {
 		ret = det_wait_stopped(me, d);
 		if (ret)
 			return ret;
 	}
 
-	if (op == DET_REGS) {
+	ret = 0;
+	switch (op & ~DET_REGS) {
+	case DET_SNAP:
+		ret = det_snap(d, created);
+		break;
+	case DET_VM_ZERO:
+		ret = det_vm_zero(d, start, size, det_prot(flags));
+		break;
+	case DET_PERM:
+		ret = det_perm(d, start, size, det_prot(flags));
+		break;
+	case DET_VM_COPY:
+		ret = det_vm_copy(d, true, start, size, dststart);
+		break;
+	}
+	if (ret)
+		return ret;
+	if (op & DET_REGS) {
 		ret = det_regs(d, true, flags, (void __user *)start, size);
 		if (ret)
 			return ret;
@@ -251,11 +321,15 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
  *		det_status there (@size == sizeof(struct det_status)), else
  *		@size must be 0; %DET_DONT_WAIT (masters only): do not wait
  *		for a running child, report %DET_S_RUNNING;
- *		%DET_VM_COPY, %DET_MERGE - reserved.
+ *		%DET_VM_COPY - the child's [@start, @start+@size) to the
+ *		caller's @dststart (a page multiple away);
+ *		%DET_MERGE - three-way merge of the child's changes since
+ *		its snapshot in [@start, @start+@size) into the caller;
+ *		@dststart: a struct det_merge report, or 0.
  *		%DET_START - after the operation, set the child running.
  * @start:	user address, as the operation requires; otherwise 0.
  * @size:	byte count, as the operation requires; otherwise 0.
- * @dststart:	reserved for memory operations; must be 0.
+ * @dststart:	%DET_VM_COPY's destination, %DET_MERGE's report; else 0.
  *
  * dget() first waits until the child stops (dret(), a fault, a forbidden
  * system call, or exit), unless %DET_DONT_WAIT.
@@ -269,14 +343,18 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
  *   a CPU without XSAVE), %DET_REGS without a register set, an unused
  *   argument not 0 (@child in the size query), %DET_START with the size
  *   query, or @size not what the operation needs;
- * - %EOPNOTSUPP: a memory operation (not implemented yet);
  * - %EPERM: the caller is a legacy process;
  * - %EACCES: %DET_DONT_WAIT from a deterministic process;
  * - %ESRCH: no child @child;
  * - %ECHILD: %DET_REGS or %DET_START on a child that has exited;
  * - %EINTR: a master's wait was interrupted by a signal it allowed, or the
  *   caller is being killed;
- * - %EFAULT: @start is not writable.
+ * - %ENODATA: %DET_MERGE on a child without a snapshot;
+ * - %EFAULT: @start is not writable; a %DET_VM_COPY range is not mapped;
+ *   %DET_MERGE: the caller no longer maps (writably) a page the child
+ *   changed, or the report is not writable;
+ * - %EBADE (%DET_E_CONFLICT): %DET_MERGE found bytes both sides changed
+ *   differently; nothing was merged (docs/det-merge.7.md).
  */
 SYSCALL_DEFINE5(dget, unsigned long, child, unsigned long, flags,
 		unsigned long, start, unsigned long, size,
@@ -311,6 +389,16 @@ SYSCALL_DEFINE5(dget, unsigned long, child, unsigned long, flags,
 
 	if (op == DET_REGS) {
 		ret = det_regs(d, false, flags, (void __user *)start, size);
+		if (ret)
+			return ret;
+	}
+	if (op == DET_VM_COPY) {
+		ret = det_vm_copy(d, false, start, size, dststart);
+		if (ret)
+			return ret;
+	}
+	if (op == DET_MERGE) {
+		ret = det_merge(d, start, size, dststart);
 		if (ret)
 			return ret;
 	}

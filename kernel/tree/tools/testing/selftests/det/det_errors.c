@@ -2,7 +2,8 @@
 /*
  * Every flag and errno of dput()/dget()/dret(), and which error wins when
  * several arguments are bad (the order documented in kernel/det/syscalls.c:
- * EINVAL, EOPNOTSUPP, role, child, wait, EFAULT).
+ * EINVAL, role, child, wait, EFAULT).  Memory operations' own errors are
+ * in det_memory.c.
  */
 #include <pthread.h>
 #include <sys/user.h>
@@ -31,14 +32,16 @@ TEST(legacy_caller)
 TEST(bad_flags)
 {
 	static const unsigned long bad_put[] = {
-		0x200, 0x8000, 0x01000000UL << 1, 1UL << 40, 1UL << 63,
+		0x400, 0x8000, 0x01000000UL << 1, 1UL << 40, 1UL << 63,
 		DET_GET_STATUS, DET_MERGE,
 		DET_REGS | DET_KILL, DET_KILL | DET_ALLOW_SIGNALS,
 		DET_REGS, DET_REGS | 0x80000, DET_REGS | 0x800000,
 		DET_KILL | DET_DONT_WAIT << 1, DET_KILL | DET_START,
 		DET_ALLOW_SIGNALS | DET_START, DET_BECOME_MASTER | DET_START,
 		DET_BECOME_MASTER | 0x10000, DET_START | 0x10000,
-		0x10000, DET_VM_ZERO | DET_SNAP,
+		0x10000, DET_VM_ZERO | DET_SNAP, DET_SNAP | DET_VM_COPY,
+		DET_PERM | DET_REGS | DET_GENERAL_REGS, DET_SNAP | 0x10000,
+		DET_VM_COPY | DET_PROT_READ, DET_PERM | 0x80000,
 	};
 	static const unsigned long bad_get[] = {
 		0x200, 1UL << 40, DET_KILL, DET_BECOME_MASTER,
@@ -65,18 +68,44 @@ TEST(bad_flags)
 		EXPECT_EQ(-EINVAL, dget(0, bad_get[i], 0, 0, 0));
 }
 
-TEST(memory_ops_reserved)
+/* Argument checks of the memory operations (step 1: no child needed). */
+TEST(memory_op_args)
 {
-	EXPECT_EQ(-EOPNOTSUPP, dput(1, DET_VM_ZERO, 0, 0, 0));
-	EXPECT_EQ(-EOPNOTSUPP, dput(1, DET_VM_ZERO | DET_PROT_READ |
-				    DET_PROT_WRITE | DET_PROT_EXEC, 0, 0, 0));
-	EXPECT_EQ(-EOPNOTSUPP, dput(1, DET_VM_COPY, 0, 0, 0));
-	EXPECT_EQ(-EOPNOTSUPP, dput(1, DET_SNAP | DET_START, 0, 0, 0));
-	EXPECT_EQ(-EOPNOTSUPP, dget(1, DET_VM_COPY, 0, 0, 0));
-	EXPECT_EQ(-EOPNOTSUPP, dget(1, DET_MERGE, 0, 0, 0));
+	unsigned long top = 0x7ffffffff000UL;
+	static const struct { unsigned long flags, start, size, dst; } bad[] = {
+		{ DET_VM_ZERO, 1, 4096, 0 },		/* unaligned start */
+		{ DET_VM_ZERO, 4096, 100, 0 },		/* unaligned size */
+		{ DET_VM_ZERO, 4096, 4096, 4096 },	/* dststart unused */
+		{ DET_PERM, 4096, 4095, 0 },
+		{ DET_VM_ZERO, KPTR, 4096, 0 },		/* kernel address */
+		{ DET_VM_ZERO, -4096UL, 8192, 0 },	/* wraps */
+		{ DET_VM_COPY, 4096, 10, 4097 },	/* offset not a page */
+		{ DET_VM_COPY, 4096, 10, KPTR },
+		{ DET_VM_COPY, KPTR, 10, KPTR },
+		{ DET_SNAP, 4096, 0, 0 },		/* SNAP takes no range */
+		{ DET_SNAP, 0, 0, 4096 },
+		{ DET_SNAP | DET_REGS | DET_GENERAL_REGS, 0, 8, 0 },
+	};
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(bad); i++)
+		EXPECT_EQ(-EINVAL, dput(1, bad[i].flags, bad[i].start,
+					bad[i].size, bad[i].dst)) {
+			TH_LOG("dput case %u", i);
+		}
+	EXPECT_EQ(-EINVAL, dput(1, DET_VM_ZERO, top, 8192, 0));
+	EXPECT_EQ(-EINVAL, dget(1, DET_MERGE, KPTR, 4096, 0));
+	EXPECT_EQ(-EINVAL, dget(1, DET_MERGE, top, 8192, 0));
+	EXPECT_EQ(-EINVAL, dget(1, DET_VM_COPY, 4096, 10, 8193));
+	/* Valid shapes reach the role check: -EPERM from a legacy caller. */
+	EXPECT_EQ(-EPERM, dput(1, DET_VM_ZERO, top - 4096, 4096, 0));
+	EXPECT_EQ(-EPERM, dput(1, DET_SNAP | DET_START, 0, 0, 0));
+	EXPECT_EQ(-EPERM, dget(1, DET_MERGE, 1, 3, KPTR));
+	EXPECT_EQ(-EPERM, dput(1, DET_VM_COPY, 4097, 10, 4097 + 8192));
 	ASSERT_EQ(0, become_master());
-	EXPECT_EQ(-EOPNOTSUPP, dput(1, DET_SNAP, 0, 0, 0));
-	EXPECT_EQ(-EOPNOTSUPP, dget(1, DET_MERGE, 0, 0, 0));
+	/* Child errors: nothing to merge from. */
+	EXPECT_EQ(-ESRCH, dget(1, DET_MERGE, 4096, 4096, 0));
+	EXPECT_EQ(-ESRCH, dget(1, DET_VM_COPY, 4096, 4096, 4096));
 	/* Nothing was created. */
 	EXPECT_EQ(-ESRCH, dget(1, 0, 0, 0, 0));
 }
@@ -293,7 +322,7 @@ TEST(deterministic_caller)
 			bad |= 8;
 		if (dput(1, 0, 0, 0, 0x1000) != -EINVAL)
 			bad |= 16;
-		if (dput(1, DET_SNAP, 0, 0, 0) != -EOPNOTSUPP)
+		if (dget(1, DET_MERGE, 0, 0, 0) != -ESRCH)
 			bad |= 32;
 		/* Ordering: EINVAL (size) before EACCES (role). */
 		if (dput(0, DET_ALLOW_SIGNALS, (unsigned long)&set, 1, 0) !=
@@ -313,13 +342,13 @@ TEST(checks_ordering)
 	long r, xs, all;
 
 	/* Legacy caller: argument errors come before -EPERM. */
-	EXPECT_EQ(-EINVAL, dput(1, 0x200, 0, 0, 0));
+	EXPECT_EQ(-EINVAL, dput(1, 0x400, 0, 0, 0));
 	EXPECT_EQ(-EINVAL, dget(1, 0, 0, 0, 8));
-	EXPECT_EQ(-EOPNOTSUPP, dput(1, DET_SNAP, 0, 0, 0));
+	EXPECT_EQ(-EPERM, dput(1, DET_SNAP, 0, 0, 0));
 	EXPECT_EQ(-EPERM, dput(1, 0, 0, 0, 0));
-	/* Unknown bit beats a reserved memory operation. */
-	EXPECT_EQ(-EINVAL, dput(1, DET_SNAP | 0x200, 0, 0, 0));
-	/* Two operations, one of them reserved: -EINVAL. */
+	/* Unknown bit beats the role. */
+	EXPECT_EQ(-EINVAL, dput(1, DET_SNAP | 0x400, 0, 0, 0));
+	/* Two operations (other than SNAP with REGS): -EINVAL. */
 	EXPECT_EQ(-EINVAL, dget(1, DET_MERGE | DET_REGS | DET_GENERAL_REGS,
 				0, 0, 0));
 	/* The size query is a call like any other: its shape, then role. */

@@ -1,0 +1,791 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Deterministic process groups: memory operations.
+ *
+ * DET_VM_ZERO and DET_PERM change the child's mappings, so the child runs
+ * them itself, in its own context, as the mmap()/mprotect() it may not
+ * call (det_call(): the parent hands the request over and waits).
+ * DET_VM_COPY and DET_MERGE run in the caller's context: the caller's side
+ * is plain user memory, the child's side (and the snapshot reference) are
+ * reached through get_user_pages_remote() on the child's mm, which the
+ * parent keeps referenced (det_proc.mm) so that it outlives the child's
+ * exit.
+ *
+ * DET_SNAP copies the caller's address space with dup_mm(), exactly as
+ * fork() does: once for the child (or, for a new child, the fork that
+ * creates it) and once for the reference (det_proc.snap), a second
+ * copy-on-write image no task runs in.
+ *
+ * DET_MERGE's cost follows what changed.  It walks the child's and the
+ * reference's page tables one PMD (2 MiB) at a time and compares, per page,
+ * which physical page each maps:
+ *
+ *   - same page in both (or nothing in both): the child never wrote it,
+ *     since a write would have broken copy-on-write with the reference -
+ *     skipped without reading it;
+ *   - the child's differs, the caller still maps the reference's page: only
+ *     the child changed it - taken whole, no byte compare: a fresh copy of
+ *     the child's page replaces the caller's in its page table (one copy,
+ *     no fault; det_install_copy());
+ *   - otherwise both sides may have changed it: three-way byte compare.
+ *
+ * The merge is all or nothing with respect to conflicts: a first pass
+ * classifies every page and compares the two-sided ones; only if no byte
+ * conflicts does the second pass write anything into the caller.
+ */
+
+#include <linux/highmem.h>
+#include <linux/huge_mm.h>
+#include <linux/memcontrol.h>
+#include <linux/mm.h>
+#include <linux/mman.h>
+#include <linux/mmu_notifier.h>
+#include <linux/pgtable.h>
+#include <linux/rmap.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/swap.h>
+#include <linux/uaccess.h>
+#include <linux/userfaultfd_k.h>
+#include <asm/mmu_context.h>
+
+#include "internal.h"
+
+/* Page identities from det_block_pfns(). */
+#define DET_PFN_NONE	0UL	/* nothing mapped, or the zero page */
+#define DET_PFN_UNKNOWN	(~0UL)	/* not present (migration, ...): compare */
+
+#define DET_GUP_BATCH	64
+
+/* ---- requests the child runs in its own context ---- */
+
+static int det_req_zero(struct det_req *r)
+{
+	unsigned long addr;
+
+	if (!r->prot)
+		return vm_munmap(r->start, r->size);
+	addr = vm_mmap(NULL, r->start, r->size, r->prot,
+		       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, 0);
+	return IS_ERR_VALUE(addr) ? (int)addr : 0;
+}
+
+static int det_req_perm(struct det_req *r)
+{
+	return do_mprotect_pkey(r->start, r->size, r->prot, -1);
+}
+
+/*
+ * Switch the current (stopped, single-threaded) deterministic process to
+ * the address space @r->mm, as exec does (exec_mmap()), and drop its clock
+ * pages again: the new image is a copy of its parent's, which, for a
+ * master, has a vDSO.
+ */
+static int det_req_install(struct det_req *r)
+{
+	struct task_struct *tsk = current;
+	struct mm_struct *old = tsk->mm, *mm = r->mm, *active;
+	int ret;
+
+	ret = down_write_killable(&tsk->signal->exec_update_lock);
+	if (ret)
+		return ret;
+	ret = mmap_read_lock_killable(old);
+	if (ret) {
+		up_write(&tsk->signal->exec_update_lock);
+		return ret;
+	}
+	mmget(mm);		/* the task's own reference */
+	task_lock(tsk);
+	membarrier_exec_mmap(mm);
+	local_irq_disable();
+	active = tsk->active_mm;
+	tsk->active_mm = mm;
+	tsk->mm = mm;
+	mm_init_cid(mm);
+	if (!IS_ENABLED(CONFIG_ARCH_WANT_IRQS_OFF_ACTIVATE_MM))
+		local_irq_enable();
+	activate_mm(active, mm);
+	if (IS_ENABLED(CONFIG_ARCH_WANT_IRQS_OFF_ACTIVATE_MM))
+		local_irq_enable();
+	lru_gen_add_mm(mm);
+	task_unlock(tsk);
+	lru_gen_use_mm(mm);
+	mmap_read_unlock(old);
+	up_write(&tsk->signal->exec_update_lock);
+	WARN_ON_ONCE(active != old);
+	mm_update_next_owner(old);
+	mmput(old);
+	det_drop_vdso();
+	return 0;
+}
+
+/* DET_VM_ZERO: @prot is PROT_* (0 unmaps). */
+int det_vm_zero(struct det_proc *d, unsigned long start, unsigned long size,
+		unsigned long prot)
+{
+	struct det_req r = { .fn = det_req_zero, .start = start,
+			     .size = size, .prot = prot };
+
+	if (!size)
+		return det_dead(d) ? -ECHILD : 0;
+	return det_call(d, &r);
+}
+
+/* DET_PERM: @prot is PROT_*. */
+int det_perm(struct det_proc *d, unsigned long start, unsigned long size,
+	     unsigned long prot)
+{
+	struct det_req r = { .fn = det_req_perm, .start = start,
+			     .size = size, .prot = prot };
+
+	if (!size)
+		return det_dead(d) ? -ECHILD : 0;
+	return det_call(d, &r);
+}
+
+/*
+ * DET_SNAP.  A child created by this very dput() already is a fork()
+ * copy of the caller; otherwise a new copy replaces its address space.
+ * Either way a second copy becomes the reference.
+ */
+int det_snap(struct det_proc *d, bool created)
+{
+	struct mm_struct *mm = current->mm, *child = NULL, *ref, *old;
+	struct det_req r = { .fn = det_req_install };
+	int ret;
+
+	if (det_dead(d))
+		return -ECHILD;
+	if (!created) {
+		child = dup_mm(d->task, mm);
+		if (!child)
+			return -ENOMEM;
+	}
+	ref = dup_mm(current, mm);
+	if (!ref) {
+		if (child)
+			mmput(child);
+		return -ENOMEM;
+	}
+	/* Nothing runs in the reference: keep khugepaged out of it. */
+	set_bit(MMF_DISABLE_THP, &ref->flags);
+
+	if (child) {
+		r.mm = child;
+		ret = det_call(d, &r);
+		if (ret) {
+			mmput(child);
+			mmput(ref);
+			return ret;
+		}
+		old = d->mm;
+		d->mm = child;
+		if (old)
+			mmput(old);
+	}
+	old = d->snap;
+	d->snap = ref;
+	if (old)
+		mmput(old);
+	return 0;
+}
+
+/* ---- copying between the caller and a child's mm ---- */
+
+/*
+ * Copy @size bytes between the caller's @uaddr and @mm's @raddr: into @mm
+ * if @put.  @mm's pages must be mapped; writes into them break
+ * copy-on-write and go through read-only protection, like ptrace's.
+ */
+static int det_copy_remote(struct mm_struct *mm, bool put,
+			   unsigned long uaddr, unsigned long raddr,
+			   unsigned long size)
+{
+	unsigned int gup = FOLL_FORCE | (put ? FOLL_WRITE : 0);
+	struct page *pages[DET_GUP_BATCH];
+	long got, i;
+	int ret = 0;
+
+	while (size && !ret) {
+		unsigned long first = raddr & PAGE_MASK;
+		unsigned long last = (raddr + size - 1) & PAGE_MASK;
+		unsigned long nr = min_t(unsigned long, DET_GUP_BATCH,
+					 ((last - first) >> PAGE_SHIFT) + 1);
+
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		if (mmap_read_lock_killable(mm))
+			return -EINTR;
+		got = get_user_pages_remote(mm, first, nr, gup, pages, NULL);
+		mmap_read_unlock(mm);
+		if (got <= 0)
+			return got == -EINTR ? -EINTR : -EFAULT;
+
+		for (i = 0; i < got; i++) {
+			unsigned long off = raddr & ~PAGE_MASK;
+			unsigned long n = min_t(unsigned long, size,
+						PAGE_SIZE - off);
+			unsigned long left;
+			char *k;
+
+			if (!ret) {
+				k = kmap_local_page(pages[i]);
+				if (put)
+					left = copy_from_user(k + off,
+						(void __user *)uaddr, n);
+				else
+					left = copy_to_user((void __user *)uaddr,
+							    k + off, n);
+				kunmap_local(k);
+				if (put)
+					set_page_dirty_lock(pages[i]);
+				if (left)
+					ret = -EFAULT;
+				uaddr += n;
+				raddr += n;
+				size -= n;
+			}
+			put_page(pages[i]);
+		}
+		cond_resched();
+	}
+	return ret;
+}
+
+/* DET_VM_COPY: put copies caller @start -> child @dst, get the reverse. */
+int det_vm_copy(struct det_proc *d, bool put, unsigned long start,
+		unsigned long size, unsigned long dst)
+{
+	if (put && det_dead(d))
+		return -ECHILD;
+	if (!size)
+		return 0;
+	if (put)
+		return det_copy_remote(d->mm, true, start, dst, size);
+	return det_copy_remote(d->mm, false, dst, start, size);
+}
+
+/* ---- merge ---- */
+
+/*
+ * The identity of each page @mm maps in the PMD-sized block at @addr: its
+ * pfn, DET_PFN_NONE or DET_PFN_UNKNOWN.  Caller holds @mm's mmap lock.
+ */
+static void det_block_pfns(struct mm_struct *mm, unsigned long addr,
+			   unsigned long *pfn)
+{
+	pmd_t *pmdp, pmd;
+	pud_t *pudp, pud;
+	p4d_t *p4dp;
+	pgd_t *pgdp;
+	pte_t *pte;
+	int i;
+
+	addr &= PMD_MASK;
+	memset(pfn, 0, PTRS_PER_PTE * sizeof(*pfn));
+	pgdp = pgd_offset(mm, addr);
+	if (pgd_none(*pgdp))
+		return;
+	if (pgd_bad(*pgdp))
+		goto unknown;
+	p4dp = p4d_offset(pgdp, addr);
+	if (p4d_none(*p4dp))
+		return;
+	if (p4d_bad(*p4dp))
+		goto unknown;
+	pudp = pud_offset(p4dp, addr);
+	pud = READ_ONCE(*pudp);
+	if (pud_none(pud))
+		return;
+	if (!pud_present(pud) || pud_leaf(pud) || pud_bad(pud))
+		goto unknown;
+	pmdp = pmd_offset(pudp, addr);
+	pmd = pmdp_get_lockless(pmdp);
+	if (pmd_none(pmd))
+		return;
+	if (!pmd_present(pmd))
+		goto unknown;
+	if (pmd_leaf(pmd)) {
+		if (is_huge_zero_pmd(pmd))
+			return;
+		for (i = 0; i < PTRS_PER_PTE; i++)
+			pfn[i] = pmd_pfn(pmd) + i;
+		return;
+	}
+	pte = pte_offset_map(pmdp, addr);
+	if (!pte)
+		goto unknown;
+	for (i = 0; i < PTRS_PER_PTE; i++) {
+		pte_t e = ptep_get(pte + i);
+
+		if (pte_none(e))
+			continue;
+		if (!pte_present(e))
+			pfn[i] = DET_PFN_UNKNOWN;
+		else if (!is_zero_pfn(pte_pfn(e)))
+			pfn[i] = pte_pfn(e);
+	}
+	pte_unmap(pte);
+	return;
+unknown:
+	for (i = 0; i < PTRS_PER_PTE; i++)
+		pfn[i] = DET_PFN_UNKNOWN;
+}
+
+/* What happens to a page the child changed. */
+#define DET_M_CHILD	1UL	/* only the child changed it: take it whole */
+#define DET_M_BOTH	2UL	/* both may have: byte merge */
+
+/* A list of page addresses (low bits: DET_M_*) for the second pass. */
+struct det_todo {
+	struct det_todo *next;
+	unsigned int n;
+	unsigned long page[(PAGE_SIZE - 16) / sizeof(unsigned long)];
+};
+
+struct det_merger {
+	struct mm_struct *child, *ref;
+	unsigned long start, end;
+	struct det_merge rep;
+	unsigned long *cp, *rp, *pp;	/* pfns of one block: child, ref, caller */
+	u8 *buf;			/* the caller's bytes of one page */
+	struct det_todo *head, *tail;
+};
+
+static int det_todo_add(struct det_merger *m, unsigned long entry)
+{
+	struct det_todo *t = m->tail;
+
+	if (!t || t->n == ARRAY_SIZE(t->page)) {
+		t = kmalloc(sizeof(*t), GFP_KERNEL_ACCOUNT);
+		if (!t)
+			return -ENOMEM;
+		t->next = NULL;
+		t->n = 0;
+		if (m->tail)
+			m->tail->next = t;
+		else
+			m->head = t;
+		m->tail = t;
+	}
+	t->page[t->n++] = entry;
+	return 0;
+}
+
+/* One page of @mm at @addr, with a reference; the zero page if unmapped. */
+static struct page *det_get_page(struct mm_struct *mm, unsigned long addr)
+{
+	struct page *page;
+	long got;
+
+	if (mmap_read_lock_killable(mm))
+		return ERR_PTR(-EINTR);
+	got = get_user_pages_remote(mm, addr, 1, FOLL_FORCE, &page, NULL);
+	mmap_read_unlock(mm);
+	if (got == 1)
+		return page;
+	if (got == -EINTR)
+		return ERR_PTR(-EINTR);
+	page = ZERO_PAGE(0);
+	get_page(page);
+	return page;
+}
+
+/* The part of page @page_addr inside the merge range: [*lo, *hi). */
+static void det_clip(struct det_merger *m, unsigned long page_addr,
+		     unsigned long *lo, unsigned long *hi)
+{
+	*lo = max(page_addr, m->start) - page_addr;
+	*hi = min(page_addr + PAGE_SIZE, m->end) - page_addr;
+}
+
+/*
+ * A page both sides may have changed.  With @apply == false count its
+ * conflicts into the report; with @apply, write the child's changed bytes
+ * into the caller (there are no conflicts by then).
+ */
+static int det_merge_bytes(struct det_merger *m, unsigned long addr,
+			   bool apply)
+{
+	unsigned long lo, hi, i, n = 0, first = 0;
+	struct page *cpage, *rpage;
+	const u8 *c, *r;
+	u8 *p = m->buf;
+	int ret = 0;
+
+	det_clip(m, addr, &lo, &hi);
+	if (copy_from_user(p + lo, (void __user *)(addr + lo), hi - lo))
+		return -EFAULT;
+	cpage = det_get_page(m->child, addr);
+	if (IS_ERR(cpage))
+		return PTR_ERR(cpage);
+	rpage = det_get_page(m->ref, addr);
+	if (IS_ERR(rpage)) {
+		put_page(cpage);
+		return PTR_ERR(rpage);
+	}
+	c = kmap_local_page(cpage);
+	r = kmap_local_page(rpage);
+	for (i = lo; i < hi; i++) {
+		/* Skip equal 8-byte words quickly. */
+		if (!(i & 7) && i + 8 <= hi &&
+		    *(const u64 *)(c + i) == *(const u64 *)(r + i)) {
+			i += 7;
+			continue;
+		}
+		if (c[i] == r[i])
+			continue;
+		if (apply) {
+			p[i] = c[i];
+			n++;
+		} else if (p[i] != r[i] && p[i] != c[i]) {
+			if (!n++)
+				first = i;
+		}
+	}
+	kunmap_local(r);
+	kunmap_local(c);
+	put_page(rpage);
+	put_page(cpage);
+
+	if (apply) {
+		if (n && copy_to_user((void __user *)(addr + lo), p + lo,
+				      hi - lo))
+			ret = -EFAULT;
+	} else if (n) {
+		if (!m->rep.conflict_bytes) {
+			m->rep.conflict_addr = addr + first;
+			m->rep.conflict_start = addr;
+		}
+		m->rep.conflict_bytes += n;
+		m->rep.conflict_pages++;
+		m->rep.conflict_end = addr + PAGE_SIZE;
+	}
+	return ret;
+}
+
+/*
+ * Classify the pages of the block at @addr (up to @next) and queue those
+ * the child changed.  Two-sided pages are compared for conflicts now.
+ */
+static int det_merge_block(struct det_merger *m, unsigned long addr,
+			   unsigned long next)
+{
+	struct vm_area_struct *vma = NULL;
+	unsigned long a, i, base = addr & PMD_MASK;
+	bool any = false, both;
+	int ret;
+
+	mmap_read_lock(m->child);
+	down_read_nested(&m->ref->mmap_lock, SINGLE_DEPTH_NESTING);
+	det_block_pfns(m->child, base, m->cp);
+	det_block_pfns(m->ref, base, m->rp);
+	up_read(&m->ref->mmap_lock);
+	for (a = addr; a < next; a += PAGE_SIZE) {
+		i = (a - base) >> PAGE_SHIFT;
+		m->rep.scanned_pages++;
+		if (m->cp[i] == m->rp[i] && m->cp[i] != DET_PFN_UNKNOWN) {
+			m->cp[i] = 0;	/* unchanged */
+			continue;
+		}
+		if (!vma || a < vma->vm_start || a >= vma->vm_end)
+			vma = vma_lookup(m->child, a);
+		/*
+		 * Holes, special mappings (the vDSO a master's copy still
+		 * had) and shared memory (already common) are not merged.
+		 */
+		if (!vma || (vma->vm_flags & (VM_SPECIAL | VM_SHARED))) {
+			m->cp[i] = 0;
+			continue;
+		}
+		m->cp[i] = 1;	/* changed by the child */
+		any = true;
+	}
+	mmap_read_unlock(m->child);
+	if (!any)
+		return 0;
+
+	/*
+	 * The caller must still be able to take the bytes: a page it no
+	 * longer maps, or maps read-only, fails the merge now, before
+	 * anything is written.
+	 */
+	ret = 0;
+	vma = NULL;
+	mmap_read_lock(current->mm);
+	det_block_pfns(current->mm, base, m->pp);
+	for (a = addr; a < next && !ret; a += PAGE_SIZE) {
+		if (!m->cp[(a - base) >> PAGE_SHIFT])
+			continue;
+		if (!vma || a < vma->vm_start || a >= vma->vm_end)
+			vma = vma_lookup(current->mm, a);
+		if (!vma || !(vma->vm_flags & VM_WRITE))
+			ret = -EFAULT;
+	}
+	mmap_read_unlock(current->mm);
+	if (ret)
+		return ret;
+	for (a = addr; a < next; a += PAGE_SIZE) {
+		i = (a - base) >> PAGE_SHIFT;
+		if (!m->cp[i])
+			continue;
+		both = m->pp[i] != m->rp[i] || m->pp[i] == DET_PFN_UNKNOWN;
+		if (both) {
+			m->rep.compared_pages++;
+			ret = det_merge_bytes(m, a, false);
+			if (ret)
+				return ret;
+		} else {
+			m->rep.copied_pages++;
+		}
+		ret = det_todo_add(m, a | (both ? DET_M_BOTH : DET_M_CHILD));
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/*
+ * Replace the caller's page at @addr (in @vma, mmap lock held for read)
+ * with a new private anonymous copy of @src, as a copy-on-write fault
+ * would, but without first copying the old contents only to overwrite
+ * them.  Returns -EAGAIN where that does not apply (shared or huge
+ * mappings, no page table yet, swap or migration entries): the caller then
+ * writes through copy_to_user().
+ */
+static int det_install_copy(struct vm_area_struct *vma, unsigned long addr,
+			    struct page *src)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	struct folio *folio, *old_folio = NULL;
+	struct mmu_notifier_range range;
+	struct page *old_page = NULL;
+	pte_t *pte, old, entry;
+	pmd_t *pmdp, pmd;
+	pud_t *pudp;
+	p4d_t *p4dp;
+	pgd_t *pgdp;
+	spinlock_t *ptl;
+
+	if ((vma->vm_flags & (VM_SHARED | VM_SPECIAL | VM_HUGETLB)) ||
+	    !(vma->vm_flags & VM_WRITE) || userfaultfd_armed(vma))
+		return -EAGAIN;
+	pgdp = pgd_offset(mm, addr);
+	if (pgd_none(*pgdp) || pgd_bad(*pgdp))
+		return -EAGAIN;
+	p4dp = p4d_offset(pgdp, addr);
+	if (p4d_none(*p4dp) || p4d_bad(*p4dp))
+		return -EAGAIN;
+	pudp = pud_offset(p4dp, addr);
+	if (pud_none(*pudp) || !pud_present(*pudp) || pud_leaf(*pudp) ||
+	    pud_bad(*pudp))
+		return -EAGAIN;
+	pmdp = pmd_offset(pudp, addr);
+	pmd = pmdp_get_lockless(pmdp);
+	if (pmd_none(pmd) || !pmd_present(pmd) || pmd_leaf(pmd))
+		return -EAGAIN;
+	if (anon_vma_prepare(vma))
+		return -EAGAIN;
+	folio = vma_alloc_folio(GFP_HIGHUSER_MOVABLE, 0, vma, addr, false);
+	if (!folio)
+		return -EAGAIN;
+	if (mem_cgroup_charge(folio, mm, GFP_KERNEL)) {
+		folio_put(folio);
+		return -EAGAIN;
+	}
+	copy_user_highpage(&folio->page, src, addr, vma);
+	__folio_mark_uptodate(folio);
+
+	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, addr,
+				addr + PAGE_SIZE);
+	mmu_notifier_invalidate_range_start(&range);
+	pte = pte_offset_map_lock(mm, pmdp, addr, &ptl);
+	if (!pte)
+		goto fail;
+	old = ptep_get(pte);
+	if (!pte_none(old)) {
+		if (!pte_present(old))
+			goto fail_unlock;
+		old_page = vm_normal_page(vma, addr, old);
+		if (old_page) {
+			old_folio = page_folio(old_page);
+			if (folio_test_ksm(old_folio))
+				goto fail_unlock;
+		}
+		flush_cache_page(vma, addr, pte_pfn(old));
+		ptep_clear_flush(vma, addr, pte);
+	}
+	if (!old_folio) {
+		inc_mm_counter(mm, MM_ANONPAGES);
+	} else if (!folio_test_anon(old_folio)) {
+		dec_mm_counter(mm, mm_counter_file(old_folio));
+		inc_mm_counter(mm, MM_ANONPAGES);
+	}
+	entry = mk_pte(&folio->page, vma->vm_page_prot);
+	entry = pte_sw_mkyoung(entry);
+	entry = maybe_mkwrite(pte_mkdirty(entry), vma);
+	folio_add_new_anon_rmap(folio, vma, addr, RMAP_EXCLUSIVE);
+	folio_add_lru_vma(folio, vma);
+	set_pte_at(mm, addr, pte, entry);
+	update_mmu_cache(vma, addr, pte);
+	if (old_folio)
+		folio_remove_rmap_pte(old_folio, old_page, vma);
+	pte_unmap_unlock(pte, ptl);
+	mmu_notifier_invalidate_range_end(&range);
+	if (old_folio)
+		folio_put(old_folio);	/* the old mapping's reference */
+	return 0;
+
+fail_unlock:
+	pte_unmap_unlock(pte, ptl);
+fail:
+	mmu_notifier_invalidate_range_end(&range);
+	folio_put(folio);
+	return -EAGAIN;
+}
+
+/*
+ * Second pass: a run of @nr child-only pages at @addr.  Whole pages are
+ * installed as fresh copies of the child's; edge pages (and any page that
+ * cannot be installed) are written through copy_to_user().
+ */
+static int det_merge_copy_run(struct det_merger *m, unsigned long addr,
+			      unsigned long nr)
+{
+	struct mm_struct *mm = current->mm;
+	struct page *pages[DET_GUP_BATCH];
+	struct vm_area_struct *vma = NULL;
+	unsigned long lo, hi, i, a;
+	u64 done = 0;
+	long got;
+	int ret = 0;
+
+	BUILD_BUG_ON(DET_GUP_BATCH > 64);
+	if (mmap_read_lock_killable(m->child))
+		return -EINTR;
+	got = get_user_pages_remote(m->child, addr, nr, FOLL_FORCE, pages,
+				    NULL);
+	mmap_read_unlock(m->child);
+	if (got != nr) {
+		for (i = 0; got > 0 && i < got; i++)
+			put_page(pages[i]);
+		return got == -EINTR ? -EINTR : -EFAULT;
+	}
+
+	mmap_read_lock(mm);
+	for (i = 0, a = addr; i < nr; i++, a += PAGE_SIZE) {
+		det_clip(m, a, &lo, &hi);
+		if (lo || hi != PAGE_SIZE)
+			continue;
+		if (!vma || a < vma->vm_start || a >= vma->vm_end)
+			vma = vma_lookup(mm, a);
+		if (vma && !det_install_copy(vma, a, pages[i]))
+			done |= 1ULL << i;
+	}
+	mmap_read_unlock(mm);
+
+	for (i = 0, a = addr; i < nr; i++, a += PAGE_SIZE) {
+		if (!ret && !(done & (1ULL << i))) {
+			char *k = kmap_local_page(pages[i]);
+
+			det_clip(m, a, &lo, &hi);
+			if (copy_to_user((void __user *)(a + lo), k + lo,
+					 hi - lo))
+				ret = -EFAULT;
+			kunmap_local(k);
+		}
+		put_page(pages[i]);
+	}
+	return ret;
+}
+
+static int det_merge_apply(struct det_merger *m)
+{
+	unsigned long run = 0, nr = 0;
+	struct det_todo *t;
+	unsigned int j;
+	int ret;
+
+	for (t = m->head; t; t = t->next) {
+		for (j = 0; j < t->n; j++) {
+			unsigned long a = t->page[j] & PAGE_MASK;
+
+			if (fatal_signal_pending(current))
+				return -EINTR;
+			if (nr && (a != run + nr * PAGE_SIZE ||
+				   nr == DET_GUP_BATCH ||
+				   !(t->page[j] & DET_M_CHILD))) {
+				ret = det_merge_copy_run(m, run, nr);
+				if (ret)
+					return ret;
+				nr = 0;
+				cond_resched();
+			}
+			if (t->page[j] & DET_M_CHILD) {
+				if (!nr++)
+					run = a;
+				continue;
+			}
+			ret = det_merge_bytes(m, a, true);
+			if (ret)
+				return ret;
+		}
+	}
+	return nr ? det_merge_copy_run(m, run, nr) : 0;
+}
+
+/* DET_MERGE of [start, start+size) into the caller; report to @report. */
+int det_merge(struct det_proc *d, unsigned long start, unsigned long size,
+	      unsigned long report)
+{
+	struct det_merger m = { .start = start, .end = start + size };
+	unsigned long addr, next;
+	struct det_todo *t;
+	int ret = 0;
+
+	BUILD_BUG_ON(sizeof(struct det_merge) != DET_MERGE_SIZE);
+	if (!d->snap)
+		return -ENODATA;
+	m.child = d->mm;
+	m.ref = d->snap;
+	m.cp = kmalloc_array(3 * PTRS_PER_PTE, sizeof(unsigned long),
+			     GFP_KERNEL);
+	m.buf = kmalloc(PAGE_SIZE, GFP_KERNEL);
+	if (!m.cp || !m.buf) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	m.rp = m.cp + PTRS_PER_PTE;
+	m.pp = m.rp + PTRS_PER_PTE;
+
+	for (addr = start & PAGE_MASK; size && addr < m.end; addr = next) {
+		next = min((addr & PMD_MASK) + PMD_SIZE, m.end);
+		if (fatal_signal_pending(current)) {
+			ret = -EINTR;
+			goto out;
+		}
+		ret = det_merge_block(&m, addr, next);
+		if (ret)
+			goto out;
+		cond_resched();
+	}
+	if (m.rep.conflict_bytes)
+		ret = -DET_E_CONFLICT;
+	else
+		ret = det_merge_apply(&m);
+out:
+	if (!ret || ret == -DET_E_CONFLICT) {
+		if (report && copy_to_user((void __user *)report, &m.rep,
+					   sizeof(m.rep)))
+			ret = -EFAULT;
+	}
+	while ((t = m.head)) {
+		m.head = t->next;
+		kfree(t);
+	}
+	kfree(m.buf);
+	kfree(m.cp);
+	return ret;
+}

@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Memory-operation microbenchmark (not a test: it reports, it does not
+ * judge).  All figures come from one run in one process:
+ *
+ *   merge_per_dirty_mib / memcpy_per_mib  merging pages only the child
+ *                                         wrote vs memcpy of the same bytes
+ *   merge of a clean range                cost per scanned page, for growing
+ *                                         ranges of populated memory
+ *   snapshot / fork                       DET_SNAP (new child, and on an
+ *                                         existing one) vs fork() of the
+ *                                         same process
+ *
+ * Output: one "name value unit" line per figure, then the ratios.
+ */
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include "../det_util.h"
+
+#define PG 4096UL
+#define REPS 5
+
+static unsigned char *map(size_t size)
+{
+	unsigned char *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED) {
+		perror("mmap");
+		exit(1);
+	}
+	return p;
+}
+
+static void touch(unsigned char *p, size_t size, unsigned char v)
+{
+	size_t i;
+
+	for (i = 0; i < size; i += PG)
+		p[i] = v;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return v[n / 2];
+}
+
+static void check(long r, long want, const char *what)
+{
+	if (r != want) {
+		fprintf(stderr, "det_membench: %s returned %ld\n", what, r);
+		exit(1);
+	}
+}
+
+/* Child @id: snapshot of the caller that memsets [buf, +size) to @v. */
+static void dirty_child(unsigned long id, unsigned char *buf, size_t size,
+			int v)
+{
+	long r = dput(id, DET_SNAP | DET_START, 0, 0, 0);
+
+	if (r == 0) {
+		if (v >= 0)
+			memset(buf, v, size);
+		dret();
+		det_exit(0);
+	}
+	check(r, DET_S_RUNNING, "dput(SNAP|START)");
+	check(dget(id, 0, 0, 0, 0), DET_S_READY, "dget");
+}
+
+static double time_merge(unsigned long id, unsigned char *buf, size_t size,
+			 struct det_merge *rep)
+{
+	double t0 = now_us();
+
+	check(dget(id, DET_MERGE, (unsigned long)buf, size,
+		   (unsigned long)rep), DET_S_READY, "dget(MERGE)");
+	return now_us() - t0;
+}
+
+int main(void)
+{
+	const size_t dirty = 32UL << 20, fork_mem = 64UL << 20;
+	static const size_t clean[] = { 16UL << 20, 64UL << 20, 256UL << 20 };
+	unsigned char *a = map(dirty), *b = map(dirty), *big, *mem;
+	double t[REPS], memcpy_us, merge_us, both_us, fork_us, snap_us;
+	double resnap_us, t0;
+	struct det_merge rep;
+	unsigned int i, k;
+	pid_t pid;
+
+	printf("# det_membench: 2 vCPUs as booted; medians of %d runs\n", REPS);
+
+	/* fork() of this process, with fork_mem of populated memory. */
+	mem = map(fork_mem);
+	touch(mem, fork_mem, 1);
+	touch(a, dirty, 1);
+	touch(b, dirty, 2);
+	for (k = 0; k < REPS; k++) {
+		t0 = now_us();
+		pid = fork();
+		if (pid == 0)
+			_exit(0);
+		t[k] = now_us() - t0;
+		waitpid(pid, NULL, 0);
+	}
+	fork_us = median(t, REPS);
+
+	/* memcpy of the dirty size, both buffers populated. */
+	for (k = 0; k < REPS; k++) {
+		t0 = now_us();
+		memcpy(b, a, dirty);
+		t[k] = now_us() - t0;
+	}
+	memcpy_us = median(t, REPS);
+
+	check(dput(0, DET_BECOME_MASTER, 0, 0, 0), 0, "DET_BECOME_MASTER");
+
+	/* DET_SNAP creating a child: fork plus the reference copy. */
+	for (k = 0; k < REPS; k++) {
+		long r;
+
+		t0 = now_us();
+		r = dput(1, DET_SNAP, 0, 0, 0);
+		t[k] = now_us() - t0;
+		if (r == 0)
+			det_exit(0);
+		check(r, DET_S_READY, "dput(SNAP)");
+		check(dput(1, DET_KILL, 0, 0, 0), 0, "DET_KILL");
+	}
+	snap_us = median(t, REPS);
+
+	/* DET_SNAP on an existing child: two copies, the child switches. */
+	check(dput(1, 0, 0, 0, 0), DET_S_READY, "dput");
+	for (k = 0; k < REPS; k++) {
+		t0 = now_us();
+		check(dput(1, DET_SNAP, 0, 0, 0), DET_S_READY, "dput(SNAP)");
+		t[k] = now_us() - t0;
+	}
+	resnap_us = median(t, REPS);
+	check(dput(1, DET_KILL, 0, 0, 0), 0, "DET_KILL");
+
+	/* Merge of pages only the child wrote. */
+	for (k = 0; k < REPS; k++) {
+		dirty_child(2, a, dirty, 3 + k);
+		t[k] = time_merge(2, a, dirty, &rep);
+		check(dput(2, DET_KILL, 0, 0, 0), 0, "DET_KILL");
+		if (a[dirty - 1] != 3 + k || rep.copied_pages != dirty / PG) {
+			fprintf(stderr, "det_membench: bad merge\n");
+			return 1;
+		}
+	}
+	merge_us = median(t, REPS);
+
+	/* Merge of pages both sides wrote (disjoint bytes): byte compare. */
+	for (k = 0; k < REPS; k++) {
+		long r;
+
+		r = dput(3, DET_SNAP | DET_START, 0, 0, 0);
+		if (r == 0) {
+			for (i = 0; i < dirty; i += 2 * 64)
+				a[i] = 0x55;
+			dret();
+		}
+		check(r, DET_S_RUNNING, "dput(SNAP|START)");
+		for (i = 64; i < dirty; i += 2 * 64)
+			a[i] = 0x66;
+		check(dget(3, 0, 0, 0, 0), DET_S_READY, "dget");
+		t[k] = time_merge(3, a, dirty, &rep);
+		check(dput(3, DET_KILL, 0, 0, 0), 0, "DET_KILL");
+	}
+	both_us = median(t, REPS);
+
+	printf("fork_%zumib_us %.1f\n", fork_mem >> 20, fork_us);
+	printf("snap_new_child_us %.1f\n", snap_us);
+	printf("snap_existing_child_us %.1f\n", resnap_us);
+	printf("memcpy_per_mib_us %.1f\n", memcpy_us / (dirty >> 20));
+	printf("merge_child_only_per_mib_us %.1f\n", merge_us / (dirty >> 20));
+	printf("merge_both_sides_per_mib_us %.1f\n", both_us / (dirty >> 20));
+
+	/* Merge of clean ranges of growing size. */
+	big = map(clean[2]);
+	touch(big, clean[2], 7);
+	dirty_child(4, big, 0, -1);
+	for (i = 0; i < 3; i++) {
+		for (k = 0; k < REPS; k++)
+			t[k] = time_merge(4, big, clean[i], &rep);
+		t0 = median(t, REPS);
+		printf("merge_clean_%zumib_us %.1f (%.3f us/page, %llu pages copied)\n",
+		       clean[i] >> 20, t0, t0 / (clean[i] / PG),
+		       (unsigned long long)rep.copied_pages);
+	}
+	printf("ratio merge_per_dirty_mib/memcpy %.2f (goal <= 2)\n",
+	       merge_us / memcpy_us);
+	printf("ratio snapshot/fork %.2f new child, %.2f existing child (goal <= 2.5)\n",
+	       snap_us / fork_us, resnap_us / fork_us);
+	return 0;
+}

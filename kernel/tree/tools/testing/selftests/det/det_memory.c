@@ -1,0 +1,748 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Memory operations: DET_VM_ZERO, DET_PERM, DET_VM_COPY, DET_SNAP and
+ * DET_MERGE, byte-exact, with their errors; merge conflicts and the
+ * report; nesting, many children, a 256 MiB range, transparent huge pages,
+ * file mappings, mappings changed between snapshot and merge, and a
+ * randomized test against a model of the merge.
+ */
+#include <fcntl.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/user.h>
+
+#include "det_test.h"
+
+#define PG 4096UL
+#define KPTR 0xffff888000000000UL
+
+static void *map(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static long merge(unsigned long id, void *start, size_t size,
+		  struct det_merge *rep)
+{
+	memset(rep, 0xa5, sizeof(*rep));
+	return dget(id, DET_MERGE, (unsigned long)start, size,
+		    (unsigned long)rep);
+}
+
+/* Snapshot child @id and run it: returns 0 in the child. */
+static long fork_snap(unsigned long id)
+{
+	return dput(id, DET_SNAP | DET_START, 0, 0, 0);
+}
+
+static int g_global = 1;	/* .data */
+static char g_bss[3 * 4096];	/* .bss */
+
+TEST(zero_maps_fresh_pages)
+{
+	struct det_status st;
+	char *buf = map(4 * PG);
+	long r;
+
+	ASSERT_NE(NULL, buf);
+	memset(buf, 0x77, 4 * PG);
+	ASSERT_EQ(0, become_master());
+	r = dput(1, 0, 0, 0, 0);
+	if (r == 0) {
+		int bad = 0;
+		unsigned long i;
+
+		/* Pages 1-2 were zeroed (RW), the others keep 0x77. */
+		for (i = 0; i < 4 * PG; i++)
+			if (buf[i] != ((i >= PG && i < 3 * PG) ? 0 : 0x77))
+				bad = 1;
+		buf[PG] = 5;
+		dret();
+		/* Page 3 was unmapped: this faults. */
+		buf[3 * PG] = 1;
+		det_exit(bad ? 1 : 2);
+	}
+	ASSERT_EQ(DET_S_READY, r);
+	ASSERT_EQ(DET_S_READY, dput(1, DET_VM_ZERO | DET_PROT_READ |
+				    DET_PROT_WRITE, (unsigned long)buf + PG,
+				    2 * PG, 0));
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, det_status(1, &st));
+	EXPECT_EQ(DET_R_DRET, st.reason);
+	ASSERT_EQ(DET_S_READY, dput(1, DET_VM_ZERO, (unsigned long)buf + 3 * PG,
+				    PG, 0));
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_EXCEPT, det_status(1, &st));
+	EXPECT_EQ(DET_R_SIGNAL, st.reason);
+	EXPECT_EQ(SIGSEGV, st.signo);
+	EXPECT_EQ((unsigned long)buf + 3 * PG, st.addr);
+	/* The parent's own pages are untouched. */
+	EXPECT_EQ(0x77, buf[PG]);
+	EXPECT_EQ(0x77, buf[3 * PG]);
+}
+
+TEST(zero_read_only_and_perm)
+{
+	struct det_status st;
+	char *buf = map(2 * PG);
+	long r;
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_EQ(0, become_master());
+	r = dput(1, 0, 0, 0, 0);
+	if (r == 0) {
+		/* Read-only zero page: reading works, writing faults. */
+		if (buf[10] != 0)
+			det_exit(1);
+		buf[10] = 1;
+		dret();
+		buf[PG + 1] = 3;	/* writable again after DET_PERM */
+		dret();
+		det_exit(0);
+	}
+	ASSERT_EQ(DET_S_READY, dput(1, DET_VM_ZERO | DET_PROT_READ,
+				    (unsigned long)buf, 2 * PG, 0));
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_EXCEPT, det_status(1, &st));
+	EXPECT_EQ(SIGSEGV, st.signo);
+	EXPECT_EQ((unsigned long)buf + 10, st.addr);
+	/* Let it write: skip the faulting store by making it writable. */
+	ASSERT_EQ(DET_S_EXCEPT, dput(1, DET_PERM | DET_PROT_READ |
+				     DET_PROT_WRITE, (unsigned long)buf,
+				     2 * PG, 0));
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, det_status(1, &st));
+	EXPECT_EQ(DET_R_DRET, st.reason);
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, det_status(1, &st));
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_EXIT_NORMAL, det_status(1, &st));
+	EXPECT_EQ(0, st.exit_code);
+	/* DET_PERM over a hole: -ENOMEM, like mprotect(). */
+	ASSERT_EQ(0, munmap(buf + PG, PG));
+	r = dput(2, DET_PERM | DET_PROT_READ, (unsigned long)buf, 2 * PG, 0);
+	EXPECT_EQ(-ENOMEM, r);
+}
+
+TEST(copy_unaligned_both_ways)
+{
+	char *src = map(8 * PG), *back = map(8 * PG);
+	unsigned long s, d, n, i;
+	long r;
+
+	ASSERT_NE(NULL, src);
+	ASSERT_NE(NULL, back);
+	for (i = 0; i < 8 * PG; i++)
+		src[i] = (char)(i * 7 + 3);
+	memset(back, 0x11, 8 * PG);
+	ASSERT_EQ(0, become_master());
+	r = dput(1, 0, 0, 0, 0);
+	if (r == 0) {
+		/* The child's view of [src+2PG+100, +n) is what it was. */
+		for (;;)
+			dret();
+	}
+	/* Put [src+100, +2*PG+50) at src+2*PG+100 in the child. */
+	s = (unsigned long)src + 100;
+	d = s + 2 * PG;
+	n = 2 * PG + 50;
+	ASSERT_EQ(DET_S_READY, dput(1, DET_VM_COPY, s, n, d));
+	/* Read the child's [src+PG, +6*PG) back into back[PG..]. */
+	ASSERT_EQ(DET_S_READY, dget(1, DET_VM_COPY, (unsigned long)src + PG,
+				    6 * PG, (unsigned long)back + PG));
+	for (i = PG; i < 7 * PG; i++) {
+		unsigned long a = (unsigned long)src + i;
+		char want = (a >= d && a < d + n) ? src[a - 2 * PG -
+							 (unsigned long)src] :
+						      src[i];
+
+		if (back[i] != want) {
+			TH_LOG("byte %lu: %d != %d", i, back[i], want);
+			ASSERT_EQ(want, back[i]);
+		}
+	}
+	/* Outside the destination range nothing was written. */
+	for (i = 0; i < PG; i++)
+		ASSERT_EQ(0x11, back[i]);
+	for (i = 7 * PG; i < 8 * PG; i++)
+		ASSERT_EQ(0x11, back[i]);
+	/* Unaligned 1-byte copies at page edges. */
+	src[PG - 1] = 'x';
+	ASSERT_EQ(DET_S_READY, dput(1, DET_VM_COPY, (unsigned long)src + PG - 1,
+				    1, (unsigned long)src + 5 * PG - 1));
+	ASSERT_EQ(DET_S_READY, dget(1, DET_VM_COPY,
+				    (unsigned long)src + 5 * PG - 1, 2,
+				    (unsigned long)back + 7 * PG - 1));
+	EXPECT_EQ('x', back[7 * PG - 1]);
+	EXPECT_EQ(src[5 * PG], back[7 * PG]);
+	/* The offset must be a multiple of the page size. */
+	EXPECT_EQ(-EINVAL, dget(1, DET_VM_COPY, (unsigned long)src, 2,
+				(unsigned long)back + 1));
+	/* Writes into the child's read-only pages go through (like ptrace). */
+	ASSERT_EQ(DET_S_READY, dput(1, DET_PERM | DET_PROT_READ,
+				    (unsigned long)src, 8 * PG, 0));
+	ASSERT_EQ(DET_S_READY, dput(1, DET_VM_COPY, (unsigned long)back, 16,
+				    (unsigned long)src));
+	/* Errors: unmapped source or destination, in either direction. */
+	EXPECT_EQ(-EFAULT, dput(1, DET_VM_COPY, 4096, 16, (unsigned long)src));
+	EXPECT_EQ(-EFAULT, dget(1, DET_VM_COPY, 4096, 16, (unsigned long)back));
+	EXPECT_EQ(-EFAULT, dget(1, DET_VM_COPY, (unsigned long)src, 16, 4096));
+	ASSERT_EQ(DET_S_READY, dput(1, DET_VM_ZERO, (unsigned long)src + PG,
+				    PG, 0));
+	EXPECT_EQ(-EFAULT, dput(1, DET_VM_COPY, (unsigned long)back, 16,
+				(unsigned long)src + PG));
+	/* Size 0 is a no-op. */
+	EXPECT_EQ(DET_S_READY, dget(1, DET_VM_COPY, 4096, 0, 8192));
+}
+
+/* A child that writes @n bytes at @off[i] of @buf, then dret()s. */
+TEST(snap_merge_byte_exact)
+{
+	unsigned char *buf = map(4 * PG);
+	struct det_merge rep;
+	unsigned long i;
+	long r;
+
+	ASSERT_NE(NULL, buf);
+	for (i = 0; i < 4 * PG; i++)
+		buf[i] = (unsigned char)i;
+	ASSERT_EQ(0, become_master());
+	r = fork_snap(1);
+	if (r == 0) {
+		buf[0] = 0xaa;			/* first byte of the range */
+		buf[PG - 1] = 0xab;		/* page edge */
+		buf[PG] = 0xac;
+		buf[2 * PG + 17] = 0xad;	/* page only the child wrote */
+		buf[3 * PG + 5] = 99;		/* same value as the parent */
+		buf[3 * PG + 6] = (unsigned char)(3 * PG + 6); /* unchanged */
+		g_global = 42;
+		g_bss[4095] = 7;
+		dret();
+		det_exit(0);
+	}
+	ASSERT_EQ(DET_S_RUNNING, r);
+	/* The parent changes page 3 too: the byte merge must combine. */
+	buf[3 * PG + 5] = 99;
+	buf[3 * PG + 100] = 1;
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, merge(1, buf, 4 * PG, &rep));
+	EXPECT_EQ(0, rep.conflict_bytes);
+	EXPECT_EQ(0, rep.conflict_addr);
+	EXPECT_EQ(4, rep.scanned_pages);
+	EXPECT_EQ(3, rep.copied_pages);		/* pages 0, 1, 2 */
+	EXPECT_EQ(1, rep.compared_pages);	/* page 3 */
+	for (i = 0; i < 4 * PG; i++) {
+		unsigned char want = (unsigned char)i;
+
+		if (i == 0)
+			want = 0xaa;
+		else if (i == PG - 1)
+			want = 0xab;
+		else if (i == PG)
+			want = 0xac;
+		else if (i == 2 * PG + 17)
+			want = 0xad;
+		else if (i == 3 * PG + 5)
+			want = 99;
+		else if (i == 3 * PG + 100)
+			want = 1;
+		ASSERT_EQ(want, buf[i]) TH_LOG("byte %lu", i);
+	}
+	/* .data and .bss merge like any range. */
+	EXPECT_EQ(1, g_global);
+	ASSERT_EQ(DET_S_READY, merge(1, &g_global, sizeof(g_global), &rep));
+	EXPECT_EQ(42, g_global);
+	ASSERT_EQ(DET_S_READY, merge(1, g_bss, sizeof(g_bss), &rep));
+	EXPECT_EQ(7, g_bss[4095]);
+	/* Merging again changes nothing: the parent now has the bytes. */
+	ASSERT_EQ(DET_S_READY, merge(1, buf, 4 * PG, &rep));
+	EXPECT_EQ(0, rep.conflict_bytes);
+}
+
+TEST(merge_unaligned_range)
+{
+	unsigned char *buf = map(2 * PG);
+	struct det_merge rep;
+	long r;
+
+	ASSERT_NE(NULL, buf);
+	memset(buf, 1, 2 * PG);
+	ASSERT_EQ(0, become_master());
+	r = fork_snap(1);
+	if (r == 0) {
+		memset(buf, 2, 2 * PG);
+		dret();
+	}
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	/* Only [PG-3, PG+2) is merged. */
+	ASSERT_EQ(DET_S_READY, merge(1, buf + PG - 3, 5, &rep));
+	EXPECT_EQ(2, rep.scanned_pages);
+	EXPECT_EQ(1, buf[PG - 4]);
+	EXPECT_EQ(2, buf[PG - 3]);
+	EXPECT_EQ(2, buf[PG + 1]);
+	EXPECT_EQ(1, buf[PG + 2]);
+	/* Size 0: nothing. */
+	ASSERT_EQ(DET_S_READY, merge(1, buf, 0, &rep));
+	EXPECT_EQ(0, rep.scanned_pages);
+	EXPECT_EQ(1, buf[0]);
+}
+
+TEST(merge_conflict_reported_nothing_merged)
+{
+	unsigned char *buf = map(8 * PG);
+	struct det_merge rep;
+	struct det_status st;
+	long r;
+
+	ASSERT_NE(NULL, buf);
+	memset(buf, 0, 8 * PG);
+	ASSERT_EQ(0, become_master());
+	r = fork_snap(3);
+	if (r == 0) {
+		buf[10] = 1;			/* child-only change */
+		buf[2 * PG + 123] = 5;		/* conflict */
+		buf[2 * PG + 124] = 6;		/* conflict */
+		buf[2 * PG + 125] = 7;		/* same value both: fine */
+		buf[5 * PG + 4095] = 9;		/* conflict, last byte */
+		dret();
+		det_exit(0);
+	}
+	buf[2 * PG + 123] = 50;
+	buf[2 * PG + 124] = 60;
+	buf[2 * PG + 125] = 7;
+	buf[5 * PG + 4095] = 90;
+	buf[6 * PG] = 3;			/* parent-only change */
+	ASSERT_EQ(DET_S_READY, dget(3, 0, 0, 0, 0));
+	r = merge(3, buf, 8 * PG, &rep);
+	ASSERT_EQ(-DET_E_CONFLICT, r);
+	EXPECT_EQ(3, rep.conflict_bytes);
+	EXPECT_EQ((unsigned long)buf + 2 * PG + 123, rep.conflict_addr);
+	EXPECT_EQ((unsigned long)buf + 2 * PG, rep.conflict_start);
+	EXPECT_EQ((unsigned long)buf + 6 * PG, rep.conflict_end);
+	EXPECT_EQ(2, rep.conflict_pages);
+	/* Nothing was merged, not even the child-only byte. */
+	EXPECT_EQ(0, buf[10]);
+	EXPECT_EQ(50, buf[2 * PG + 123]);
+	/* The child is as it was: stopped, and still mergeable elsewhere. */
+	ASSERT_EQ(DET_S_READY, det_status(3, &st));
+	EXPECT_EQ(DET_R_DRET, st.reason);
+	ASSERT_EQ(DET_S_READY, merge(3, buf, PG, &rep));
+	EXPECT_EQ(1, buf[10]);
+	/* Without a report pointer the errno alone tells. */
+	EXPECT_EQ(-DET_E_CONFLICT, dget(3, DET_MERGE, (unsigned long)buf,
+					8 * PG, 0));
+	/* A bad report pointer: -EFAULT. */
+	EXPECT_EQ(-EFAULT, dget(3, DET_MERGE, (unsigned long)buf, PG, KPTR));
+	ASSERT_EQ(0, dput(3, DET_KILL, 0, 0, 0));
+}
+
+TEST(merge_errors)
+{
+	unsigned char *buf = map(4 * PG);
+	struct det_merge rep;
+	long r;
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_EQ(0, become_master());
+	/* A child without a snapshot: -ENODATA. */
+	r = dput(1, 0, 0, 0, 0);
+	if (r == 0)
+		det_exit(0);
+	EXPECT_EQ(-ENODATA, merge(1, buf, PG, &rep));
+	/* Bytes the child changed where the caller has no mapping now. */
+	r = fork_snap(2);
+	if (r == 0) {
+		buf[3 * PG] = 1;
+		buf[0] = 4;
+		dret();
+	}
+	ASSERT_EQ(DET_S_READY, dget(2, 0, 0, 0, 0));
+	ASSERT_EQ(0, munmap(buf + 3 * PG, PG));
+	EXPECT_EQ(-EFAULT, merge(2, buf, 4 * PG, &rep));
+	EXPECT_EQ(0, buf[0]);	/* found in the first pass: nothing merged */
+	/* The parent's new mapping where the child has none: skipped. */
+	ASSERT_EQ(buf + 3 * PG, mmap(buf + 3 * PG, PG, PROT_READ | PROT_WRITE,
+				     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+				     -1, 0));
+	ASSERT_EQ(0, munmap(buf + 2 * PG, PG));	/* and a hole */
+	r = fork_snap(4);
+	if (r == 0) {
+		buf[0] = 8;
+		dret();
+	}
+	ASSERT_EQ(DET_S_READY, dget(4, 0, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, dput(4, DET_VM_ZERO, (unsigned long)buf + 3 * PG,
+				    PG, 0));
+	ASSERT_EQ(DET_S_READY, merge(4, buf, 4 * PG, &rep));
+	EXPECT_EQ(8, buf[0]);
+	EXPECT_EQ(1, rep.copied_pages);
+}
+
+TEST(merge_after_exit)
+{
+	unsigned char *buf = map(PG), *out = map(PG);
+	struct det_merge rep;
+	struct det_status st;
+	long r;
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_NE(NULL, out);
+	ASSERT_EQ(0, become_master());
+	r = fork_snap(1);
+	if (r == 0) {
+		buf[5] = 5;
+		det_exit(3);
+	}
+	ASSERT_EQ(DET_S_EXIT_NORMAL, det_status(1, &st));
+	EXPECT_EQ(3, st.exit_code);
+	ASSERT_EQ(DET_S_EXIT_NORMAL, merge(1, buf, PG, &rep));
+	EXPECT_EQ(5, buf[5]);
+	/* Reading works after exit too; changing the child does not. */
+	ASSERT_EQ(DET_S_EXIT_NORMAL, dget(1, DET_VM_COPY, (unsigned long)buf,
+					  8, (unsigned long)out));
+	EXPECT_EQ(5, out[5]);
+	EXPECT_EQ(-ECHILD, dput(1, DET_VM_ZERO, (unsigned long)buf, PG, 0));
+	EXPECT_EQ(-ECHILD, dput(1, DET_SNAP, 0, 0, 0));
+	EXPECT_EQ(-ECHILD, dput(1, DET_VM_COPY, (unsigned long)buf, 8,
+				(unsigned long)buf));
+	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+}
+
+/* Snapshot/merge nested three levels deep: each level adds its byte. */
+static long nest(unsigned char *buf, int level)
+{
+	struct det_merge rep;
+	long r;
+
+	buf[level] = (unsigned char)(10 + level);
+	if (level == 3)
+		return 0;
+	r = fork_snap(1);
+	if (r == 0) {
+		r = nest(buf, level + 1);
+		if (r)
+			det_exit(100 + level);
+		dret();
+		det_exit(0);
+	}
+	if (r != DET_S_RUNNING || dget(1, 0, 0, 0, 0) != DET_S_READY)
+		return -1;
+	r = merge(1, buf, PG, &rep);
+	if (r != DET_S_READY)
+		return r;
+	return dput(1, DET_KILL, 0, 0, 0);
+}
+
+TEST(nested_three_levels)
+{
+	unsigned char *buf = map(PG);
+	int i;
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_EQ(0, become_master());
+	ASSERT_EQ(0, nest(buf, 0));
+	for (i = 0; i <= 3; i++)
+		EXPECT_EQ(10 + i, buf[i]);
+}
+
+/* 64 children each fill a disjoint, unaligned slice of one array. */
+TEST(sixty_four_children_disjoint)
+{
+	const unsigned long n = 64, slice = 1000;	/* bytes, unaligned */
+	unsigned char *arr = map(n * slice + PG);
+	struct det_merge rep;
+	unsigned long c, i;
+	long r;
+
+	ASSERT_NE(NULL, arr);
+	ASSERT_EQ(0, become_master());
+	for (c = 0; c < n; c++) {
+		r = fork_snap(100 + c);
+		if (r == 0) {
+			for (i = 0; i < slice; i++)
+				arr[c * slice + i] = (unsigned char)(c + 1);
+			dret();
+		}
+		ASSERT_EQ(DET_S_RUNNING, r);
+	}
+	for (c = 0; c < n; c++) {
+		ASSERT_EQ(DET_S_READY, dget(100 + c, 0, 0, 0, 0));
+		/* Neighbours share pages: later merges compare bytes. */
+		ASSERT_EQ(DET_S_READY, merge(100 + c, arr, n * slice, &rep))
+			TH_LOG("child %lu: %llu conflicting bytes at %#llx", c,
+			       (unsigned long long)rep.conflict_bytes,
+			       (unsigned long long)rep.conflict_addr);
+		ASSERT_EQ(0, dput(100 + c, DET_KILL, 0, 0, 0));
+	}
+	for (i = 0; i < n * slice; i++)
+		ASSERT_EQ(i / slice + 1, arr[i]) TH_LOG("byte %lu", i);
+	EXPECT_EQ(0, arr[n * slice]);
+}
+
+/* A 256 MiB range: sparse writes; untouched pages are not read. */
+SLOW_TEST(range_256_mib, 120)
+{
+	const unsigned long size = 256UL << 20;
+	unsigned char *buf = map(size);
+	struct det_merge rep;
+	unsigned long i;
+	long r;
+
+	ASSERT_NE(NULL, buf);
+	/* Populate every 16th page so the page tables are real. */
+	for (i = 0; i < size; i += 16 * PG)
+		buf[i] = 1;
+	ASSERT_EQ(0, become_master());
+	r = fork_snap(1);
+	if (r == 0) {
+		for (i = 0; i < size; i += 1UL << 20)
+			buf[i + 7] = (unsigned char)(i >> 20);
+		buf[size - 1] = 0xee;
+		dret();
+	}
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, merge(1, buf, size, &rep));
+	EXPECT_EQ(size / PG, rep.scanned_pages);
+	EXPECT_EQ(257, rep.copied_pages);
+	EXPECT_EQ(0, rep.compared_pages);
+	for (i = 0; i < size; i += 1UL << 20)
+		ASSERT_EQ((unsigned char)(i >> 20), buf[i + 7]);
+	EXPECT_EQ(0xee, buf[size - 1]);
+	EXPECT_EQ(1, buf[16 * PG]);
+}
+
+/* Transparent huge pages on both sides of a merge. */
+TEST(transparent_huge_pages)
+{
+	const unsigned long huge = 2UL << 20;
+	unsigned char *raw = map(3 * huge), *buf;
+	struct det_merge rep;
+	unsigned long i;
+	long r;
+
+	ASSERT_NE(NULL, raw);
+	buf = (unsigned char *)(((unsigned long)raw + huge - 1) & ~(huge - 1));
+	madvise(buf, 2 * huge, MADV_HUGEPAGE);
+	memset(buf, 3, 2 * huge);
+	ASSERT_EQ(0, become_master());
+	r = fork_snap(1);
+	if (r == 0) {
+		buf[1] = 4;			/* inside a huge page */
+		buf[huge + PG + 9] = 5;
+		buf[2 * huge - 1] = 6;
+		dret();
+	}
+	buf[huge + 2 * PG] = 7;			/* the parent, same huge page */
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	/* An unaligned range cutting through both huge pages. */
+	ASSERT_EQ(DET_S_READY, merge(1, buf + 1, 2 * huge - 2, &rep));
+	EXPECT_EQ(4, buf[1]);
+	EXPECT_EQ(5, buf[huge + PG + 9]);
+	EXPECT_EQ(3, buf[2 * huge - 1]);	/* outside the range */
+	EXPECT_EQ(7, buf[huge + 2 * PG]);
+	for (i = 2; i < huge; i += PG / 2)
+		ASSERT_EQ(3, buf[i]);
+	ASSERT_EQ(DET_S_READY, merge(1, buf, 2 * huge, &rep));
+	EXPECT_EQ(6, buf[2 * huge - 1]);
+}
+
+/* A private file mapping, the brk heap and the stack range. */
+TEST(file_mapping_heap_stack)
+{
+	char path[] = "/tmp/det_memory_XXXXXX";
+	unsigned char page[PG], stk[300], *f, *heap;
+	struct det_merge rep;
+	int fd, i;
+	long r;
+
+	memset(page, 'f', sizeof(page));
+	fd = mkstemp(path);
+	ASSERT_LE(0, fd);
+	unlink(path);
+	ASSERT_EQ((ssize_t)sizeof(page), write(fd, page, sizeof(page)));
+	ASSERT_EQ((ssize_t)sizeof(page), write(fd, page, sizeof(page)));
+	f = mmap(NULL, 2 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	ASSERT_NE(MAP_FAILED, f);
+	heap = sbrk(0);
+	ASSERT_EQ(0, brk(heap + 2 * PG));
+	memset(heap, 0, 2 * PG);
+	memset(stk, 's', sizeof(stk));
+	ASSERT_EQ(0, become_master());
+	r = fork_snap(1);
+	if (r == 0) {
+		f[PG + 1] = 'c';	/* never touched by the parent */
+		heap[100] = 'h';
+		stk[299] = 't';
+		dret();
+	}
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, merge(1, f, 2 * PG, &rep));
+	EXPECT_EQ('c', f[PG + 1]);
+	EXPECT_EQ('f', f[PG]);
+	ASSERT_EQ(DET_S_READY, merge(1, heap, 2 * PG, &rep));
+	EXPECT_EQ('h', heap[100]);
+	/* A range on the stack: only its bytes, not the caller's frames. */
+	ASSERT_EQ(DET_S_READY, merge(1, stk, sizeof(stk), &rep));
+	EXPECT_EQ('t', stk[299]);
+	EXPECT_EQ('s', stk[0]);
+	/* The file itself is unchanged (private mapping). */
+	ASSERT_EQ(PG, pread(fd, page, PG, PG));
+	for (i = 0; i < (int)PG; i++)
+		ASSERT_EQ('f', page[i]);
+	close(fd);
+}
+
+/* A worker reused with DET_SNAP | DET_REGS | DET_START on a fresh stack. */
+static volatile long task_in, task_out;
+static unsigned char worker_stack[16 * 4096] __attribute__((aligned(16)));
+
+static void __attribute__((noreturn, used)) worker(void)
+{
+	for (;;) {
+		task_out = task_in * task_in;
+		dret();
+	}
+}
+
+TEST(snap_existing_child_with_regs)
+{
+	struct user_regs_struct regs;
+	struct det_merge rep;
+	unsigned long vdso;
+	long r, k;
+
+	vdso = (unsigned long)getauxval(AT_SYSINFO_EHDR);
+	ASSERT_EQ(0, become_master());
+	r = dput(5, 0, 0, 0, 0);
+	if (r == 0)
+		det_exit(9);
+	ASSERT_EQ(DET_S_READY, dget(5, DET_REGS | DET_GENERAL_REGS,
+				    (unsigned long)&regs, sizeof(regs), 0));
+	for (k = 1; k <= 5; k++) {
+		task_in = k;
+		regs.rip = (unsigned long)worker;
+		regs.rsp = (unsigned long)(worker_stack + sizeof(worker_stack)
+					   - 8);
+		ASSERT_EQ(DET_S_RUNNING,
+			  dput(5, DET_SNAP | DET_REGS | DET_GENERAL_REGS |
+			       DET_START, (unsigned long)&regs, sizeof(regs),
+			       0));
+		ASSERT_EQ(DET_S_READY, dget(5, 0, 0, 0, 0));
+		ASSERT_EQ(DET_S_READY, merge(5, (void *)&task_out,
+					     sizeof(task_out), &rep));
+		EXPECT_EQ(k * k, task_out);
+	}
+	/* The snapshot did not bring the master's vDSO into the child. */
+	if (vdso) {
+		char *c = map(PG);
+
+		ASSERT_NE(NULL, c);
+		EXPECT_EQ(-EFAULT, dget(5, DET_VM_COPY, vdso, 1,
+					(unsigned long)c));
+	}
+}
+
+/* ---- randomized: random writes on both sides vs a model of the merge */
+
+static unsigned long long rng_state;
+
+static unsigned long long rng(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+#define RPAGES 6
+#define RSIZE (RPAGES * PG)
+
+/* Random writes: clustered at page edges and on few values (collisions). */
+static void random_writes(unsigned char *buf, int count)
+{
+	int k;
+
+	for (k = 0; k < count; k++) {
+		unsigned long x = rng(), at;
+
+		if (x & 1)
+			at = (x >> 8) % RSIZE;
+		else
+			at = ((x >> 8) % RPAGES) * PG + (x >> 20) % 8 - 4;
+		buf[at % RSIZE] = (unsigned char)((x >> 40) % 4);
+	}
+}
+
+SLOW_TEST(randomized_against_model, 300)
+{
+	unsigned char *buf = map(RSIZE), *base = map(RSIZE);
+	unsigned char *mine = map(RSIZE), *theirs = map(RSIZE);
+	unsigned long rounds = 2000, round, lo, hi, i, conflicts = 0;
+	unsigned long long seed = 0x5eed0123456789abULL, child_seed;
+	struct det_merge rep;
+	long r;
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_NE(NULL, theirs);
+	ASSERT_EQ(0, become_master());
+	rng_state = seed;
+	memset(buf, 0, RSIZE);
+	for (round = 0; round < rounds; round++) {
+		memcpy(base, buf, RSIZE);
+		child_seed = rng();
+		r = fork_snap(1);
+		if (r == 0) {
+			rng_state = child_seed;
+			random_writes(buf, 1 + (int)(rng() % 40));
+			dret();
+		}
+		ASSERT_EQ(DET_S_RUNNING, r);
+		random_writes(buf, (int)(rng() % 40));
+		lo = rng() % RSIZE;
+		hi = lo + rng() % (RSIZE - lo + 1);
+		memcpy(mine, buf, RSIZE);
+		/* The model: replay the child's writes on the base. */
+		{
+			unsigned long long saved = rng_state;
+
+			memcpy(theirs, base, RSIZE);
+			rng_state = child_seed;
+			random_writes(theirs, 1 + (int)(rng() % 40));
+			rng_state = saved;
+		}
+		{
+			unsigned long want = 0, first = 0;
+
+			for (i = lo; i < hi; i++)
+				if (theirs[i] != base[i] && mine[i] != base[i] &&
+				    theirs[i] != mine[i] && !want++)
+					first = i;
+			ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+			r = merge(1, buf + lo, hi - lo, &rep);
+			if (want) {
+				conflicts++;
+				ASSERT_EQ(-DET_E_CONFLICT, r);
+				ASSERT_EQ(want, rep.conflict_bytes);
+				ASSERT_EQ((unsigned long)buf + first,
+					  rep.conflict_addr);
+				ASSERT_EQ(0, memcmp(buf, mine, RSIZE));
+			} else {
+				ASSERT_EQ(DET_S_READY, r) TH_LOG("round %lu", round);
+				for (i = lo; i < hi; i++)
+					if (theirs[i] != base[i])
+						mine[i] = theirs[i];
+				ASSERT_EQ(0, memcmp(buf, mine, RSIZE))
+					TH_LOG("round %lu [%lu, %lu)", round, lo, hi);
+			}
+		}
+		ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+	}
+	TH_LOG("%lu rounds, %lu with conflicts", rounds, conflicts);
+	EXPECT_LT(0, conflicts);
+	EXPECT_LT(conflicts, rounds);
+}
+
+TEST_HARNESS_MAIN
