@@ -48,9 +48,11 @@ pub struct Spec<'a, A: AsRef<[u8]>, E: AsRef<[u8]>> {
     pub elf: &'a [u8],
     pub args: &'a [A],
     pub env: &'a [E],
-    /// The file system arena to hand over (placed at [`FS_BASE`]); `None`:
-    /// the child formats a fresh default one.
-    pub fs: Option<&'a [u8]>,
+    /// The file system to hand over (placed at [`FS_BASE`]): its first
+    /// bytes (at least [`crate::fs::Fs::used_prefix`] blocks; the rest is
+    /// zero) and its size in blocks. `None`: the child formats a fresh
+    /// default one.
+    pub fs: Option<(&'a [u8], u64)>,
     /// [`BOOT_TOP`] and/or [`BOOT_FS_CHILD`].
     pub boot_flags: u64,
     pub stdout_shown: u64,
@@ -173,7 +175,12 @@ pub fn load<A: AsRef<[u8]>, E: AsRef<[u8]>>(
         map_zero(child, HEAP_BASE, heap_size, rw),
     )?;
     let fs_len = match spec.fs {
-        Some(f) => (f.len() as u64 + PAGE - 1) & !(PAGE - 1),
+        Some((f, blocks)) if f.len() as u64 <= blocks * PAGE => blocks * PAGE,
+        Some(_) => {
+            return Err(ExecError::Stack(
+                "the file system is larger than its block count",
+            ))
+        }
         None => FS_DEFAULT_BLOCKS as u64 * PAGE,
     };
     if fs_len > FS_MAX {
@@ -197,13 +204,13 @@ pub fn load<A: AsRef<[u8]>, E: AsRef<[u8]>>(
             sys::dput_plain(child, sys::DET_PERM | prot_of(s.flags), lo, hi - lo),
         )?;
     }
-    if let Some(f) = spec.fs {
+    if let Some((f, _)) = spec.fs {
         sys("copying the file system", put_bytes(child, f, FS_BASE))?;
     }
     let boot = Boot {
         magic: BOOT_MAGIC,
         flags: spec.boot_flags,
-        fs_blocks: spec.fs.map_or(0, |f| f.len() as u64 / PAGE),
+        fs_blocks: spec.fs.map_or(0, |(_, blocks)| blocks),
         stdout_shown: spec.stdout_shown,
         stderr_shown: spec.stderr_shown,
         heap_size,
@@ -254,6 +261,34 @@ pub fn load<A: AsRef<[u8]>, E: AsRef<[u8]>>(
     sys("setting the registers", sys::put_regs(child, &regs, false))?;
     sys("resetting the FPU", reset_fpu(child))?;
     Ok(img)
+}
+
+/// Copies the file system at the child's [`FS_BASE`] into `buf` (whose
+/// address must be congruent with it modulo the page size): the
+/// superblock, the rest of the metadata, then the blocks up to the highest
+/// one in use. The rest of `buf` keeps what it held: nothing reachable
+/// points there. Returns the bytes copied.
+pub fn copy_fs_from(child: u64, buf: &mut [u8]) -> Result<usize, ExecError> {
+    let page = PAGE as usize;
+    let step = "copying a file system";
+    let corrupt = |_| ExecError::Sys(step, Errno::EIO);
+    sys(step, sys::copy_from(child, FS_BASE, &mut buf[..page]))?;
+    let meta = crate::fs::Fs::open(&*buf)
+        .map_err(corrupt)?
+        .metadata_blocks() as usize
+        * page;
+    sys(
+        step,
+        sys::copy_from(child, FS_BASE + PAGE, &mut buf[page..meta]),
+    )?;
+    let used = crate::fs::Fs::open(&*buf).map_err(corrupt)?.used_prefix() as usize * page;
+    if used > meta {
+        sys(
+            step,
+            sys::copy_from(child, FS_BASE + meta as u64, &mut buf[meta..used]),
+        )?;
+    }
+    Ok(used)
 }
 
 /// Puts the child's x87/SSE/AVX state in its initial state (nothing of the

@@ -41,9 +41,9 @@ pub const FS_REF_BASE: u64 = 0x2100_0000_0000;
 pub const FS_CHILD_BASE: u64 = 0x2200_0000_0000;
 /// Largest file system a process can hold (the images' limit is larger).
 pub const FS_MAX: u64 = 4 << 30;
-/// Default file system when none is given: 32 MiB, 4096 inodes.
+/// Default file system when none is given: 32 MiB, 1024 inodes.
 pub const FS_DEFAULT_BLOCKS: u32 = 8192;
-pub const FS_DEFAULT_INODES: u32 = 4096;
+pub const FS_DEFAULT_INODES: u32 = 1024;
 
 /// Stacks: depth `d` uses `[STACK_TOP - (d+1)·STACK_SIZE, STACK_TOP - d·STACK_SIZE)`.
 pub const STACK_TOP: u64 = 0x7ff0_0000_0000;

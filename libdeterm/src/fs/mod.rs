@@ -682,6 +682,12 @@ impl<S: AsRef<[u8]>> Fs<S> {
         self.sb.epoch
     }
 
+    /// Inodes in the dirty log: 0 means nothing changed since
+    /// [`enter_child`](Fs::enter_child), so a join has nothing to take.
+    pub fn dirty_inodes(&self) -> u32 {
+        self.sb.log_len
+    }
+
     /// Blocks of metadata (superblock, bitmaps, dirty log, inode table)
     /// before the first data block.
     pub fn metadata_blocks(&self) -> u32 {

@@ -32,6 +32,8 @@ pub(crate) struct ChildSlot {
     pub id: u64,
     /// Heap region given at the fork.
     pub region: (u64, u64),
+    /// Heap that was free below the region at the fork (not merged).
+    pub gap: (u64, u64),
     /// It runs another program (`exec`): no memory merge, its own symbols.
     pub exec: bool,
     pub used: bool,

@@ -268,6 +268,7 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
     let slot = take_slot(st)?;
     keep_files_reference(id)?;
     let region = st.heap.split();
+    let gap = ((st.heap.bump + sys::PAGE - 1) & !(sys::PAGE - 1), region.0);
     let f = ManuallyDrop::new(f);
     let frame = Frame {
         call: call_closure::<F>,
@@ -315,6 +316,7 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
     st.children[slot] = ChildSlot {
         id,
         region,
+        gap,
         exec: false,
         used: true,
         symbols: core::ptr::null_mut(),
@@ -443,14 +445,15 @@ pub fn exec(path: &str, args: &[&str]) -> Result<Child, Error> {
     let id = next_id();
     let symbols = elf::symbols(&bytes).unwrap_or_default();
     keep_files_reference(id)?;
-    // SAFETY: FS_BASE holds this process's file system of fs_len bytes;
-    // it is only read while the loader copies it.
-    let fs_bytes = unsafe { core::slice::from_raw_parts(FS_BASE as *const u8, st.fs_len as usize) };
+    let used = fs_mut().used_prefix() as u64 * sys::PAGE;
+    // SAFETY: FS_BASE holds this process's file system of fs_len bytes
+    // (used ≤ fs_len); it is only read while the loader copies it.
+    let fs_bytes = unsafe { core::slice::from_raw_parts(FS_BASE as *const u8, used as usize) };
     let spec = Spec {
         elf: &bytes,
         args,
         env: crate::stack::DEFAULT_ENV,
-        fs: Some(fs_bytes),
+        fs: Some((fs_bytes, st.fs_len / sys::PAGE)),
         boot_flags: BOOT_FS_CHILD,
         stdout_shown: 0,
         stderr_shown: 0,
@@ -468,6 +471,7 @@ pub fn exec(path: &str, args: &[&str]) -> Result<Child, Error> {
     st.children[slot] = ChildSlot {
         id,
         region: (0, 0),
+        gap: (0, 0),
         exec: true,
         used: true,
         symbols: Box::into_raw(Box::new(symbols)),
@@ -513,10 +517,14 @@ fn sp() -> u64 {
 
 /// Merges the child's changes to the program's writable segments, the
 /// heap and this process's stack (above the current frame).
-fn merge(id: u64) -> Result<(), Error> {
+///
+/// `gap` is the heap that was free when the child was forked, below its
+/// region: no one had written there and the child could not, so it is
+/// left out (it is most of the heap, and a merge walks what it is given).
+fn merge(id: u64, gap: (u64, u64)) -> Result<(), Error> {
     let st = state();
     let (_, stack_hi) = stack_range(st.depth);
-    let mut ranges: [(u64, u64, &'static str); 6] = [(0, 0, ""); 6];
+    let mut ranges: [(u64, u64, &'static str); 7] = [(0, 0, ""); 7];
     let mut n = 0;
     for &(lo, hi) in &st.data[..st.ndata] {
         // Whole pages: the segment's pages are its own (the loader
@@ -525,9 +533,25 @@ fn merge(id: u64) -> Result<(), Error> {
         ranges[n] = (lo & !page, (hi + page) & !page, "program's data");
         n += 1;
     }
-    ranges[n] = (HEAP_BASE, HEAP_BASE + st.heap_size, "heap");
-    ranges[n + 1] = (sp() & !(sys::PAGE - 1), stack_hi, "stack");
-    for &(lo, hi, what) in &ranges[..n + 2] {
+    let heap_end = HEAP_BASE + st.heap_size;
+    let (gap_lo, gap_hi) = (
+        gap.0.clamp(HEAP_BASE, heap_end),
+        gap.1.clamp(HEAP_BASE, heap_end),
+    );
+    if gap_lo < gap_hi {
+        ranges[n] = (HEAP_BASE, gap_lo, "heap");
+        ranges[n + 1] = (gap_hi, heap_end, "heap");
+        n += 2;
+    } else {
+        ranges[n] = (HEAP_BASE, heap_end, "heap");
+        n += 1;
+    }
+    ranges[n] = (sp() & !(sys::PAGE - 1), stack_hi, "stack");
+    n += 1;
+    for &(lo, hi, what) in &ranges[..n] {
+        if lo >= hi {
+            continue;
+        }
         let mut rep = DetMerge::default();
         // SAFETY: these ranges hold program data, heap blocks and stack
         // variables the child may have changed through what it was given;
@@ -563,27 +587,8 @@ fn merge(id: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// Copies child `id`'s file system into `buf`: the metadata, then the
-/// blocks up to the highest one in use (the rest of `buf` keeps stale
-/// bytes nothing reachable points at).
 fn copy_fs(id: u64, buf: &mut [u8]) -> Result<(), Error> {
-    let page = sys::PAGE as usize;
-    let meta = fs_mut().metadata_blocks() as usize * page;
-    sys_err(
-        "copying a file system",
-        sys::copy_from(id, FS_BASE, &mut buf[..meta]),
-    )?;
-    let used = Fs::open(&*buf)
-        .map_err(|error| Error::Fs { child: id, error })?
-        .used_prefix() as usize
-        * page;
-    if used > meta {
-        sys_err(
-            "copying a file system",
-            sys::copy_from(id, FS_BASE + meta as u64, &mut buf[meta..used]),
-        )?;
-    }
-    Ok(())
+    exec::copy_fs_from(id, buf).map(|_| ()).map_err(Error::Exec)
 }
 
 /// Reconciles the child's file system with ours.
@@ -597,6 +602,17 @@ fn join_fs(id: u64) -> Result<(), Error> {
             core::slice::from_raw_parts_mut(FS_REF_BASE as *mut u8, len),
         )
     };
+    // The superblock first: a child that changed no file (the common
+    // case for compute children) needs no copy and no reconciliation.
+    let page = sys::PAGE as usize;
+    sys_err(
+        "copying a file system",
+        sys::copy_from(id, FS_BASE, &mut cbuf[..page]),
+    )?;
+    let untouched = Fs::open(&*cbuf).is_ok_and(|c| c.dirty_inodes() == 0);
+    if untouched {
+        return Ok(());
+    }
     copy_fs(id, cbuf)?;
     copy_fs(id | REF_BIT, rbuf)?;
     let fs_err = |error| Error::Fs { child: id, error };
@@ -656,7 +672,7 @@ fn join_id(id: u64) -> Result<i32, Error> {
         match s.status {
             sys::DET_S_EXIT_NORMAL => {
                 if !slot.exec {
-                    merge(id)?;
+                    merge(id, slot.gap)?;
                 }
                 join_fs(id)?;
                 if !slot.exec {

@@ -46,7 +46,10 @@ pub fn run(o: &Options) -> Result<u8, String> {
         elf: &bytes,
         args: &args,
         env: &env,
-        fs: Some(fsys.as_bytes()),
+        fs: Some((
+            &fsys.as_bytes()[..fsys.used_prefix() as usize * 4096],
+            fsys.total_blocks() as u64,
+        )),
         boot_flags: BOOT_TOP,
         stdout_shown: out0,
         stderr_shown: err0,
@@ -195,8 +198,11 @@ fn signame(n: i32) -> &'static str {
 fn finish(o: &Options, st: &DetStatus, symbols: &[Symbol], fs_len: usize) -> Result<u8, String> {
     // The root's file system and boot record stay readable after exit.
     let boot = peek(PRIV_BASE, 40).map_err(|e| format!("reading the program's state: {e}"))?;
-    let arena = peek(FS_BASE, fs_len).map_err(|e| format!("reading the file system: {e}"))?;
-    let root_fs = Fs::open(arena);
+    let mut arena = Staged::new(FS_BASE, fs_len);
+    let root_fs = match exec::copy_fs_from(ROOT, arena.bytes_mut()) {
+        Ok(_) => Fs::open(arena.bytes().to_vec()).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
     if let Ok(f) = &root_fs {
         // Output the root had not shown (it faulted before a flush).
         for (ino, shown, fd) in [

@@ -58,6 +58,9 @@ fn run() -> i32 {
     println!("scoped: {squares:?}");
     println!("divide: {}", dsum(0, 20000));
     let st = determ::stats();
-    println!("joins: {}", st.joins);
+    println!(
+        "root: {} joins, {} merges, pages scanned {}, copied {}, compared {}",
+        st.joins, st.merges, st.scanned_pages, st.copied_pages, st.compared_pages
+    );
     0
 }
