@@ -25,8 +25,8 @@ pub const SPECS: &[&str] = &[
     "qsort:20000",
     "matmult:64",
     "lu:32",
-    "gauss:32",
-    "gauss:32:fixed",
+    "gauss:16",
+    "gauss:16:fixed",
 ];
 
 pub struct Options {

@@ -47,7 +47,7 @@ impl Demo {
             Demo::Qsort => 100_000,
             Demo::Matmult => 128,
             Demo::Lu => 128,
-            Demo::Gauss => 32,
+            Demo::Gauss => 16,
         }
     }
 

@@ -18,6 +18,13 @@ use crate::prng::{rep_seed, Rng};
 use crate::report::{Fnv, Line};
 use crate::sort;
 
+/// Most workers alive at once in `matmult` and `lu`: they fork and join
+/// their blocks in waves of this many. libdeterm gives every live child a
+/// region of its parent's heap and halves what is left as children pile
+/// up, so a few dozen live children exhaust it (the thesis's 64 or 225 at
+/// once fail); both versions use the same waves so their shapes match.
+pub const WAVE: usize = 16;
+
 /// One repetition's input generator.
 fn rng(p: &Params, rep: u64) -> Rng {
     Rng::new(rep_seed(p.seed, rep))
@@ -105,13 +112,20 @@ fn samples(n: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..8).map(move |s| ((s * 7919 + 3) % n, (s * 104729 + 5) % n))
 }
 
-/// `matmult`: `multiply(product)` runs [`Product::block`] for each of the
-/// 8 × 8 blocks in parallel (C starts zeroed).
+/// The 8 × 8 blocks of `matmult`, row by row.
+pub fn blocks() -> impl Iterator<Item = (usize, usize)> {
+    (0..MATMULT_GRID).flat_map(|i| (0..MATMULT_GRID).map(move |j| (i, j)))
+}
+
+/// `matmult`: `multiply(product, blocks)` runs [`Product::block`] for each
+/// of `blocks` in parallel and joins them; it is called for the 64 blocks
+/// in waves of [`WAVE`] (C starts zeroed).
 pub fn matmult<E>(
     p: &Params,
     implementation: &str,
-    mut multiply: impl FnMut(Product) -> Result<(), E>,
+    mut multiply: impl FnMut(Product, &[(usize, usize)]) -> Result<(), E>,
 ) -> Result<Line, E> {
+    let all: Vec<(usize, usize)> = blocks().collect();
     let n = p.size as usize;
     let (mut a, mut b, mut c) = (vec![0.0; n * n], vec![0.0; n * n], vec![0.0; n * n]);
     let (mut h, mut ok) = (Fnv::default(), true);
@@ -120,13 +134,16 @@ pub fn matmult<E>(
         matrix::fill_small_ints(&mut r, &mut a);
         matrix::fill_small_ints(&mut r, &mut b);
         c.fill(0.0);
-        multiply(Product {
+        let product = Product {
             a: a.as_ptr(),
             b: b.as_ptr(),
             c: c.as_mut_ptr(),
             n,
             bs: n / MATMULT_GRID,
-        })?;
+        };
+        for wave in all.chunks(WAVE) {
+            multiply(product, wave)?;
+        }
         ok &= samples(n).all(|(i, j)| c[i * n + j] == matrix::product_entry(&a, &b, n, i, j));
         h.f64s(&c);
     }
@@ -161,8 +178,9 @@ impl Decomposition {
 }
 
 /// `lu`: per step the diagonal block here, then `phase(matrix, tasks)`
-/// runs [`Decomposition::task`] for each task in parallel, once for the
-/// panel blocks and once for the trailing blocks. Adds `workers=`.
+/// runs [`Decomposition::task`] for each task in parallel and joins them,
+/// for the panel blocks and then for the trailing blocks, in waves of
+/// [`WAVE`]. Adds `workers=`.
 pub fn lu<E>(
     p: &Params,
     implementation: &str,
@@ -194,7 +212,9 @@ pub fn lu<E>(
                     }
                 } else {
                     workers += mine.len() as u64;
-                    phase(d, &mine)?;
+                    for wave in mine.chunks(WAVE) {
+                        phase(d, wave)?;
+                    }
                 }
             }
         }
@@ -266,13 +286,16 @@ mod tests {
         });
         assert!(text(l.unwrap()).contains(" ok=yes"));
         let p = params("matmult --size 16");
-        let l = matmult(&p, "seq", |m| {
-            for (bi, bj) in (0..8).flat_map(|i| (0..8).map(move |j| (i, j))) {
+        let mut calls = 0;
+        let l = matmult(&p, "seq", |m, blocks| {
+            calls += 1;
+            for &(bi, bj) in blocks {
                 // SAFETY: one block at a time.
                 unsafe { m.block(bi, bj) };
             }
             Ok::<_, Infallible>(())
         });
+        assert_eq!(calls, 64 / WAVE);
         assert!(text(l.unwrap()).contains(" ok=yes"));
         let p = params("lu --size 32");
         let l = lu(&p, "seq", |d, tasks| {

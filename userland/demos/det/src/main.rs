@@ -25,7 +25,7 @@ use core::fmt::Write as _;
 
 use demos_core::args::{Demo, Params};
 use demos_core::gauss;
-use demos_core::matrix::{LuTask, MATMULT_GRID};
+use demos_core::matrix::LuTask;
 use demos_core::report::Line;
 use demos_core::run;
 use demos_core::sort;
@@ -98,18 +98,16 @@ fn parallel_sort(a: &mut [u64], depth: u32) -> Result<(), Error> {
     right
 }
 
-/// A child per block of C (64), all forked, then all joined.
-fn matmult(m: run::Product) -> Result<(), Error> {
+/// A child per block of C given, all forked, then all joined.
+fn matmult(m: run::Product, blocks: &[(usize, usize)]) -> Result<(), Error> {
     scope(|s| -> Result<(), Error> {
-        for bi in 0..MATMULT_GRID {
-            for bj in 0..MATMULT_GRID {
-                s.fork(move || {
-                    // SAFETY: the child's own copy of the matrices; it
-                    // writes block (bi, bj) of C only.
-                    unsafe { m.block(bi, bj) };
-                    0
-                })?;
-            }
+        for &(bi, bj) in blocks {
+            s.fork(move || {
+                // SAFETY: the child's own copy of the matrices; it writes
+                // block (bi, bj) of C only.
+                unsafe { m.block(bi, bj) };
+                0
+            })?;
         }
         Ok(())
     })?

@@ -16,7 +16,6 @@ use std::thread;
 
 use demos_core::args::{Demo, Params};
 use demos_core::gauss;
-use demos_core::matrix::MATMULT_GRID;
 use demos_core::report::Line;
 use demos_core::run;
 use demos_core::sort;
@@ -89,15 +88,13 @@ fn parallel_sort(a: &mut [u64], depth: u32) {
     });
 }
 
-/// One thread per block of C (64), all started, then all joined.
-fn matmult(m: run::Product) -> Result<(), Infallible> {
+/// One thread per block of C given, all started, then all joined.
+fn matmult(m: run::Product, blocks: &[(usize, usize)]) -> Result<(), Infallible> {
     thread::scope(|s| {
-        for bi in 0..MATMULT_GRID {
-            for bj in 0..MATMULT_GRID {
-                // SAFETY: A and B are only read until the scope ends; each
-                // thread writes its own block (bi, bj) of C.
-                s.spawn(move || unsafe { m.block(bi, bj) });
-            }
+        for &(bi, bj) in blocks {
+            // SAFETY: A and B are only read until the scope ends; each
+            // thread writes its own block (bi, bj) of C.
+            s.spawn(move || unsafe { m.block(bi, bj) });
         }
     });
     Ok(())
