@@ -1,8 +1,11 @@
 //! `demos`: the determinism check of `cargo det check`, with a small K, in
 //! every `cargo det test` run.
 //!
-//! Runs `/usr/bin/det-check` once: each demo at a small size, 2 runs ×
-//! N = 1 and 2 × without and with background load, per installed version.
+//! Runs `/usr/bin/det-check` once: each demo at a small size, one run for
+//! each N = 1 and 2, without and with background load, per installed
+//! version. `lu` is left out here: its 1,480 forks and joins take half a
+//! minute a run under TCG (more on the debug kernel); `cargo det check`
+//! covers it.
 //! Then one test per demo and version: a deterministic demo gives one
 //! hash (gauss: the same wrong one; fixed gauss: the right one, the same
 //! as pthread's), a race-free pthread demo gives one hash, and both
@@ -20,7 +23,6 @@ const SPECS: &[(&str, &str)] = &[
     ("md5", "md5:2"),
     ("qsort", "qsort:2000"),
     ("matmult", "matmult:16"),
-    ("lu", "lu:16"),
     ("gauss", "gauss:16"),
     ("gauss_fixed", "gauss:16:fixed"),
 ];
@@ -52,7 +54,7 @@ impl Line {
 fn main() {
     let mut suite = Suite::new("demos", 2 * SPECS.len());
     let out = Command::new(CHECK)
-        .args(["--runs", "2", "--cpus", "1,2", "--load", "0,1"])
+        .args(["--runs", "1", "--cpus", "1,2", "--load", "0,1"])
         .args(SPECS.iter().map(|(_, s)| *s))
         .output();
     let text = match out {
