@@ -77,13 +77,7 @@ pub fn run(project: &Project, o: &Options) -> Result<ExitCode> {
             .iter()
             .map(|r| {
                 r.as_object()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| {
-                                (k.clone(), v.as_str().map_or(v.to_string(), str::to_string))
-                            })
-                            .collect()
-                    })
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), json_text(v))).collect())
                     .unwrap_or_default()
             })
             .collect();
@@ -150,6 +144,16 @@ pub fn run(project: &Project, o: &Options) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A results.json value as the text det-bench printed: integers without
+/// a fraction (older files stored every number as a float).
+fn json_text(v: &Value) -> String {
+    match (v.as_str(), v.as_f64()) {
+        (Some(s), _) => s.to_string(),
+        (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+        _ => v.to_string(),
+    }
 }
 
 /// The `DEMO:SIZES` arguments of `det-bench`.
@@ -414,8 +418,10 @@ fn json_rows(rows: &[Row]) -> Vec<Value> {
             let m: serde_json::Map<String, Value> = r
                 .iter()
                 .map(|(k, v)| {
-                    let typed = match v.parse::<f64>() {
-                        Ok(x) if x.is_finite() && k != "hash" => json!(x),
+                    let typed = match (v.parse::<i64>(), v.parse::<f64>()) {
+                        _ if k == "hash" => json!(v),
+                        (Ok(i), _) => json!(i),
+                        (_, Ok(x)) if x.is_finite() => json!(x),
                         _ => json!(v),
                     };
                     (k.clone(), typed)
@@ -619,6 +625,10 @@ mod tests {
         let j = json_rows(&rows);
         assert_eq!(j[0]["ratio"], json!(2.408));
         assert_eq!(j[0]["hash"], json!("00ab"));
+        assert_eq!(j[0]["size"], json!(64));
+        assert_eq!(json_text(&json!(64.0)), "64");
+        assert_eq!(json_text(&json!(2.408)), "2.408");
+        assert_eq!(json_text(&json!("diff")), "diff");
         assert!(table(&rows).contains("26.5×"));
     }
 

@@ -115,7 +115,7 @@ fn label(v: f64) -> String {
 
 impl Chart {
     fn layout(&self) -> Vec<Shape> {
-        let (left, right, top, bottom) = (80.0, WIDTH as f64 - 150.0, 60.0, HEIGHT as f64 - 60.0);
+        let (left, right, top, bottom) = (80.0, WIDTH as f64 - 185.0, 60.0, HEIGHT as f64 - 60.0);
         let pts = || self.series.iter().flat_map(|s| s.points.iter());
         let xs: Vec<f64> = pts().map(|p| p.0).filter(|v| *v > 0.0).collect();
         let mut ys: Vec<f64> = pts().map(|p| p.1).filter(|v| *v > 0.0).collect();
