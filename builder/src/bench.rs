@@ -503,6 +503,7 @@ fn charts(rows: &[Row]) -> Vec<(String, Chart)> {
             series.push(Series {
                 name: format!("N={n}"),
                 points,
+                dashed: false,
             });
         }
         if overhead {
@@ -515,6 +516,7 @@ fn charts(rows: &[Row]) -> Vec<(String, Chart)> {
                     series.push(Series {
                         name: format!("thesis N={n}"),
                         points,
+                        dashed: true,
                     });
                 }
             }

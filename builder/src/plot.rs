@@ -19,6 +19,8 @@ pub struct Series {
     pub name: String,
     /// (x, y), both > 0 (both axes are logarithmic).
     pub points: Vec<(f64, f64)>,
+    /// Drawn dashed (reference figures).
+    pub dashed: bool,
 }
 
 /// A chart: log-log axes, one line per series, a dashed reference line
@@ -222,7 +224,7 @@ impl Chart {
                     to: w[1],
                     color,
                     width: 2,
-                    dashed: false,
+                    dashed: series.dashed,
                 });
             }
             for &at in &p {
@@ -234,7 +236,7 @@ impl Chart {
                 to: (right + 40.0, ly),
                 color,
                 width: 2,
-                dashed: false,
+                dashed: series.dashed,
             });
             s.push(text((right + 46.0, ly + 4.0), &series.name, Anchor::Start));
         }
@@ -519,10 +521,12 @@ mod tests {
                 Series {
                     name: "N=1".into(),
                     points: vec![(16.0, 20.0), (64.0, 5.0), (1024.0, 1.1)],
+                    dashed: false,
                 },
                 Series {
                     name: "N=2".into(),
                     points: vec![(16.0, 30.0), (64.0, 8.0), (1024.0, 1.3)],
+                    dashed: true,
                 },
             ],
             reference: Some(1.0),
