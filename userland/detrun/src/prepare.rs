@@ -1,12 +1,21 @@
-//! Dropping glibc's restartable-sequences registration before the root is
-//! created.
+//! What detrun changes in itself before it creates the root, which
+//! inherits it: no rseq registration, no transparent huge pages.
 //!
+//! **rseq.**
 //! glibc registers an `rseq` area in each thread's TLS, and a child made
 //! by `dput` inherits the registration like a `fork`ed one. The root is
 //! then wiped, so the area is gone, and the kernel, which writes the area
 //! on every return to user space, would stop the root with SIGSEGV before
 //! its first instruction. A master needs no rseq (it has one thread and
 //! uses no rseq critical sections), so detrun unregisters it.
+//!
+//! **Transparent huge pages.** With THP on (`always`, the kernel default),
+//! a child's first write to a fresh 2 MiB stretch of its heap or stack
+//! faults in a whole huge page, and the join then finds 512 changed pages
+//! and copies them all. `PR_SET_THP_DISABLE` is inherited by every process
+//! created from this one; measured on `forkjoin` in the TCG test guest:
+//! 7,681 pages copied by the root's joins with THP, 46 without, and the
+//! run 3.4 times faster.
 
 use std::arch::asm;
 
@@ -24,8 +33,37 @@ const RSEQ_SIG: u64 = 0x5305_3053;
 /// `sizeof(struct rseq)` as registered by glibc 2.35 and later.
 const RSEQ_LEN: u64 = 32;
 
+const NR_PRCTL: i64 = 157;
+const PR_SET_THP_DISABLE: u64 = 41;
+
+/// Prepares this process to create deterministic children.
+pub fn prepare() -> Result<(), String> {
+    unregister_rseq()?;
+    let ret: i64;
+    // SAFETY: prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) sets a flag of this
+    // process's mm and touches no memory.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") NR_PRCTL => ret,
+            in("rdi") PR_SET_THP_DISABLE,
+            in("rsi") 1u64,
+            in("rdx") 0u64,
+            in("r10") 0u64,
+            in("r8") 0u64,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if ret < 0 {
+        return Err(format!("prctl(PR_SET_THP_DISABLE): errno {}", -ret));
+    }
+    Ok(())
+}
+
 /// Unregisters this thread's rseq area, if glibc registered one.
-pub fn unregister() -> Result<(), String> {
+fn unregister_rseq() -> Result<(), String> {
     // SAFETY: glibc defines both symbols; reading them has no side effect.
     let (offset, size) = unsafe { (__rseq_offset, __rseq_size) };
     if size == 0 {
