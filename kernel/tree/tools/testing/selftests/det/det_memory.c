@@ -668,7 +668,7 @@ static void random_writes(unsigned char *buf, int count)
 	for (k = 0; k < count; k++) {
 		unsigned long x = rng(), at;
 
-		if (x & 1)
+		if ((x & 3) == 0)	/* a quarter anywhere, the rest hot */
 			at = (x >> 8) % RSIZE;
 		else
 			at = ((x >> 8) % RPAGES) * PG + (x >> 20) % 8 - 4;
