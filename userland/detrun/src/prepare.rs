@@ -19,6 +19,8 @@
 
 use std::arch::asm;
 
+use determ::sys;
+
 extern "C" {
     /// Offset of the rseq area from the thread pointer (glibc ≥ 2.35).
     static __rseq_offset: isize;
@@ -26,36 +28,22 @@ extern "C" {
     static __rseq_size: u32;
 }
 
-const NR_RSEQ: i64 = 334;
+const NR_RSEQ: u64 = 334;
 const RSEQ_FLAG_UNREGISTER: u64 = 1;
 /// The signature glibc registers with on x86.
 const RSEQ_SIG: u64 = 0x5305_3053;
 /// `sizeof(struct rseq)` as registered by glibc 2.35 and later.
 const RSEQ_LEN: u64 = 32;
 
-const NR_PRCTL: i64 = 157;
+const NR_PRCTL: u64 = 157;
 const PR_SET_THP_DISABLE: u64 = 41;
 
 /// Prepares this process to create deterministic children.
 pub fn prepare() -> Result<(), String> {
     unregister_rseq()?;
-    let ret: i64;
     // SAFETY: prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) sets a flag of this
     // process's mm and touches no memory.
-    unsafe {
-        asm!(
-            "syscall",
-            inlateout("rax") NR_PRCTL => ret,
-            in("rdi") PR_SET_THP_DISABLE,
-            in("rsi") 1u64,
-            in("rdx") 0u64,
-            in("r10") 0u64,
-            in("r8") 0u64,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
+    let ret = unsafe { sys::syscall6(NR_PRCTL, [PR_SET_THP_DISABLE, 1, 0, 0, 0, 0]) };
     if ret < 0 {
         return Err(format!("prctl(PR_SET_THP_DISABLE): errno {}", -ret));
     }
@@ -74,22 +62,21 @@ fn unregister_rseq() -> Result<(), String> {
     // whose first word is the thread pointer itself.
     unsafe { asm!("mov {}, fs:0", out(reg) tp, options(nostack, readonly, preserves_flags)) };
     let area = (tp as i64 + offset as i64) as u64;
-    let ret: i64;
     // SAFETY: rseq(area, len, UNREGISTER, sig) only unregisters the area
     // the kernel already knows for this thread; it touches no other memory.
-    unsafe {
-        asm!(
-            "syscall",
-            inlateout("rax") NR_RSEQ => ret,
-            in("rdi") area,
-            in("rsi") RSEQ_LEN.max(size as u64),
-            in("rdx") RSEQ_FLAG_UNREGISTER,
-            in("r10") RSEQ_SIG,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
+    let ret = unsafe {
+        sys::syscall6(
+            NR_RSEQ,
+            [
+                area,
+                RSEQ_LEN.max(size as u64),
+                RSEQ_FLAG_UNREGISTER,
+                RSEQ_SIG,
+                0,
+                0,
+            ],
+        )
+    };
     if ret < 0 && ret != -22 {
         return Err(format!("rseq: errno {}", -ret));
     }
