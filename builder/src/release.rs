@@ -29,6 +29,7 @@ use crate::disk;
 use crate::fsutil;
 use crate::progress;
 use crate::project::Project;
+use crate::userland;
 
 /// The profile a release is built from.
 pub const PROFILE: &str = "dist";
@@ -68,14 +69,18 @@ pub fn build(project: &Project) -> Result<PathBuf> {
         member("detlinux.efi", &image.uki, 0o644),
         member("disk.img", &image.disk_image, 0o644),
     ];
+    let det = userland::build_det(project)?;
     let sdk_wanted = [
-        ("sdk/lib/libdeterm.a", "libdeterm/libdeterm.a"),
-        ("sdk/include/determ.h", "libdeterm/include/determ.h"),
+        ("sdk/lib/libdeterm.a", det.staticlib),
+        (
+            "sdk/include/determ.h",
+            project.root.join(userland::DETERM_H),
+        ),
     ];
     let mut sdk_missing = Vec::new();
     let mut sdk_present = Vec::new();
-    for (dest, src) in sdk_wanted {
-        let p = project.root.join(src);
+    for (dest, p) in sdk_wanted {
+        let src = p.display().to_string();
         if p.is_file() {
             members.push(member(dest, &p, 0o644));
             sdk_present.push(dest);
@@ -119,7 +124,7 @@ pub fn build(project: &Project) -> Result<PathBuf> {
             "sdk": {
                 "present": sdk_present,
                 "missing": sdk_missing,
-                "note": "libdeterm is not built yet; the SDK holds what exists",
+                "note": "libdeterm.a and determ.h: see docs/libdeterm.md",
             },
             "disk": image_manifest["disk"],
             "initramfs_files": image_manifest["initramfs_files"],

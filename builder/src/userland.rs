@@ -6,6 +6,13 @@
 //! selftests (`tools/testing/selftests/det/*.c` from the patched source
 //! tree) are compiled with `gcc -static` against the kernel's own UAPI
 //! headers.
+//!
+//! Deterministic programs (`userland/dettests`, no_std) and `libdeterm.a`
+//! are a second cargo invocation: `--cfg determ_rt` compiles libdeterm's
+//! runtime in, the `det` profile sets `panic=abort`, and their own target
+//! directory keeps those flags from touching the other builds. The C test
+//! programs in `userland/dettests/c/` are compiled with gcc against
+//! `determ.h` and that `libdeterm.a`, with no libc.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,6 +30,8 @@ pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Where test programs and demos live in the image.
 pub const TESTS_DIR: &str = "usr/lib/detlinux/tests";
 pub const DEMOS_DIR: &str = "usr/lib/detlinux/demos";
+/// Where the deterministic test programs (run by `detrun`) live.
+pub const DET_DIR: &str = "usr/lib/detlinux/det";
 /// Microbenchmarks (`kernel/tree/tools/testing/selftests/det/bench/*.c`).
 pub const BENCH_DIR: &str = "usr/lib/detlinux/bench";
 
@@ -43,26 +52,30 @@ fn destination(package: &str, bin: &str, profile: &Profile) -> Option<String> {
     match package {
         "det-init" if bin == "init" => Some("init".to_string()),
         "det-guest-tests" if profile.userland.tests => Some(format!("{TESTS_DIR}/{bin}")),
+        "detrun" => Some("usr/bin/detrun".to_string()),
         _ => None,
     }
 }
 
 pub fn build(project: &Project, profile: &Profile, kernel: &Kernel) -> Result<Userland> {
     let mut programs = build_rust(project, profile)?;
+    let det = build_det(project)?;
     if profile.userland.tests {
         programs.extend(build_c_selftests(project, kernel)?);
+        programs.extend(det.programs);
     }
     programs.sort_by(|a, b| a.dest.cmp(&b.dest));
     Ok(Userland { programs })
 }
 
-fn build_rust(project: &Project, profile: &Profile) -> Result<Vec<Program>> {
-    let step = Step::new("userland: building guest programs");
+/// rustc flags of every guest build: static, at a fixed address, with
+/// build paths remapped.
+fn guest_rustflags(project: &Project) -> Vec<String> {
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
         .unwrap_or_else(|| PathBuf::from("/root/.cargo"));
-    let flags = [
+    vec![
         "-C".to_string(),
         "target-feature=+crt-static".to_string(),
         // A fixed load address: static, not static-pie.
@@ -70,7 +83,25 @@ fn build_rust(project: &Project, profile: &Profile) -> Result<Vec<Program>> {
         "relocation-model=static".to_string(),
         format!("--remap-path-prefix={}=/detlinux", project.root.display()),
         format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
-    ];
+    ]
+}
+
+/// The package name in a cargo JSON message's `package_id`:
+/// "path+file:///.../userland/init#det-init@0.1.0", or
+/// "path+file:///.../userland/detrun#0.1.0" when the directory has the
+/// package's name.
+fn package_name(msg: &serde_json::Value) -> &str {
+    let id = msg["package_id"].as_str().unwrap_or("");
+    let (path, frag) = id.rsplit_once('#').unwrap_or((id, ""));
+    match frag.split_once('@') {
+        Some((name, _)) => name,
+        None => path.rsplit('/').next().unwrap_or(""),
+    }
+}
+
+fn build_rust(project: &Project, profile: &Profile) -> Result<Vec<Program>> {
+    let step = Step::new("userland: building guest programs");
+    let flags = guest_rustflags(project);
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(&project.root)
         .args([
@@ -80,7 +111,7 @@ fn build_rust(project: &Project, profile: &Profile) -> Result<Vec<Program>> {
             "--message-format=json-render-diagnostics",
         ])
         .args(["--target", TARGET])
-        .args(["-p", "det-init", "-p", "det-guest-tests"])
+        .args(["-p", "det-init", "-p", "det-guest-tests", "-p", "detrun"])
         .env("CARGO_TARGET_DIR", project.root.join("target/guest"))
         .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
         .env_remove("RUSTFLAGS")
@@ -103,14 +134,7 @@ fn build_rust(project: &Project, profile: &Profile) -> Result<Vec<Program>> {
         else {
             continue;
         };
-        let package = msg["package_id"].as_str().unwrap_or("");
-        // package_id: "path+file:///.../userland/init#det-init@0.1.0"
-        let package = package
-            .rsplit('#')
-            .next()
-            .and_then(|s| s.split('@').next())
-            .unwrap_or("");
-        if let Some(dest) = destination(package, bin, profile) {
+        if let Some(dest) = destination(package_name(&msg), bin, profile) {
             programs.push(Program {
                 path: PathBuf::from(exe),
                 dest,
@@ -122,6 +146,127 @@ fn build_rust(project: &Project, profile: &Profile) -> Result<Vec<Program>> {
     }
     step.done(&format!("{} programs", programs.len()));
     Ok(programs)
+}
+
+/// The deterministic programs and the C SDK library.
+pub struct Det {
+    /// Rust and C test programs, for [`DET_DIR`].
+    pub programs: Vec<Program>,
+    /// `libdeterm.a` (cargo's `libdeterm_c.a`).
+    pub staticlib: PathBuf,
+}
+
+/// Where the SDK's `determ.h` is in the source tree.
+pub const DETERM_H: &str = "libdeterm/include/determ.h";
+
+/// Builds `userland/dettests` and `libdeterm.a` with libdeterm's runtime,
+/// then the C test programs against them.
+pub fn build_det(project: &Project) -> Result<Det> {
+    let step = Step::new("userland: building deterministic programs");
+    let mut flags = guest_rustflags(project);
+    flags.extend(["--cfg".to_string(), "determ_rt".to_string()]);
+    let target_dir = project.root.join("target/det");
+    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(&project.root)
+        .args(["build", "--profile", "det", "--locked"])
+        .arg("--message-format=json-render-diagnostics")
+        .args(["--target", TARGET])
+        .args(["-p", "det-progs", "--features", "det-progs/det"])
+        .args(["-p", "determ-capi"])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
+        .env_remove("RUSTFLAGS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo build for the deterministic programs")?;
+    if !out.status.success() {
+        bail!("building the deterministic programs failed (cargo's errors are above)");
+    }
+    let mut programs = Vec::new();
+    let mut staticlib = None;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        match package_name(&msg) {
+            "det-progs" => {
+                if let (Some(exe), Some(bin)) =
+                    (msg["executable"].as_str(), msg["target"]["name"].as_str())
+                {
+                    programs.push(Program {
+                        path: PathBuf::from(exe),
+                        dest: format!("{DET_DIR}/{bin}"),
+                    });
+                }
+            }
+            "determ-capi" => {
+                staticlib = msg["filenames"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f.as_str())
+                    .find(|f| f.ends_with(".a"))
+                    .map(PathBuf::from);
+            }
+            _ => {}
+        }
+    }
+    let staticlib = staticlib.context("cargo built no libdeterm.a")?;
+    let cdir = project.root.join("userland/dettests/c");
+    let mut sources: Vec<PathBuf> = fs::read_dir(&cdir)
+        .with_context(|| format!("reading {}", cdir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "c"))
+        .collect();
+    sources.sort();
+    let cout = target_dir.join("c");
+    fs::create_dir_all(&cout)?;
+    for src in &sources {
+        let stem = src
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .context("C program name is not UTF-8")?;
+        let exe = cout.join(stem);
+        let mut cc = Command::new("gcc");
+        cc.args([
+            "-static",
+            "-nostdlib",
+            "-ffreestanding",
+            "-fno-pie",
+            "-no-pie",
+        ])
+        .args(["-O2", "-g0", "-Wall", "-Wextra", "-Werror"])
+        .arg(format!(
+            "-I{}",
+            project.root.join("libdeterm/include").display()
+        ))
+        .arg(format!(
+            "-ffile-prefix-map={}=/detlinux",
+            project.root.display()
+        ))
+        .arg("-Wl,--build-id=none")
+        .arg("-o")
+        .arg(&exe)
+        .arg(src)
+        .arg(&staticlib)
+        .env("SOURCE_DATE_EPOCH", "0");
+        progress::run_logged(&step, cc, &cout.join(format!("{stem}.log")))
+            .with_context(|| format!("compiling {} against determ.h", src.display()))?;
+        programs.push(Program {
+            path: exe,
+            dest: format!("{DET_DIR}/{stem}"),
+        });
+    }
+    step.done(&format!("{} programs and libdeterm.a", programs.len()));
+    Ok(Det {
+        programs,
+        staticlib,
+    })
 }
 
 /// Each `*.c` directly in `kernel/tree/tools/testing/selftests/det/` is one
@@ -197,4 +342,22 @@ fn build_c_selftests(project: &Project, kernel: &Kernel) -> Result<Vec<Program>>
     }
     step.done("");
     Ok(programs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_names_come_from_either_form_of_package_id() {
+        let id = |s: &str| serde_json::json!({ "package_id": s });
+        assert_eq!(
+            package_name(&id("path+file:///w/userland/init#det-init@0.1.0")),
+            "det-init"
+        );
+        assert_eq!(
+            package_name(&id("path+file:///w/userland/detrun#0.1.0")),
+            "detrun"
+        );
+    }
 }

@@ -682,6 +682,36 @@ impl<S: AsRef<[u8]>> Fs<S> {
         self.sb.epoch
     }
 
+    /// Inodes in the dirty log: 0 means nothing changed since
+    /// [`enter_child`](Fs::enter_child), so a join has nothing to take.
+    pub fn dirty_inodes(&self) -> u32 {
+        self.sb.log_len
+    }
+
+    /// Blocks of metadata (superblock, bitmaps, dirty log, inode table)
+    /// before the first data block.
+    pub fn metadata_blocks(&self) -> u32 {
+        self.geo.data_start
+    }
+
+    /// One past the highest block in use (at least the metadata): blocks
+    /// `[0, used_prefix())` hold everything reachable, so a copy of that
+    /// prefix reads like the whole arena. A join copies only this much of
+    /// a child's file system.
+    pub fn used_prefix(&self) -> u32 {
+        let mem = self.mem.as_ref();
+        let start = self.geo.bitmap_start as usize * BLOCK_SIZE;
+        let bytes = (self.geo.total_blocks as usize).div_ceil(8);
+        let map = mem.get(start..start + bytes).unwrap_or(&[]);
+        match map.iter().rposition(|&b| b != 0) {
+            Some(i) => {
+                let top = i as u32 * 8 + (7 - map[i].leading_zeros());
+                (top + 1).clamp(self.geo.data_start, self.geo.total_blocks)
+            }
+            None => self.geo.data_start,
+        }
+    }
+
     /// Blocks read or written since the last [`reset_visits`](Fs::reset_visits)
     /// (the superblock is not counted). Used to show join costs.
     pub fn visits(&self) -> u64 {

@@ -18,3 +18,24 @@ pub fn kernel_release() -> Result<String, String> {
         .collect();
     String::from_utf8(bytes).map_err(|_| "uname: release is not UTF-8".to_string())
 }
+
+/// Restricts this process (and what it creates from now on) to the CPUs
+/// in `cpus`.
+pub fn set_affinity(cpus: &[usize]) -> Result<(), String> {
+    // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        // SAFETY: CPU_SET writes one bit inside `set` (c < CPU_SETSIZE).
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed, for pid 0
+    // (this thread).
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if r != 0 {
+        return Err(format!(
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}

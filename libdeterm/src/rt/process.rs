@@ -1,0 +1,712 @@
+//! The process API: fork, join, exec, and parallel helpers on top.
+//!
+//! - [`fork`] / [`fork_id`]: `DET_SNAP | DET_START` on a new child ID. The
+//!   child gets its own heap region ([`Heap::split`]) and switches at once
+//!   to the stack of its fork depth, so the only bytes it changes in its
+//!   parent's stack are those its closure writes through references. A
+//!   second, never-started child (ID with [`REF_BIT`]) holds the file
+//!   system as it was at the fork: the reference of the join.
+//! - [`Child::join`]: waits (serving the child's I/O requests), merges the
+//!   program's writable segments, the heap and the parent's stack with
+//!   `DET_MERGE`, reconciles the file system, takes back unused heap,
+//!   reaps the child and returns its exit status. A byte both sides changed
+//!   is [`Error::Conflict`], with the address (named by `detrun` from the
+//!   symbol table).
+//! - [`exec`]: loads a static ELF from the file system into a child.
+//! - [`scope`], [`parallel_for`], [`parallel_map`], [`divide`]: forks whose
+//!   closures may borrow, joined before they return, in child order.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::arch::asm;
+use core::fmt;
+use core::marker::PhantomData;
+use core::mem::{ManuallyDrop, MaybeUninit};
+
+use super::{boot, fs_mut, io, state, ChildSlot, State, MAX_CHILDREN};
+use crate::elf::{self, Symbol};
+use crate::exec::{self, ExecError, Spec, Staged};
+use crate::fs::{self, Fs, FsError};
+use crate::heap::Heap;
+use crate::layout::*;
+use crate::serve;
+use crate::sys::{self, DetMerge, Errno};
+
+/// Set in the ID of the file-system reference holder of a child.
+pub const REF_BIT: u64 = 1 << 62;
+
+/// Totals over a process's joins.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JoinStats {
+    pub joins: u64,
+    pub merges: u64,
+    pub scanned_pages: u64,
+    pub copied_pages: u64,
+    pub compared_pages: u64,
+    pub fs_dirty_inodes: u64,
+}
+
+/// Why a fork, join or exec failed. `Debug` shows the same text as
+/// `Display`, so `expect` on a join names the symbol too.
+pub enum Error {
+    /// A `dput`/`dget` failed at the named step.
+    Sys(&'static str, Errno),
+    /// Fork depth above [`MAX_DEPTH`].
+    TooDeep,
+    /// More than [`MAX_CHILDREN`] children not yet joined.
+    TooManyChildren,
+    /// No such child (already joined, or never forked).
+    NoSuchChild(u64),
+    /// `DET_MERGE` found bytes both sides changed: nothing of that range
+    /// was merged.
+    Conflict {
+        child: u64,
+        addr: u64,
+        bytes: u64,
+        range: &'static str,
+    },
+    /// The file systems could not be reconciled (e.g. a file changed on
+    /// both sides).
+    Fs { child: u64, error: FsError },
+    /// The child stopped on a fault (a panic is SIGILL with a message).
+    Fault {
+        child: u64,
+        signo: i32,
+        addr: u64,
+        ip: u64,
+        message: String,
+    },
+    /// The child died of a signal it could not stop on.
+    Killed { child: u64, signo: i32 },
+    /// Loading a program failed.
+    Exec(ExecError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Sys(step, e) => write!(f, "{step}: {e}"),
+            Error::TooDeep => write!(f, "fork depth above {MAX_DEPTH}"),
+            Error::TooManyChildren => write!(f, "more than {MAX_CHILDREN} unjoined children"),
+            Error::NoSuchChild(c) => write!(f, "no child {c}"),
+            Error::Conflict {
+                child,
+                addr,
+                bytes,
+                range,
+            } => {
+                write!(
+                    f,
+                    "merge conflict joining child {child}: {bytes} byte(s) of the {range} changed on both sides, first at {addr:#x}"
+                )?;
+                match symbol(*addr) {
+                    Some(s) => write!(f, " ({s})"),
+                    None => Ok(()),
+                }
+            }
+            Error::Fs { child, error } => write!(f, "joining child {child}'s files: {error}"),
+            Error::Fault {
+                child,
+                signo,
+                addr,
+                ip,
+                message,
+            } => {
+                if message.is_empty() {
+                    write!(
+                        f,
+                        "child {child} faulted: signal {signo} at address {addr:#x}, ip {ip:#x}"
+                    )?;
+                    if let Some(s) = symbol(*ip) {
+                        write!(f, " ({s})")?;
+                    }
+                    Ok(())
+                } else {
+                    write!(f, "child {child} {message}")
+                }
+            }
+            Error::Killed { child, signo } => write!(f, "child {child} died of signal {signo}"),
+            Error::Exec(e) => write!(f, "exec: {e}"),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+fn sys_err<T>(step: &'static str, r: Result<T, Errno>) -> Result<T, Error> {
+    r.map_err(|e| Error::Sys(step, e))
+}
+
+/// The symbol covering `addr` in this program, asked of the master
+/// (through every parent) with the [`SYS_SYMBOL`] pseudo system call.
+pub fn symbol(addr: u64) -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: an unknown system call number: it traps to the parent, which
+    // writes at most `buf.len()` bytes into `buf` and sets the result.
+    let n = unsafe {
+        sys::syscall6(
+            SYS_SYMBOL,
+            [addr, buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0],
+        )
+    };
+    if n <= 0 || n as usize > buf.len() {
+        return None;
+    }
+    core::str::from_utf8(&buf[..n as usize])
+        .ok()
+        .map(String::from)
+}
+
+/// A forked or exec'd child, until [`join`](Child::join).
+#[must_use = "a child must be joined for its changes to come back"]
+pub struct Child {
+    id: u64,
+}
+
+impl Child {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Waits for the child, merges its changes, reaps it and returns its
+    /// exit status. The child is reaped whatever the outcome.
+    pub fn join(self) -> Result<i32, Error> {
+        join_id(self.id)
+    }
+}
+
+struct Frame {
+    call: unsafe fn(*mut u8) -> i32,
+    data: *mut u8,
+    region: (u64, u64),
+    depth: u64,
+}
+
+/// # Safety
+/// `p` must point at a live `F` that is not used again.
+unsafe fn call_closure<F: FnOnce() -> i32>(p: *mut u8) -> i32 {
+    // SAFETY: the caller's contract: the closure is moved out exactly once.
+    let f = unsafe { core::ptr::read(p as *mut F) };
+    f()
+}
+
+/// A child's first Rust code, on its own stack.
+extern "C" fn child_entry(frame: *const Frame) -> ! {
+    // SAFETY: the frame lies in the parent's stack frame, copied by the
+    // snapshot and never written by the child.
+    let fr = unsafe { &*frame };
+    let st = state();
+    st.depth = fr.depth;
+    st.top = false;
+    st.next_id = 1;
+    st.heap.enter_child(fr.region);
+    st.stats = JoinStats::default();
+    for c in st.children.iter_mut() {
+        c.used = false;
+    }
+    boot().flags &= !BOOT_TOP;
+    fs_mut().enter_child();
+    // SAFETY: the closure was left to the child by `fork_raw`.
+    let code = unsafe { (fr.call)(fr.data) };
+    super::exit(code)
+}
+
+fn take_slot(st: &mut State) -> Result<usize, Error> {
+    st.children
+        .iter()
+        .position(|c| !c.used)
+        .ok_or(Error::TooManyChildren)
+}
+
+/// The next unused child ID of this process (1, 2, 3, ...).
+pub fn next_id() -> u64 {
+    let st = state();
+    loop {
+        let id = st.next_id;
+        st.next_id += 1;
+        if !st.children.iter().any(|c| c.used && c.id == id) {
+            return id;
+        }
+    }
+}
+
+/// Before child `id` starts: raises the file system's epoch and keeps the
+/// file system as it is now in a never-started child (`id | REF_BIT`), the
+/// reference of the child's join.
+fn keep_files_reference(id: u64) -> Result<(), Error> {
+    fs_mut()
+        .prepare_fork()
+        .map_err(|error| Error::Fs { child: id, error })?;
+    sys_err(
+        "creating the file-system reference",
+        sys::dput_plain(id | REF_BIT, sys::DET_SNAP, 0, 0),
+    )
+    .map(|_| ())
+}
+
+/// Forks child `id` running `f` (which may borrow: the caller guarantees
+/// a join before the borrowed data goes away).
+///
+/// # Safety
+/// The child must be joined while everything `f` borrows is alive.
+unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
+    let st = state();
+    if id & REF_BIT != 0 || id == 0 {
+        return Err(Error::Sys("fork", Errno::EINVAL));
+    }
+    if st.children.iter().any(|c| c.used && c.id == id) {
+        return Err(Error::Sys("fork", Errno(17)));
+    }
+    if st.depth + 1 >= MAX_DEPTH {
+        return Err(Error::TooDeep);
+    }
+    let slot = take_slot(st)?;
+    keep_files_reference(id)?;
+    let region = st.heap.split();
+    let gap = ((st.heap.bump + sys::PAGE - 1) & !(sys::PAGE - 1), region.0);
+    let f = ManuallyDrop::new(f);
+    let frame = Frame {
+        call: call_closure::<F>,
+        data: &*f as *const F as *mut u8,
+        region,
+        depth: st.depth + 1,
+    };
+    let (_, stack_hi) = stack_range(st.depth + 1);
+    let ret: i64;
+    // SAFETY: dput(id, DET_SNAP | DET_START) creates the child as a copy
+    // of this process. In the child it returns 0 and the child at once
+    // moves to its own stack and calls `child_entry`, which never returns,
+    // so the child writes nothing in this frame. In the parent it returns
+    // the child's status and the asm falls through. rcx and r11 (clobbered
+    // by `syscall`) are declared as early outputs so no input lives there.
+    unsafe {
+        asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rsp, {stack}",
+            "mov rdi, {frame}",
+            "call {entry}",
+            "ud2",
+            "2:",
+            stack = in(reg) stack_hi,
+            frame = in(reg) &frame as *const Frame,
+            entry = sym child_entry,
+            inlateout("rax") sys::NR_DPUT as i64 => ret,
+            in("rdi") id,
+            in("rsi") sys::DET_SNAP | sys::DET_START,
+            in("rdx") 0u64,
+            in("r10") 0u64,
+            in("r8") 0u64,
+            out("rcx") _,
+            out("r11") _,
+        );
+    }
+    if let Err(e) = sys::check(ret) {
+        let _ = sys::dput_plain(id | REF_BIT, sys::DET_KILL, 0, 0);
+        // The closure was not handed over: drop it here.
+        drop(ManuallyDrop::into_inner(f));
+        return Err(Error::Sys("forking", e));
+    }
+    st.children[slot] = ChildSlot {
+        id,
+        region,
+        gap,
+        exec: false,
+        used: true,
+        symbols: core::ptr::null_mut(),
+    };
+    Ok(Child { id })
+}
+
+/// Forks a child with the next free ID running `f`; its exit status is
+/// `f`'s return value. The child sees a copy of everything; at the join its
+/// changes to statics and the heap come back.
+pub fn fork<F: FnOnce() -> i32 + 'static>(f: F) -> Result<Child, Error> {
+    fork_id(next_id(), f)
+}
+
+/// As [`fork`], with the child ID chosen by the caller.
+pub fn fork_id<F: FnOnce() -> i32 + 'static>(id: u64, f: F) -> Result<Child, Error> {
+    // SAFETY: `f` borrows nothing that could go away ('static).
+    unsafe { fork_raw(id, f) }
+}
+
+/// Forks whose closures may borrow from the caller, all joined (in fork
+/// order) before [`scope`] returns.
+pub struct Scope<'env> {
+    ids: core::cell::RefCell<Vec<u64>>,
+    _env: PhantomData<&'env mut &'env ()>,
+}
+
+impl<'env> Scope<'env> {
+    /// Forks `f`, which may borrow anything that outlives the scope.
+    pub fn fork<F: FnOnce() -> i32 + 'env>(&self, f: F) -> Result<u64, Error> {
+        let id = next_id();
+        // SAFETY: `scope` joins every child before returning, and `f`
+        // borrows only what outlives the call of `scope`.
+        unsafe { fork_raw(id, f) }.map(core::mem::forget)?;
+        self.ids.borrow_mut().push(id);
+        Ok(id)
+    }
+
+    /// Joins one child of this scope now.
+    pub fn join(&self, id: u64) -> Result<i32, Error> {
+        self.ids.borrow_mut().retain(|&c| c != id);
+        join_id(id)
+    }
+}
+
+/// Runs `f` with a [`Scope`]; joins the children it left unjoined, in fork
+/// order, and returns the first error of those joins.
+pub fn scope<'env, R>(f: impl FnOnce(&Scope<'env>) -> R) -> Result<R, Error> {
+    let s = Scope {
+        ids: core::cell::RefCell::new(Vec::new()),
+        _env: PhantomData,
+    };
+    let r = f(&s);
+    let ids = core::mem::take(&mut *s.ids.borrow_mut());
+    let mut first = None;
+    for id in ids {
+        if let Err(e) = join_id(id) {
+            first.get_or_insert(e);
+        }
+    }
+    match first {
+        Some(e) => Err(e),
+        None => Ok(r),
+    }
+}
+
+/// Runs `body(i)` for `i` in `0..n`, each in its own child, and joins them
+/// in order. A nonzero exit or a panic of a child is an error.
+pub fn parallel_for<F: Fn(usize) + Sync>(n: usize, body: F) -> Result<(), Error> {
+    let body = &body;
+    scope(|s| -> Result<(), Error> {
+        for i in 0..n {
+            s.fork(move || {
+                body(i);
+                0
+            })?;
+        }
+        Ok(())
+    })?
+}
+
+/// `(0..n).map(f)` with each call in its own child.
+pub fn parallel_map<T, F: Fn(usize) -> T + Sync>(n: usize, f: F) -> Result<Vec<T>, Error> {
+    let mut out: Vec<MaybeUninit<T>> = Vec::with_capacity(n);
+    // SAFETY: MaybeUninit needs no initialisation.
+    unsafe { out.set_len(n) };
+    let slots = out.as_mut_ptr() as usize;
+    let f = &f;
+    parallel_for(n, move |i| {
+        // SAFETY: each child writes only its own slot, inside the vector,
+        // which outlives the joins.
+        unsafe { (*(slots as *mut MaybeUninit<T>).add(i)).write(f(i)) };
+    })?;
+    let mut out = ManuallyDrop::new(out);
+    // SAFETY: every slot was written by its child and merged back.
+    Ok(unsafe { Vec::from_raw_parts(out.as_mut_ptr() as *mut T, n, out.capacity()) })
+}
+
+/// Runs `a` in a child and `b` here at the same time; returns both results
+/// (divide and conquer).
+pub fn divide<A, B>(a: impl FnOnce() -> A, b: impl FnOnce() -> B) -> Result<(A, B), Error> {
+    let mut ra = MaybeUninit::<A>::uninit();
+    let slot = &mut ra;
+    let rb = scope(|s| -> Result<B, Error> {
+        s.fork(move || {
+            slot.write(a());
+            0
+        })?;
+        Ok(b())
+    })??;
+    // SAFETY: the child wrote `ra` and the join merged it (a failed
+    // child made the join fail above).
+    Ok((unsafe { ra.assume_init() }, rb))
+}
+
+/// Loads the static ELF at `path` (in this process's file system) into a
+/// new child with `args` (`args[0]` is the program name) and the default
+/// environment, and starts it. The child gets a copy of the file system,
+/// reconciled at its join; its memory is its own.
+pub fn exec(path: &str, args: &[&str]) -> Result<Child, Error> {
+    let bytes = fs_mut()
+        .read_all(path)
+        .map_err(|error| Error::Fs { child: 0, error })?;
+    let st = state();
+    let slot = take_slot(st)?;
+    let id = next_id();
+    let symbols = elf::symbols(&bytes).unwrap_or_default();
+    keep_files_reference(id)?;
+    let used = fs_mut().used_prefix() as u64 * sys::PAGE;
+    // SAFETY: FS_BASE holds this process's file system of fs_len bytes
+    // (used ≤ fs_len); it is only read while the loader copies it.
+    let fs_bytes = unsafe { core::slice::from_raw_parts(FS_BASE as *const u8, used as usize) };
+    let spec = Spec {
+        elf: &bytes,
+        args,
+        env: crate::stack::DEFAULT_ENV,
+        fs: Some((fs_bytes, st.fs_len / sys::PAGE)),
+        boot_flags: BOOT_FS_CHILD,
+        stdout_shown: 0,
+        stderr_shown: 0,
+        heap_size: st.heap_size,
+    };
+    if let Err(e) = exec::load(id, &spec) {
+        let _ = sys::dput_plain(id, sys::DET_KILL, 0, 0);
+        let _ = sys::dput_plain(id | REF_BIT, sys::DET_KILL, 0, 0);
+        return Err(Error::Exec(e));
+    }
+    sys_err(
+        "starting the program",
+        sys::dput_plain(id, sys::DET_START, 0, 0),
+    )?;
+    st.children[slot] = ChildSlot {
+        id,
+        region: (0, 0),
+        gap: (0, 0),
+        exec: true,
+        used: true,
+        symbols: Box::into_raw(Box::new(symbols)),
+    };
+    Ok(Child { id })
+}
+
+/// What a parent offers a child it joins: its own input and output, and
+/// the symbols of the child's program (its own, asked of the master, or
+/// an exec'd program's).
+struct Parent {
+    symbols: *const Vec<Symbol>,
+}
+
+impl serve::Host for Parent {
+    fn read_input(&mut self, buf: &mut [u8]) -> Result<usize, Errno> {
+        io::read_stdin(buf)
+    }
+
+    fn output(&mut self, fd: u64, bytes: &[u8]) -> Result<(), Errno> {
+        io::write_fd(fd, bytes);
+        Ok(())
+    }
+
+    fn symbol(&mut self, addr: u64) -> Option<String> {
+        if self.symbols.is_null() {
+            symbol(addr)
+        } else {
+            // SAFETY: an exec'd child's symbol table, alive until its join
+            // frees it.
+            elf::describe(unsafe { &*self.symbols }, addr)
+        }
+    }
+}
+
+/// The current stack pointer.
+fn sp() -> u64 {
+    let sp: u64;
+    // SAFETY: reads rsp only.
+    unsafe { asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    sp
+}
+
+/// Merges the child's changes to the program's writable segments, the
+/// heap and this process's stack (above the current frame).
+///
+/// `gap` is the heap that was free when the child was forked, below its
+/// region: no one had written there and the child could not, so it is
+/// left out (it is most of the heap, and a merge walks what it is given).
+fn merge(id: u64, gap: (u64, u64)) -> Result<(), Error> {
+    let st = state();
+    let (_, stack_hi) = stack_range(st.depth);
+    let mut ranges: [(u64, u64, &'static str); 7] = [(0, 0, ""); 7];
+    let mut n = 0;
+    for &(lo, hi) in &st.data[..st.ndata] {
+        // Whole pages: the segment's pages are its own (the loader
+        // refuses segments that share a page).
+        let page = sys::PAGE - 1;
+        ranges[n] = (lo & !page, (hi + page) & !page, "program's data");
+        n += 1;
+    }
+    let heap_end = HEAP_BASE + st.heap_size;
+    let (gap_lo, gap_hi) = (
+        gap.0.clamp(HEAP_BASE, heap_end),
+        gap.1.clamp(HEAP_BASE, heap_end),
+    );
+    if gap_lo < gap_hi {
+        ranges[n] = (HEAP_BASE, gap_lo, "heap");
+        ranges[n + 1] = (gap_hi, heap_end, "heap");
+        n += 2;
+    } else {
+        ranges[n] = (HEAP_BASE, heap_end, "heap");
+        n += 1;
+    }
+    ranges[n] = (sp() & !(sys::PAGE - 1), stack_hi, "stack");
+    n += 1;
+    for &(lo, hi, what) in &ranges[..n] {
+        if lo >= hi {
+            continue;
+        }
+        let mut rep = DetMerge::default();
+        // SAFETY: these ranges hold program data, heap blocks and stack
+        // variables the child may have changed through what it was given;
+        // the runtime's own state is in the private region, outside them.
+        let r = unsafe { sys::merge(id, lo, hi - lo, &mut rep) };
+        let s = &mut state().stats;
+        s.merges += 1;
+        s.scanned_pages += rep.scanned_pages;
+        s.copied_pages += rep.copied_pages;
+        s.compared_pages += rep.compared_pages;
+        match r {
+            Ok(()) => {}
+            Err(Errno::EBADE) => {
+                super::set_report(
+                    REPORT_CONFLICT,
+                    id,
+                    rep.conflict_addr,
+                    format_args!(
+                        "merge conflict joining child {id} at {:#x}",
+                        rep.conflict_addr
+                    ),
+                );
+                return Err(Error::Conflict {
+                    child: id,
+                    addr: rep.conflict_addr,
+                    bytes: rep.conflict_bytes,
+                    range: what,
+                });
+            }
+            Err(e) => return Err(Error::Sys("merging", e)),
+        }
+    }
+    Ok(())
+}
+
+fn copy_fs(id: u64, buf: &mut [u8]) -> Result<(), Error> {
+    exec::copy_fs_from(id, buf).map(|_| ()).map_err(Error::Exec)
+}
+
+/// Reconciles the child's file system with ours.
+fn join_fs(id: u64) -> Result<(), Error> {
+    let len = state().fs_len as usize;
+    // SAFETY: the two scratch regions are mapped for this process, each
+    // fs_len bytes, and used by nothing else.
+    let (cbuf, rbuf) = unsafe {
+        (
+            core::slice::from_raw_parts_mut(FS_CHILD_BASE as *mut u8, len),
+            core::slice::from_raw_parts_mut(FS_REF_BASE as *mut u8, len),
+        )
+    };
+    // The superblock first: a child that changed no file (the common
+    // case for compute children) needs no copy and no reconciliation.
+    let page = sys::PAGE as usize;
+    sys_err(
+        "copying a file system",
+        sys::copy_from(id, FS_BASE, &mut cbuf[..page]),
+    )?;
+    let untouched = Fs::open(&*cbuf).is_ok_and(|c| c.dirty_inodes() == 0);
+    if untouched {
+        return Ok(());
+    }
+    copy_fs(id, cbuf)?;
+    copy_fs(id | REF_BIT, rbuf)?;
+    let fs_err = |error| Error::Fs { child: id, error };
+    let child = Fs::open(&*cbuf).map_err(fs_err)?;
+    let reference = Fs::open(&*rbuf).map_err(fs_err)?;
+    let rep = fs::reconcile(fs_mut(), &reference, &child, id as u32).map_err(fs_err)?;
+    state().stats.fs_dirty_inodes += rep.dirty_inodes as u64;
+    Ok(())
+}
+
+/// Takes back the heap the child did not use.
+fn reclaim(id: u64, region: (u64, u64)) -> Result<(), Error> {
+    let at = PRIV_BASE + STATE_OFFSET + core::mem::offset_of!(State, heap) as u64;
+    let mut buf = Staged::new(at, core::mem::size_of::<Heap>());
+    sys_err(
+        "reading the child's heap",
+        sys::copy_from(id, at, buf.bytes_mut()),
+    )?;
+    // SAFETY: the bytes are the child's `Heap`, plain data of this type.
+    let child: Heap = unsafe { core::ptr::read_unaligned(buf.bytes().as_ptr() as *const Heap) };
+    state().heap.reclaim(region, &child);
+    Ok(())
+}
+
+/// The fault report a failed child left, if any.
+fn child_report(id: u64) -> String {
+    let mut buf = Staged::new(PRIV_BASE + REPORT_OFFSET, core::mem::size_of::<Report>());
+    if sys::copy_from(id, PRIV_BASE + REPORT_OFFSET, buf.bytes_mut()).is_err() {
+        return String::new();
+    }
+    // SAFETY: plain data of type Report (any bytes are valid).
+    let r: Report = unsafe { core::ptr::read_unaligned(buf.bytes().as_ptr() as *const Report) };
+    if r.valid() {
+        String::from(r.text())
+    } else {
+        String::new()
+    }
+}
+
+/// Joins the child with ID `id` (for the C interface).
+pub fn join_by_id(id: u64) -> Result<i32, Error> {
+    join_id(id)
+}
+
+fn join_id(id: u64) -> Result<i32, Error> {
+    let st = state();
+    let Some(i) = st.children.iter().position(|c| c.used && c.id == id) else {
+        return Err(Error::NoSuchChild(id));
+    };
+    let slot = st.children[i];
+    super::clear_report();
+    let result = (|| {
+        let mut parent = Parent {
+            symbols: slot.symbols,
+        };
+        let s = sys_err("waiting for the child", serve::run(id, &mut parent))?;
+        match s.status {
+            sys::DET_S_EXIT_NORMAL => {
+                if !slot.exec {
+                    merge(id, slot.gap)?;
+                }
+                join_fs(id)?;
+                if !slot.exec {
+                    reclaim(id, slot.region)?;
+                }
+                state().stats.joins += 1;
+                Ok(s.exit_code)
+            }
+            sys::DET_S_EXCEPT => Err(Error::Fault {
+                child: id,
+                signo: s.signo,
+                addr: s.addr,
+                ip: s.ip,
+                message: child_report(id),
+            }),
+            _ => Err(Error::Killed {
+                child: id,
+                signo: s.signo,
+            }),
+        }
+    })();
+    let _ = sys::dput_plain(id, sys::DET_KILL | sys::DET_KILL_POISON, 0, 0);
+    let _ = sys::dput_plain(id | REF_BIT, sys::DET_KILL | sys::DET_KILL_POISON, 0, 0);
+    let st = state();
+    st.children[i].used = false;
+    if !slot.symbols.is_null() {
+        // SAFETY: made by Box::into_raw in `exec`, freed once here.
+        drop(unsafe { Box::from_raw(slot.symbols) });
+    }
+    io::flush();
+    result
+}
+
+/// This process's join statistics so far.
+pub fn stats() -> JoinStats {
+    state().stats
+}

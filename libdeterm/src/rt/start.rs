@@ -1,0 +1,146 @@
+//! `_start` and the `mem*` symbols the compiler expects, for programs that
+//! link no libc (x86_64).
+//!
+//! `_start` hands the initial stack pointer to [`super::init`], then calls
+//! the program's `main(argc, argv, envp)` (a C function, or a Rust one made
+//! with [`crate::main!`]) and exits with its return value. The `mem*`
+//! functions use `rep movsb`/`rep stosb` so the compiler cannot turn them
+//! back into calls to themselves.
+
+use core::arch::{asm, global_asm};
+
+global_asm!(
+    ".globl _start",
+    ".type _start,@function",
+    "_start:",
+    "xor ebp, ebp",
+    "mov rdi, rsp",
+    "and rsp, -16",
+    "call {entry}",
+    "ud2",
+    entry = sym start_rust,
+);
+
+extern "C" {
+    /// The program's entry point.
+    fn main(argc: i32, argv: *const *const u8, envp: *const *const u8) -> i32;
+}
+
+extern "C" fn start_rust(sp: *const u64) -> ! {
+    super::init(sp);
+    let st = super::state();
+    // SAFETY: `main` is the program's C-ABI entry point; argv and envp are
+    // the loader's arrays on the initial stack.
+    let code = unsafe { main(st.argc as i32, st.argv, st.envp) };
+    super::exit(code)
+}
+
+/// Defines the C `main` symbol for a Rust program: `determ::main!(run);`
+/// with `fn run() -> i32`.
+#[macro_export]
+macro_rules! main {
+    ($f:path) => {
+        #[no_mangle]
+        pub extern "C" fn main(
+            _argc: i32,
+            _argv: *const *const u8,
+            _envp: *const *const u8,
+        ) -> i32 {
+            $f()
+        }
+    };
+}
+
+/// # Safety
+/// C `memcpy`: `n` bytes, valid and non-overlapping.
+#[no_mangle]
+pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    // SAFETY: the caller's contract; rep movsb copies exactly n bytes
+    // forwards (the direction flag is clear by the ABI).
+    unsafe {
+        asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _, inout("rsi") src => _,
+             options(nostack, preserves_flags));
+    }
+    dst
+}
+
+/// # Safety
+/// C `memmove`: `n` bytes, valid, possibly overlapping.
+#[no_mangle]
+pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    if (dst as usize).wrapping_sub(src as usize) >= n {
+        // Forward copy is safe: dst is below src or past its end.
+        // SAFETY: as memcpy, with no harmful overlap forwards.
+        unsafe { memcpy(dst, src, n) };
+    } else {
+        // SAFETY: backwards from the last byte, with the direction flag
+        // set for the copy only.
+        unsafe {
+            asm!("std", "rep movsb", "cld",
+                 inout("rcx") n => _, inout("rdi") dst.add(n - 1) => _,
+                 inout("rsi") src.add(n - 1) => _, options(nostack));
+        }
+    }
+    dst
+}
+
+/// # Safety
+/// C `memset`: `n` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
+    // SAFETY: the caller's contract; rep stosb stores exactly n bytes.
+    unsafe {
+        asm!("rep stosb", inout("rcx") n => _, inout("rdi") dst => _, in("al") c as u8,
+             options(nostack, preserves_flags));
+    }
+    dst
+}
+
+/// # Safety
+/// C `memcmp`: `n` readable bytes on both sides.
+#[no_mangle]
+pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    for i in 0..n {
+        // SAFETY: i < n; volatile reads keep the compiler from turning the
+        // loop back into a memcmp call.
+        let (x, y) = unsafe { (a.add(i).read_volatile(), b.add(i).read_volatile()) };
+        if x != y {
+            return x as i32 - y as i32;
+        }
+    }
+    0
+}
+
+/// # Safety
+/// As `memcmp`.
+#[no_mangle]
+pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    // SAFETY: forwarded to the caller.
+    unsafe { memcmp(a, b, n) }
+}
+
+/// # Safety
+/// C `strlen`: a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
+    let mut n = 0;
+    // SAFETY: the caller's contract.
+    unsafe {
+        while s.add(n).read_volatile() != 0 {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The prebuilt `alloc` library is compiled for unwinding and refers to
+/// this; with `panic=abort` nothing unwinds, so it is never called.
+#[no_mangle]
+pub extern "C" fn _Unwind_Resume() -> ! {
+    super::stop()
+}
+
+/// Named by the prebuilt libraries' unwind tables; never called with
+/// `panic=abort`.
+#[no_mangle]
+pub extern "C" fn rust_eh_personality() {}

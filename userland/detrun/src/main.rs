@@ -1,0 +1,162 @@
+//! `detrun [OPTIONS] PROGRAM [ARGS...]`: runs a deterministic program.
+//!
+//! detrun is a legacy process that becomes a master, builds a fresh
+//! deterministic root for PROGRAM at the fixed addresses of
+//! `determ::layout` with a stack it constructs itself (no ASLR, no random
+//! auxv bytes, a fixed environment unless `--env` is given), hands it a file
+//! system (fresh, or loaded from `--fs IMAGE`), starts it and serves its
+//! I/O: the root's trapped `write`s go to detrun's stdout/stderr, `read(0)`
+//! is served from detrun's stdin. It exits with the program's status. A
+//! fault or a merge conflict is reported on stderr with the address, the
+//! symbol from PROGRAM's symbol table and the child ID.
+//!
+//! Exit status: the program's; 128 + signal when it faulted; 2 for a usage
+//! error, an unreadable program or a bad file-system image (then nothing is
+//! written).
+
+mod prepare;
+mod run;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+detrun: run a deterministic program
+
+Usage: detrun [OPTIONS] PROGRAM [ARGS...]
+
+PROGRAM is a static x86_64 ELF built with libdeterm. It runs as the root of
+a deterministic process group, at fixed addresses, with a stack detrun
+builds (argv = PROGRAM ARGS..., a fixed environment, no random auxv bytes).
+
+Options:
+  --fs IMAGE          load the in-memory file system from IMAGE (created if
+                      missing) and save it back when the program exits; a
+                      corrupt or truncated image is an error, left untouched
+  --add FSPATH=FILE   copy the host FILE into the file system at FSPATH
+                      (parent directories are created)
+  --env NAME=VALUE    set an environment variable (replaces the fixed
+                      environment PATH=/bin HOME=/ LANG=C; repeatable)
+  --fs-blocks N       size of a new file system in 4 KiB blocks (default 8192)
+  -h, --help          show this help
+
+Exit status: the program's; 128+N if it stopped on signal N (a fault or a
+panic: SIGILL); 2 if detrun could not start it.
+";
+
+/// The parsed command line.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    pub fs: Option<String>,
+    pub add: Vec<(String, String)>,
+    pub env: Vec<String>,
+    pub fs_blocks: Option<u32>,
+    pub program: String,
+    pub args: Vec<String>,
+}
+
+/// Parses `argv[1..]`; `Ok(None)` means `--help`.
+pub fn parse(args: &[String]) -> Result<Option<Options>, String> {
+    let mut o = Options::default();
+    let mut i = 0;
+    let value = |i: &mut usize, name: &str| -> Result<String, String> {
+        *i += 1;
+        args.get(*i).cloned().ok_or(format!("{name} needs a value"))
+    };
+    while i < args.len() {
+        let a = &args[i];
+        match a.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--fs" => o.fs = Some(value(&mut i, "--fs")?),
+            "--add" => {
+                let v = value(&mut i, "--add")?;
+                let (p, f) = v
+                    .split_once('=')
+                    .ok_or(format!("--add {v}: expected FSPATH=FILE"))?;
+                o.add.push((p.to_string(), f.to_string()));
+            }
+            "--env" => {
+                let v = value(&mut i, "--env")?;
+                if !v.contains('=') {
+                    return Err(format!("--env {v}: expected NAME=VALUE"));
+                }
+                o.env.push(v);
+            }
+            "--fs-blocks" => {
+                let v = value(&mut i, "--fs-blocks")?;
+                o.fs_blocks = Some(
+                    v.parse()
+                        .map_err(|_| format!("--fs-blocks {v}: not a number"))?,
+                );
+            }
+            "--" => {
+                i += 1;
+                break;
+            }
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            _ => break,
+        }
+        i += 1;
+    }
+    let Some(program) = args.get(i) else {
+        return Err("no PROGRAM given".into());
+    };
+    o.program = program.clone();
+    o.args = args[i + 1..].to_vec();
+    Ok(Some(o))
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let opts = match parse(&argv) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("detrun: {e}\n(detrun --help for usage)");
+            return ExitCode::from(2);
+        }
+    };
+    match run::run(&opts) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("detrun: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_options_then_the_program_and_its_arguments() {
+        let o = parse(&v(&[
+            "--fs",
+            "img",
+            "--add",
+            "/bin/x=./x",
+            "prog",
+            "--fs",
+            "a",
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(o.fs.as_deref(), Some("img"));
+        assert_eq!(o.add, vec![("/bin/x".to_string(), "./x".to_string())]);
+        assert_eq!(o.program, "prog");
+        assert_eq!(o.args, v(&["--fs", "a"]));
+        assert_eq!(parse(&v(&["--help"])), Ok(None));
+        assert!(parse(&v(&[])).is_err());
+        assert!(parse(&v(&["--fs"])).is_err());
+        assert!(parse(&v(&["--bogus", "p"])).is_err());
+        assert!(parse(&v(&["--add", "nofile", "p"])).is_err());
+        assert_eq!(parse(&v(&["--", "-p"])).unwrap().unwrap().program, "-p");
+    }
+}
