@@ -281,8 +281,12 @@ pub fn describe(symbols: &[Symbol], addr: u64) -> Option<String> {
 }
 
 /// Rust's legacy mangling (`_ZN3foo3bar17h0123456789abcdefE` →
-/// `foo::bar`); other names are returned as they are.
+/// `foo::bar`) and plain v0 paths (see `demangle_v0`); other names are
+/// returned as they are.
 pub fn demangle(name: &str) -> String {
+    if let Some(plain) = demangle_v0(name) {
+        return plain;
+    }
     let Some(mut rest) = name.strip_prefix("_ZN") else {
         return String::from(name);
     };
@@ -322,6 +326,38 @@ pub fn demangle(name: &str) -> String {
         );
     }
     out
+}
+
+/// Rust's v0 mangling, for plain paths (`_RNvNtCs1a_5crate6module4func`
+/// → `crate::module::func`); names with generics, impls or back references
+/// are returned as they are.
+fn demangle_v0(name: &str) -> Option<String> {
+    let mut rest = name.strip_prefix("_R")?.as_bytes();
+    let mut parts: Vec<&str> = Vec::new();
+    while let Some((&c, tail)) = rest.split_first() {
+        match c {
+            // Nested path: a namespace letter follows.
+            b'N' => rest = tail.get(1..)?,
+            // Crate root: an optional `s<base62>_` disambiguator follows.
+            b'C' => rest = tail,
+            b's' => {
+                let end = tail.iter().position(|&b| b == b'_')?;
+                rest = &tail[end + 1..];
+            }
+            b'0'..=b'9' => {
+                let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+                let len: usize = core::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+                // A `_` after the length separates an identifier that
+                // starts with a digit or `_`.
+                let at = digits + usize::from(rest.get(digits) == Some(&b'_'));
+                let ident = rest.get(at..at + len)?;
+                rest = &rest[at + len..];
+                parts.push(core::str::from_utf8(ident).ok()?);
+            }
+            _ => return None,
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("::"))
 }
 
 #[cfg(test)]
@@ -460,6 +496,19 @@ mod tests {
             "foo<T>::bar"
         );
         assert_eq!(demangle("main"), "main");
+        assert_eq!(
+            demangle("_RNvCsfLfy6EI15iL_7___rustc17rust_begin_unwind"),
+            "__rustc::rust_begin_unwind"
+        );
+        assert_eq!(
+            demangle("_RNvNtCs1a_5crate6module4func"),
+            "crate::module::func"
+        );
+        assert_eq!(
+            demangle("_RINvCs1a_4core3fooB2_E"),
+            "_RINvCs1a_4core3fooB2_E"
+        );
+        assert_eq!(demangle("_RNvC"), "_RNvC");
         assert_eq!(demangle("_ZN3fo"), "_ZN3fo");
     }
 }

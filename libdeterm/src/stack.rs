@@ -51,26 +51,11 @@ pub fn build<A: AsRef<[u8]>, E: AsRef<[u8]>>(
     aux: AuxInfo,
     limit: usize,
 ) -> Result<StackImage, &'static str> {
-    // Strings, from the top down: random bytes, env strings, arg strings.
+    // Strings: arguments, environment, then the fixed "random" bytes.
     let mut strings: Vec<u8> = Vec::new();
-    let mut arg_offs = Vec::new();
-    let mut env_offs = Vec::new();
-    for a in args {
-        if a.as_ref().contains(&0) {
-            return Err("an argument contains a NUL byte");
-        }
-        arg_offs.push(strings.len());
-        strings.extend_from_slice(a.as_ref());
-        strings.push(0);
-    }
-    for e in env {
-        if e.as_ref().contains(&0) {
-            return Err("an environment entry contains a NUL byte");
-        }
-        env_offs.push(strings.len());
-        strings.extend_from_slice(e.as_ref());
-        strings.push(0);
-    }
+    let arg_offs = push_strings(&mut strings, args).ok_or("an argument contains a NUL byte")?;
+    let env_offs =
+        push_strings(&mut strings, env).ok_or("an environment entry contains a NUL byte")?;
     let random_off = strings.len();
     strings.extend_from_slice(&FIXED_RANDOM);
     let strings_base = (top - strings.len() as u64) & !15;
@@ -117,6 +102,21 @@ pub fn build<A: AsRef<[u8]>, E: AsRef<[u8]>>(
         push(v);
     }
     Ok(StackImage { sp, bytes })
+}
+
+/// Appends each string NUL-terminated to `strings`; their offsets, or
+/// `None` if one contains a NUL byte.
+fn push_strings<S: AsRef<[u8]>>(strings: &mut Vec<u8>, list: &[S]) -> Option<Vec<usize>> {
+    let mut offs = Vec::with_capacity(list.len());
+    for s in list {
+        if s.as_ref().contains(&0) {
+            return None;
+        }
+        offs.push(strings.len());
+        strings.extend_from_slice(s.as_ref());
+        strings.push(0);
+    }
+    Some(offs)
 }
 
 #[cfg(test)]

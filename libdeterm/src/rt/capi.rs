@@ -184,12 +184,20 @@ pub unsafe extern "C" fn det_read(buf: *mut c_void, len: usize) -> c_long {
     }
 }
 
-/// Creates the file `p` unless it exists.
-fn create_missing(p: &str) -> Result<(), FsError> {
+/// Creates the file `p` unless it exists, then runs `op` on the file
+/// system; its byte count or `-errno`.
+fn to_file(
+    p: &str,
+    op: impl FnOnce(&mut crate::fs::Fs<&'static mut [u8]>) -> Result<usize, FsError>,
+) -> c_long {
     let fs = fs_mut();
-    match fs.lookup(p) {
+    let created = match fs.lookup(p) {
         Err(FsError::NotFound) => fs.create(p).map(|_| ()),
         _ => Ok(()),
+    };
+    match created.and_then(|()| op(fs)) {
+        Ok(n) => n as c_long,
+        Err(e) => fs_fail(e),
     }
 }
 
@@ -206,14 +214,7 @@ pub unsafe extern "C" fn det_file_write(
 ) -> c_long {
     // SAFETY: the caller's contract.
     let (p, data) = unsafe { (path(p), core::slice::from_raw_parts(buf as *const u8, len)) };
-    let fs = fs_mut();
-    if let Err(e) = create_missing(p) {
-        return fs_fail(e);
-    }
-    match fs.write(p, off, data) {
-        Ok(n) => n as c_long,
-        Err(e) => fs_fail(e),
-    }
+    to_file(p, |fs| fs.write(p, off, data))
 }
 
 /// Appends to the file `path`, creating it.
@@ -228,14 +229,7 @@ pub unsafe extern "C" fn det_file_append(
 ) -> c_long {
     // SAFETY: the caller's contract.
     let (p, data) = unsafe { (path(p), core::slice::from_raw_parts(buf as *const u8, len)) };
-    let fs = fs_mut();
-    if let Err(e) = create_missing(p) {
-        return fs_fail(e);
-    }
-    match fs.append(p, data) {
-        Ok(_) => len as c_long,
-        Err(e) => fs_fail(e),
-    }
+    to_file(p, |fs| fs.append(p, data).map(|_| len))
 }
 
 /// Reads up to `len` bytes at `off` of the file `path`.

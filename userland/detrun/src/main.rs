@@ -14,7 +14,7 @@
 //! error, an unreadable program or a bad file-system image (then nothing is
 //! written).
 
-mod rseq;
+mod prepare;
 mod run;
 
 use std::process::ExitCode;

@@ -37,10 +37,9 @@ pub fn run(o: &Options) -> Result<u8, String> {
     } else {
         o.env.clone()
     };
-    // The root is created as a copy of this process and then wiped: it
-    // must not inherit glibc's rseq registration, or the kernel would
-    // update an area that no longer exists on its way back to user space.
-    crate::rseq::unregister().map_err(|e| format!("cannot unregister rseq: {e}"))?;
+    // The root is created as a copy of this process: no rseq, no THP
+    // (see prepare.rs).
+    crate::prepare::prepare().map_err(|e| format!("preparing to be a master: {e}"))?;
     sys::become_master().map_err(|e| format!("cannot become a master: {e}"))?;
     let spec = Spec {
         elf: &bytes,

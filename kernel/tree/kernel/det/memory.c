@@ -337,6 +337,9 @@ unknown:
 /* What happens to a page the child changed. */
 #define DET_M_CHILD	1UL	/* only the child changed it: take it whole */
 #define DET_M_BOTH	2UL	/* both may have: byte merge */
+#define DET_M_ZERO	4UL	/* with DET_M_CHILD: the reference reads as
+				 * zeros (anonymous, unpopulated), so an
+				 * all-zero child page is no change */
 
 /* A list of page addresses (low bits: DET_M_*) for the second pass. */
 struct det_todo {
@@ -500,7 +503,9 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 			m->cp[i] = 0;
 			continue;
 		}
-		m->cp[i] = 1;	/* changed by the child */
+		/* Changed by the child; 2: against zeros (see DET_M_ZERO). */
+		m->cp[i] = m->rp[i] == DET_PFN_NONE && vma_is_anonymous(vma) ?
+			   2 : 1;
 		any = true;
 	}
 	mmap_read_unlock(m->child);
@@ -540,7 +545,8 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 		} else {
 			m->rep.copied_pages++;
 		}
-		ret = det_todo_add(m, a | (both ? DET_M_BOTH : DET_M_CHILD));
+		ret = det_todo_add(m, a | (both ? DET_M_BOTH : DET_M_CHILD) |
+				   (!both && m->cp[i] == 2 ? DET_M_ZERO : 0));
 		if (ret)
 			return ret;
 	}
@@ -652,7 +658,7 @@ fail:
  * cannot be installed) are written through copy_to_user().
  */
 static int det_merge_copy_run(struct det_merger *m, unsigned long addr,
-			      unsigned long nr)
+			      unsigned long nr, u64 zero)
 {
 	struct mm_struct *mm = current->mm;
 	struct page *pages[DET_GUP_BATCH];
@@ -674,8 +680,28 @@ static int det_merge_copy_run(struct det_merger *m, unsigned long addr,
 		return got == -EINTR ? -EINTR : -EFAULT;
 	}
 
+	/*
+	 * A child's write fault on never-populated anonymous memory can
+	 * bring in a whole zeroed huge page; its untouched subpages are
+	 * still zeros, not changes.
+	 */
+	for (i = 0; i < nr; i++) {
+		char *k;
+
+		if (!(zero & (1ULL << i)))
+			continue;
+		k = kmap_local_page(pages[i]);
+		if (!memchr_inv(k, 0, PAGE_SIZE)) {
+			done |= 1ULL << i;
+			m->rep.copied_pages--;
+		}
+		kunmap_local(k);
+	}
+
 	mmap_read_lock(mm);
 	for (i = 0, a = addr; i < nr; i++, a += PAGE_SIZE) {
+		if (done & (1ULL << i))
+			continue;
 		det_clip(m, a, &lo, &hi);
 		if (lo || hi != PAGE_SIZE)
 			continue;
@@ -704,6 +730,7 @@ static int det_merge_copy_run(struct det_merger *m, unsigned long addr,
 static int det_merge_apply(struct det_merger *m)
 {
 	unsigned long run = 0, nr = 0;
+	u64 zero = 0;
 	struct det_todo *t;
 	unsigned int j;
 	int ret;
@@ -717,13 +744,16 @@ static int det_merge_apply(struct det_merger *m)
 			if (nr && (a != run + nr * PAGE_SIZE ||
 				   nr == DET_GUP_BATCH ||
 				   !(t->page[j] & DET_M_CHILD))) {
-				ret = det_merge_copy_run(m, run, nr);
+				ret = det_merge_copy_run(m, run, nr, zero);
 				if (ret)
 					return ret;
 				nr = 0;
+				zero = 0;
 				cond_resched();
 			}
 			if (t->page[j] & DET_M_CHILD) {
+				if (t->page[j] & DET_M_ZERO)
+					zero |= 1ULL << nr;
 				if (!nr++)
 					run = a;
 				continue;
@@ -733,7 +763,7 @@ static int det_merge_apply(struct det_merger *m)
 				return ret;
 		}
 	}
-	return nr ? det_merge_copy_run(m, run, nr) : 0;
+	return nr ? det_merge_copy_run(m, run, nr, zero) : 0;
 }
 
 /* DET_MERGE of [start, start+size) into the caller; report to @report. */

@@ -20,6 +20,7 @@
 #include <linux/hugetlb.h>
 #include <linux/mm.h>
 #include <linux/ptrace.h>
+#include <linux/rseq.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/sched/task.h>
@@ -180,6 +181,13 @@ void det_fork_done(struct task_struct *p)
 
 	if (likely(!d))
 		return;
+	/*
+	 * rseq_fork() copied the parent's rseq registration: the kernel
+	 * would write the CPU number into the child's memory whenever it is
+	 * preempted or migrates, which is both nondeterministic and, once
+	 * the child's memory is replaced, a fault.  Drop it.
+	 */
+	rseq_execve(p);
 	get_task_struct(p);
 	d->task = p;
 }

@@ -166,7 +166,10 @@ struct det_status {
  * @conflict_end:	end of the last page with a conflict (exclusive).
  * @conflict_pages:	pages with at least one conflicting byte.
  * @scanned_pages:	pages of the range examined (page-table walk).
- * @copied_pages:	pages only the child changed, taken whole.
+ * @copied_pages:	pages only the child changed, taken whole (an all-zero
+ *			page over never-populated anonymous memory is no
+ *			change, e.g. the rest of a huge page the child's
+ *			first write brought in).
  * @compared_pages:	pages both sides changed, merged byte by byte.
  */
 struct det_merge {

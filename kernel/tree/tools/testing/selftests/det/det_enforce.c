@@ -10,6 +10,8 @@
 #include <sys/user.h>
 #include <x86intrin.h>
 
+#include <sys/rseq.h>
+
 #include "det_test.h"
 
 #define X32_BIT 0x40000000L
@@ -316,6 +318,39 @@ TEST(fault_signals_are_implicit_dret)
 	/* A faulted child is reaped with DET_KILL too. */
 	EXPECT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
 	EXPECT_EQ(0, dput(2, DET_KILL | DET_KILL_POISON, 0, 0, 0));
+}
+
+/*
+ * A child does not inherit its master's rseq registration: the kernel
+ * would write the CPU number into its memory after every switch.
+ */
+TEST(no_rseq_updates_in_child)
+{
+	struct rseq *rs;
+	struct det_status st;
+	long r;
+	int k;
+
+	if (!__rseq_size)
+		SKIP(return, "libc registered no rseq area");
+	rs = (struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
+	ASSERT_EQ(0, become_master());
+	r = dput(1, DET_START, 0, 0, 0);
+	if (r == 0) {
+		rs->cpu_id = 0xdead;
+		rs->cpu_id_start = 0xbeef;
+		for (k = 0; k < 20; k++)
+			dret();
+		det_exit(rs->cpu_id == 0xdead && rs->cpu_id_start == 0xbeef ?
+			 0 : 1);
+	}
+	ASSERT_EQ(DET_S_RUNNING, r);
+	for (k = 0; k < 20; k++) {
+		ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+		ASSERT_EQ(DET_S_RUNNING, dget(1, DET_START, 0, 0, 0));
+	}
+	ASSERT_EQ(DET_S_EXIT_NORMAL, det_status(1, &st));
+	EXPECT_EQ(0, st.exit_code);
 }
 
 TEST_HARNESS_MAIN

@@ -549,6 +549,35 @@ TEST(transparent_huge_pages)
 	EXPECT_EQ(6, buf[2 * huge - 1]);
 }
 
+/*
+ * The child's first write into never-populated memory may bring in a whole
+ * zeroed huge page: only the page it wrote is a change.
+ */
+TEST(fresh_memory_only_written_pages)
+{
+	const unsigned long huge = 2UL << 20;
+	unsigned char *raw = map(3 * huge), *buf;
+	struct det_merge rep;
+	long r;
+
+	ASSERT_NE(NULL, raw);
+	buf = (unsigned char *)(((unsigned long)raw + huge - 1) & ~(huge - 1));
+	madvise(buf, huge, MADV_HUGEPAGE);
+	ASSERT_EQ(0, become_master());
+	r = fork_snap(1);
+	if (r == 0) {
+		buf[PG + 3] = 9;
+		buf[5 * PG] = 0;	/* a zero written is no change */
+		dret();
+	}
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, merge(1, buf, huge, &rep));
+	EXPECT_EQ(512, rep.scanned_pages);
+	EXPECT_EQ(1, rep.copied_pages);
+	EXPECT_EQ(9, buf[PG + 3]);
+	EXPECT_EQ(0, buf[0]);
+}
+
 /* A private file mapping, the brk heap and the stack range. */
 TEST(file_mapping_heap_stack)
 {
@@ -668,7 +697,7 @@ static void random_writes(unsigned char *buf, int count)
 	for (k = 0; k < count; k++) {
 		unsigned long x = rng(), at;
 
-		if (x & 1)
+		if ((x & 3) == 0)	/* a quarter anywhere, the rest hot */
 			at = (x >> 8) % RSIZE;
 		else
 			at = ((x >> 8) % RPAGES) * PG + (x >> 20) % 8 - 4;
