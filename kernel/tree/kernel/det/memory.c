@@ -272,9 +272,12 @@ int det_vm_copy(struct det_proc *d, bool put, unsigned long start,
 /*
  * The identity of each page @mm maps in the PMD-sized block at @addr: its
  * pfn, DET_PFN_NONE or DET_PFN_UNKNOWN.  Caller holds @mm's mmap lock.
+ * Returns the end of the empty stretch of address space @addr lies in when
+ * no page table reaches it at all (the whole PMD, PUD, P4D or PGD entry is
+ * empty), so that unpopulated ranges are skipped a table at a time; else 0.
  */
-static void det_block_pfns(struct mm_struct *mm, unsigned long addr,
-			   unsigned long *pfn)
+static unsigned long det_block_pfns(struct mm_struct *mm, unsigned long addr,
+				    unsigned long *pfn)
 {
 	pmd_t *pmdp, pmd;
 	pud_t *pudp, pud;
@@ -287,32 +290,32 @@ static void det_block_pfns(struct mm_struct *mm, unsigned long addr,
 	memset(pfn, 0, PTRS_PER_PTE * sizeof(*pfn));
 	pgdp = pgd_offset(mm, addr);
 	if (pgd_none(*pgdp))
-		return;
+		return pgd_addr_end(addr, TASK_SIZE_MAX);
 	if (pgd_bad(*pgdp))
 		goto unknown;
 	p4dp = p4d_offset(pgdp, addr);
 	if (p4d_none(*p4dp))
-		return;
+		return p4d_addr_end(addr, TASK_SIZE_MAX);
 	if (p4d_bad(*p4dp))
 		goto unknown;
 	pudp = pud_offset(p4dp, addr);
 	pud = READ_ONCE(*pudp);
 	if (pud_none(pud))
-		return;
+		return pud_addr_end(addr, TASK_SIZE_MAX);
 	if (!pud_present(pud) || pud_leaf(pud) || pud_bad(pud))
 		goto unknown;
 	pmdp = pmd_offset(pudp, addr);
 	pmd = pmdp_get_lockless(pmdp);
 	if (pmd_none(pmd))
-		return;
+		return pmd_addr_end(addr, TASK_SIZE_MAX);
 	if (!pmd_present(pmd))
 		goto unknown;
 	if (pmd_leaf(pmd)) {
 		if (is_huge_zero_pmd(pmd))
-			return;
+			return 0;
 		for (i = 0; i < PTRS_PER_PTE; i++)
 			pfn[i] = pmd_pfn(pmd) + i;
-		return;
+		return 0;
 	}
 	pte = pte_offset_map(pmdp, addr);
 	if (!pte)
@@ -328,10 +331,11 @@ static void det_block_pfns(struct mm_struct *mm, unsigned long addr,
 			pfn[i] = pte_pfn(e);
 	}
 	pte_unmap(pte);
-	return;
+	return 0;
 unknown:
 	for (i = 0; i < PTRS_PER_PTE; i++)
 		pfn[i] = DET_PFN_UNKNOWN;
+	return 0;
 }
 
 /* What happens to a page the child changed. */
@@ -474,18 +478,27 @@ static int det_merge_bytes(struct det_merger *m, unsigned long addr,
  * the child changed.  Two-sided pages are compared for conflicts now.
  */
 static int det_merge_block(struct det_merger *m, unsigned long addr,
-			   unsigned long next)
+			   unsigned long *pnext)
 {
 	struct vm_area_struct *vma = NULL;
-	unsigned long a, i, base = addr & PMD_MASK;
+	unsigned long a, i, base = addr & PMD_MASK, next = *pnext;
+	unsigned long cempty, rempty;
 	bool any = false, both;
 	int ret;
 
 	mmap_read_lock(m->child);
 	down_read_nested(&m->ref->mmap_lock, SINGLE_DEPTH_NESTING);
-	det_block_pfns(m->child, base, m->cp);
-	det_block_pfns(m->ref, base, m->rp);
+	cempty = det_block_pfns(m->child, base, m->cp);
+	rempty = det_block_pfns(m->ref, base, m->rp);
 	up_read(&m->ref->mmap_lock);
+	if (cempty && rempty) {
+		/* Neither has any page table here: skip the whole stretch. */
+		next = min3(cempty, rempty, m->end);
+		m->rep.scanned_pages += (PAGE_ALIGN(next) - addr) >> PAGE_SHIFT;
+		*pnext = PAGE_ALIGN(next);
+		mmap_read_unlock(m->child);
+		return 0;
+	}
 	for (a = addr; a < next; a += PAGE_SIZE) {
 		i = (a - base) >> PAGE_SHIFT;
 		m->rep.scanned_pages++;
@@ -796,7 +809,7 @@ int det_merge(struct det_proc *d, unsigned long start, unsigned long size,
 			ret = -EINTR;
 			goto out;
 		}
-		ret = det_merge_block(&m, addr, next);
+		ret = det_merge_block(&m, addr, &next);
 		if (ret)
 			goto out;
 		cond_resched();
