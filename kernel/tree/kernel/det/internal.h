@@ -100,10 +100,8 @@ void det_park(struct det_proc *me);
 int det_call(struct det_proc *d, struct det_req *req);
 
 /* memory.c */
-int det_vm_zero(struct det_proc *d, unsigned long start, unsigned long size,
-		unsigned long prot);
-int det_perm(struct det_proc *d, unsigned long start, unsigned long size,
-	     unsigned long prot);
+int det_vm_map(struct det_proc *d, bool zero, unsigned long start,
+	       unsigned long size, unsigned long prot);
 int det_snap(struct det_proc *d, bool created);
 int det_vm_copy(struct det_proc *d, bool put, unsigned long start,
 		unsigned long size, unsigned long dst);

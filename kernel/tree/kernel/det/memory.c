@@ -121,24 +121,15 @@ static int det_req_install(struct det_req *r)
 	return 0;
 }
 
-/* DET_VM_ZERO: @prot is PROT_* (0 unmaps). */
-int det_vm_zero(struct det_proc *d, unsigned long start, unsigned long size,
-		unsigned long prot)
+/*
+ * DET_VM_ZERO (@zero; @prot 0 unmaps) or DET_PERM over the child's
+ * [@start, @start+@size), @prot in PROT_* bits.
+ */
+int det_vm_map(struct det_proc *d, bool zero, unsigned long start,
+	       unsigned long size, unsigned long prot)
 {
-	struct det_req r = { .fn = det_req_zero, .start = start,
-			     .size = size, .prot = prot };
-
-	if (!size)
-		return det_dead(d) ? -ECHILD : 0;
-	return det_call(d, &r);
-}
-
-/* DET_PERM: @prot is PROT_*. */
-int det_perm(struct det_proc *d, unsigned long start, unsigned long size,
-	     unsigned long prot)
-{
-	struct det_req r = { .fn = det_req_perm, .start = start,
-			     .size = size, .prot = prot };
+	struct det_req r = { .fn = zero ? det_req_zero : det_req_perm,
+			     .start = start, .size = size, .prot = prot };
 
 	if (!size)
 		return det_dead(d) ? -ECHILD : 0;
@@ -195,6 +186,25 @@ int det_snap(struct det_proc *d, bool created)
 /* ---- copying between the caller and a child's mm ---- */
 
 /*
+ * Take references on up to @nr pages of @mm from @addr, under its mmap
+ * lock: returns how many (at least 1), -EINTR, or -EFAULT if @addr itself
+ * is not mapped.
+ */
+static long det_gup(struct mm_struct *mm, unsigned long addr,
+		    unsigned long nr, unsigned int gup, struct page **pages)
+{
+	long got;
+
+	if (mmap_read_lock_killable(mm))
+		return -EINTR;
+	got = get_user_pages_remote(mm, addr, nr, gup, pages, NULL);
+	mmap_read_unlock(mm);
+	if (got > 0)
+		return got;
+	return got == -EINTR ? -EINTR : -EFAULT;
+}
+
+/*
  * Copy @size bytes between the caller's @uaddr and @mm's @raddr: into @mm
  * if @put.  @mm's pages must be mapped; writes into them break
  * copy-on-write and go through read-only protection, like ptrace's.
@@ -216,12 +226,9 @@ static int det_copy_remote(struct mm_struct *mm, bool put,
 
 		if (fatal_signal_pending(current))
 			return -EINTR;
-		if (mmap_read_lock_killable(mm))
-			return -EINTR;
-		got = get_user_pages_remote(mm, first, nr, gup, pages, NULL);
-		mmap_read_unlock(mm);
-		if (got <= 0)
-			return got == -EINTR ? -EINTR : -EFAULT;
+		got = det_gup(mm, first, nr, gup, pages);
+		if (got < 0)
+			return got;
 
 		for (i = 0; i < got; i++) {
 			unsigned long off = raddr & ~PAGE_MASK;
@@ -270,6 +277,45 @@ int det_vm_copy(struct det_proc *d, bool put, unsigned long start,
 /* ---- merge ---- */
 
 /*
+ * The PMD entry of @mm covering @addr, if a page table reaches it.  Else
+ * NULL, and *@empty is the end of the empty stretch @addr lies in (the
+ * whole PGD, P4D or PUD entry is empty), or 0 when the entry above is bad
+ * or maps a huge page itself.  Caller holds @mm's mmap lock.
+ */
+static pmd_t *det_find_pmd(struct mm_struct *mm, unsigned long addr,
+			   unsigned long *empty)
+{
+	pud_t *pudp, pud;
+	p4d_t *p4dp;
+	pgd_t *pgdp;
+
+	*empty = 0;
+	pgdp = pgd_offset(mm, addr);
+	if (pgd_none(*pgdp)) {
+		*empty = pgd_addr_end(addr, TASK_SIZE_MAX);
+		return NULL;
+	}
+	if (pgd_bad(*pgdp))
+		return NULL;
+	p4dp = p4d_offset(pgdp, addr);
+	if (p4d_none(*p4dp)) {
+		*empty = p4d_addr_end(addr, TASK_SIZE_MAX);
+		return NULL;
+	}
+	if (p4d_bad(*p4dp))
+		return NULL;
+	pudp = pud_offset(p4dp, addr);
+	pud = READ_ONCE(*pudp);
+	if (pud_none(pud)) {
+		*empty = pud_addr_end(addr, TASK_SIZE_MAX);
+		return NULL;
+	}
+	if (!pud_present(pud) || pud_leaf(pud) || pud_bad(pud))
+		return NULL;
+	return pmd_offset(pudp, addr);
+}
+
+/*
  * The identity of each page @mm maps in the PMD-sized block at @addr: its
  * pfn, DET_PFN_NONE or DET_PFN_UNKNOWN.  Caller holds @mm's mmap lock.
  * Returns the end of the empty stretch of address space @addr lies in when
@@ -279,32 +325,19 @@ int det_vm_copy(struct det_proc *d, bool put, unsigned long start,
 static unsigned long det_block_pfns(struct mm_struct *mm, unsigned long addr,
 				    unsigned long *pfn)
 {
+	unsigned long empty;
 	pmd_t *pmdp, pmd;
-	pud_t *pudp, pud;
-	p4d_t *p4dp;
-	pgd_t *pgdp;
 	pte_t *pte;
 	int i;
 
 	addr &= PMD_MASK;
 	memset(pfn, 0, PTRS_PER_PTE * sizeof(*pfn));
-	pgdp = pgd_offset(mm, addr);
-	if (pgd_none(*pgdp))
-		return pgd_addr_end(addr, TASK_SIZE_MAX);
-	if (pgd_bad(*pgdp))
+	pmdp = det_find_pmd(mm, addr, &empty);
+	if (!pmdp) {
+		if (empty)
+			return empty;
 		goto unknown;
-	p4dp = p4d_offset(pgdp, addr);
-	if (p4d_none(*p4dp))
-		return p4d_addr_end(addr, TASK_SIZE_MAX);
-	if (p4d_bad(*p4dp))
-		goto unknown;
-	pudp = pud_offset(p4dp, addr);
-	pud = READ_ONCE(*pudp);
-	if (pud_none(pud))
-		return pud_addr_end(addr, TASK_SIZE_MAX);
-	if (!pud_present(pud) || pud_leaf(pud) || pud_bad(pud))
-		goto unknown;
-	pmdp = pmd_offset(pudp, addr);
+	}
 	pmd = pmdp_get_lockless(pmdp);
 	if (pmd_none(pmd))
 		return pmd_addr_end(addr, TASK_SIZE_MAX);
@@ -385,12 +418,8 @@ static int det_todo_add(struct det_merger *m, unsigned long entry)
 static struct page *det_get_page(struct mm_struct *mm, unsigned long addr)
 {
 	struct page *page;
-	long got;
+	long got = det_gup(mm, addr, 1, FOLL_FORCE, &page);
 
-	if (mmap_read_lock_killable(mm))
-		return ERR_PTR(-EINTR);
-	got = get_user_pages_remote(mm, addr, 1, FOLL_FORCE, &page, NULL);
-	mmap_read_unlock(mm);
 	if (got == 1)
 		return page;
 	if (got == -EINTR)
@@ -483,7 +512,7 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 	struct vm_area_struct *vma = NULL;
 	unsigned long a, i, base = addr & PMD_MASK, next = *pnext;
 	unsigned long cempty, rempty;
-	bool any = false, both;
+	bool any = false;
 	int ret;
 
 	mmap_read_lock(m->child);
@@ -502,6 +531,7 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 	for (a = addr; a < next; a += PAGE_SIZE) {
 		i = (a - base) >> PAGE_SHIFT;
 		m->rep.scanned_pages++;
+		/* From here on cp[i] holds the page's DET_M_* class, 0: none. */
 		if (m->cp[i] == m->rp[i] && m->cp[i] != DET_PFN_UNKNOWN) {
 			m->cp[i] = 0;	/* unchanged */
 			continue;
@@ -516,9 +546,9 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 			m->cp[i] = 0;
 			continue;
 		}
-		/* Changed by the child; 2: against zeros (see DET_M_ZERO). */
-		m->cp[i] = m->rp[i] == DET_PFN_NONE && vma_is_anonymous(vma) ?
-			   2 : 1;
+		m->cp[i] = DET_M_CHILD;
+		if (m->rp[i] == DET_PFN_NONE && vma_is_anonymous(vma))
+			m->cp[i] |= DET_M_ZERO;
 		any = true;
 	}
 	mmap_read_unlock(m->child);
@@ -549,8 +579,9 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 		i = (a - base) >> PAGE_SHIFT;
 		if (!m->cp[i])
 			continue;
-		both = m->pp[i] != m->rp[i] || m->pp[i] == DET_PFN_UNKNOWN;
-		if (both) {
+		if (m->pp[i] != m->rp[i] || m->pp[i] == DET_PFN_UNKNOWN) {
+			/* The caller changed it too. */
+			m->cp[i] = DET_M_BOTH;
 			m->rep.compared_pages++;
 			ret = det_merge_bytes(m, a, false);
 			if (ret)
@@ -558,8 +589,7 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 		} else {
 			m->rep.copied_pages++;
 		}
-		ret = det_todo_add(m, a | (both ? DET_M_BOTH : DET_M_CHILD) |
-				   (!both && m->cp[i] == 2 ? DET_M_ZERO : 0));
+		ret = det_todo_add(m, a | m->cp[i]);
 		if (ret)
 			return ret;
 	}
@@ -582,26 +612,16 @@ static int det_install_copy(struct vm_area_struct *vma, unsigned long addr,
 	struct mmu_notifier_range range;
 	struct page *old_page = NULL;
 	pte_t *pte, old, entry;
+	unsigned long empty;
 	pmd_t *pmdp, pmd;
-	pud_t *pudp;
-	p4d_t *p4dp;
-	pgd_t *pgdp;
 	spinlock_t *ptl;
 
 	if ((vma->vm_flags & (VM_SHARED | VM_SPECIAL | VM_HUGETLB)) ||
 	    !(vma->vm_flags & VM_WRITE) || userfaultfd_armed(vma))
 		return -EAGAIN;
-	pgdp = pgd_offset(mm, addr);
-	if (pgd_none(*pgdp) || pgd_bad(*pgdp))
+	pmdp = det_find_pmd(mm, addr, &empty);
+	if (!pmdp)
 		return -EAGAIN;
-	p4dp = p4d_offset(pgdp, addr);
-	if (p4d_none(*p4dp) || p4d_bad(*p4dp))
-		return -EAGAIN;
-	pudp = pud_offset(p4dp, addr);
-	if (pud_none(*pudp) || !pud_present(*pudp) || pud_leaf(*pudp) ||
-	    pud_bad(*pudp))
-		return -EAGAIN;
-	pmdp = pmd_offset(pudp, addr);
 	pmd = pmdp_get_lockless(pmdp);
 	if (pmd_none(pmd) || !pmd_present(pmd) || pmd_leaf(pmd))
 		return -EAGAIN;
@@ -682,15 +702,13 @@ static int det_merge_copy_run(struct det_merger *m, unsigned long addr,
 	int ret = 0;
 
 	BUILD_BUG_ON(DET_GUP_BATCH > 64);
-	if (mmap_read_lock_killable(m->child))
-		return -EINTR;
-	got = get_user_pages_remote(m->child, addr, nr, FOLL_FORCE, pages,
-				    NULL);
-	mmap_read_unlock(m->child);
+	got = det_gup(m->child, addr, nr, FOLL_FORCE, pages);
+	if (got < 0)
+		return got;
 	if (got != nr) {
-		for (i = 0; got > 0 && i < got; i++)
+		for (i = 0; i < got; i++)
 			put_page(pages[i]);
-		return got == -EINTR ? -EINTR : -EFAULT;
+		return -EFAULT;
 	}
 
 	/*

@@ -320,7 +320,6 @@ int det_call(struct det_proc *d, struct det_req *req)
 		spin_unlock(&d->lock);
 		return -ECHILD;
 	}
-	req->ret = -ECHILD;
 	smp_store_release(&d->req, req);
 	spin_unlock(&d->lock);
 	wake_up_all(&d->wq);

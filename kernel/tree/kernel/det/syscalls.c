@@ -286,10 +286,9 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
 		ret = det_snap(d, created);
 		break;
 	case DET_VM_ZERO:
-		ret = det_vm_zero(d, start, size, det_prot(flags));
-		break;
 	case DET_PERM:
-		ret = det_perm(d, start, size, det_prot(flags));
+		ret = det_vm_map(d, op == DET_VM_ZERO, start, size,
+				 det_prot(flags));
 		break;
 	case DET_VM_COPY:
 		ret = det_vm_copy(d, true, start, size, dststart);
