@@ -116,9 +116,14 @@ pub fn run(project: &Project, o: &Options) -> Result<ExitCode> {
         }
     );
     let mut progress = Progress::default();
-    let outcome = qemu::boot_captured(&image, &boot, &cmdline, logs, false, |text| {
-        progress.feed(text)
-    })?;
+    let outcome = qemu::boot_captured(
+        &image,
+        &boot,
+        &cmdline,
+        logs,
+        false,
+        qemu::each_line(|l| progress.line(l)),
+    )?;
     let rows: Vec<Row> = outcome.output.lines().filter_map(parse_bench).collect();
     let done = outcome.output.lines().any(|l| l.trim() == "BENCH-DONE");
     let guest = json!({
@@ -213,43 +218,36 @@ pub fn parse_bench(line: &str) -> Option<Row> {
 /// Shows each measurement as it arrives.
 #[derive(Default)]
 struct Progress {
-    seen: usize,
     total: Option<usize>,
     done: usize,
     started: Option<std::time::Instant>,
 }
 
 impl Progress {
-    fn feed(&mut self, text: &str) {
+    /// One line of det-bench's output.
+    fn line(&mut self, line: &str) {
         let started = *self.started.get_or_insert_with(std::time::Instant::now);
-        let complete = text.rfind('\n').map_or(0, |i| i + 1);
-        if complete <= self.seen {
-            return;
-        }
-        for line in text[self.seen..complete].lines() {
-            if let Some(rest) = line.strip_prefix("BENCH-PLAN ") {
-                self.total = rest
-                    .split(' ')
-                    .find_map(|kv| kv.strip_prefix("total="))
-                    .and_then(|t| t.parse().ok());
-                if rest.contains("det=no") {
-                    eprintln!("note: the image has no deterministic versions: pthread times only");
-                }
-            } else if let Some(row) = parse_bench(line) {
-                self.done += 1;
-                eprintln!(
-                    "[{}/{}] {:>7} {:>8} N={} {} ({:.0}s)",
-                    self.done,
-                    self.total.map_or("?".into(), |t| t.to_string()),
-                    row["demo"],
-                    get(&row, "size"),
-                    get(&row, "cpus"),
-                    summary(&row),
-                    started.elapsed().as_secs_f64()
-                );
+        if let Some(rest) = line.strip_prefix("BENCH-PLAN ") {
+            self.total = rest
+                .split(' ')
+                .find_map(|kv| kv.strip_prefix("total="))
+                .and_then(|t| t.parse().ok());
+            if rest.contains("det=no") {
+                eprintln!("note: the image has no deterministic versions: pthread times only");
             }
+        } else if let Some(row) = parse_bench(line) {
+            self.done += 1;
+            eprintln!(
+                "[{}/{}] {:>7} {:>8} N={} {} ({:.0}s)",
+                self.done,
+                self.total.map_or("?".into(), |t| t.to_string()),
+                row["demo"],
+                get(&row, "size"),
+                get(&row, "cpus"),
+                summary(&row),
+                started.elapsed().as_secs_f64()
+            );
         }
-        self.seen = complete;
     }
 }
 

@@ -68,18 +68,12 @@ pub fn run(project: &Project, o: &Options) -> Result<ExitCode> {
         if o.no_load { "off" } else { "off/on" },
         boot.accel
     );
-    let mut shown = 0;
-    let outcome = qemu::boot_captured(&image, &boot, &cmdline, logs, false, |text| {
-        let complete = text.rfind('\n').map_or(0, |i| i + 1);
-        if complete > shown {
-            for line in text[shown..complete].lines() {
-                if let Some(note) = line.strip_prefix("# ") {
-                    eprintln!("  {note}");
-                }
-            }
-            shown = complete;
+    let notes = qemu::each_line(|line| {
+        if let Some(note) = line.strip_prefix("# ") {
+            eprintln!("  {note}");
         }
-    })?;
+    });
+    let outcome = qemu::boot_captured(&image, &boot, &cmdline, logs, false, notes)?;
     let lines: Vec<&str> = outcome
         .output
         .lines()
