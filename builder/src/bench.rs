@@ -81,7 +81,7 @@ pub fn run(project: &Project, o: &Options) -> Result<ExitCode> {
                     .unwrap_or_default()
             })
             .collect();
-        write_outputs(project, &out, &rows, json["guest"].clone())?;
+        write_outputs(project, &out, &rows, None)?;
         return Ok(ExitCode::SUCCESS);
     }
     let plan = plan(o)?;
@@ -116,9 +116,14 @@ pub fn run(project: &Project, o: &Options) -> Result<ExitCode> {
         }
     );
     let mut progress = Progress::default();
-    let outcome = qemu::boot_captured(&image, &boot, &cmdline, logs, false, |text| {
-        progress.feed(text)
-    })?;
+    let outcome = qemu::boot_captured(
+        &image,
+        &boot,
+        &cmdline,
+        logs,
+        false,
+        qemu::each_line(|l| progress.line(l)),
+    )?;
     let rows: Vec<Row> = outcome.output.lines().filter_map(parse_bench).collect();
     let done = outcome.output.lines().any(|l| l.trim() == "BENCH-DONE");
     let guest = json!({
@@ -131,7 +136,7 @@ pub fn run(project: &Project, o: &Options) -> Result<ExitCode> {
         "plan": plan,
     });
     if !rows.is_empty() {
-        write_outputs(project, &out, &rows, guest)?;
+        write_outputs(project, &out, &rows, Some(guest))?;
     }
     let c = &outcome.classification;
     if !done || !matches!(c.verdict, Verdict::Passed | Verdict::Failed) {
@@ -146,8 +151,8 @@ pub fn run(project: &Project, o: &Options) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A results.json value as the text det-bench printed: integers without
-/// a fraction (older files stored every number as a float).
+/// A results.json value as text, as det-bench would print it: a whole
+/// number without a fraction (`0.0` was stored for det-bench's `0.0`).
 fn json_text(v: &Value) -> String {
     match (v.as_str(), v.as_f64()) {
         (Some(s), _) => s.to_string(),
@@ -213,43 +218,36 @@ pub fn parse_bench(line: &str) -> Option<Row> {
 /// Shows each measurement as it arrives.
 #[derive(Default)]
 struct Progress {
-    seen: usize,
     total: Option<usize>,
     done: usize,
     started: Option<std::time::Instant>,
 }
 
 impl Progress {
-    fn feed(&mut self, text: &str) {
+    /// One line of det-bench's output.
+    fn line(&mut self, line: &str) {
         let started = *self.started.get_or_insert_with(std::time::Instant::now);
-        let complete = text.rfind('\n').map_or(0, |i| i + 1);
-        if complete <= self.seen {
-            return;
-        }
-        for line in text[self.seen..complete].lines() {
-            if let Some(rest) = line.strip_prefix("BENCH-PLAN ") {
-                self.total = rest
-                    .split(' ')
-                    .find_map(|kv| kv.strip_prefix("total="))
-                    .and_then(|t| t.parse().ok());
-                if rest.contains("det=no") {
-                    eprintln!("note: the image has no deterministic versions: pthread times only");
-                }
-            } else if let Some(row) = parse_bench(line) {
-                self.done += 1;
-                eprintln!(
-                    "[{}/{}] {:>7} {:>8} N={} {} ({:.0}s)",
-                    self.done,
-                    self.total.map_or("?".into(), |t| t.to_string()),
-                    row["demo"],
-                    get(&row, "size"),
-                    get(&row, "cpus"),
-                    summary(&row),
-                    started.elapsed().as_secs_f64()
-                );
+        if let Some(rest) = line.strip_prefix("BENCH-PLAN ") {
+            self.total = rest
+                .split(' ')
+                .find_map(|kv| kv.strip_prefix("total="))
+                .and_then(|t| t.parse().ok());
+            if rest.contains("det=no") {
+                eprintln!("note: the image has no deterministic versions: pthread times only");
             }
+        } else if let Some(row) = parse_bench(line) {
+            self.done += 1;
+            eprintln!(
+                "[{}/{}] {:>7} {:>8} N={} {} ({:.0}s)",
+                self.done,
+                self.total.map_or("?".into(), |t| t.to_string()),
+                row["demo"],
+                get(&row, "size"),
+                get(&row, "cpus"),
+                summary(&row),
+                started.elapsed().as_secs_f64()
+            );
         }
-        self.seen = complete;
     }
 }
 
@@ -548,21 +546,24 @@ fn charts(rows: &[Row]) -> Vec<(String, Chart)> {
     out
 }
 
-fn write_outputs(project: &Project, dir: &Path, rows: &[Row], guest: Value) -> Result<()> {
+/// Writes the files derived from `rows`; with `guest` (a fresh
+/// measurement, not `--replot`) also `results.json`, their record.
+fn write_outputs(project: &Project, dir: &Path, rows: &[Row], guest: Option<Value>) -> Result<()> {
     fs::create_dir_all(dir)?;
     let rows = with_thesis(rows);
+    let mut written = Vec::new();
+    if let Some(guest) = guest {
+        let json = json!({ "guest": guest, "results": json_rows(&rows) });
+        write_atomic(
+            &dir.join("results.json"),
+            (serde_json::to_string_pretty(&json)? + "\n").as_bytes(),
+        )?;
+        written.push("results.json".to_string());
+    }
     write_atomic(&dir.join("results.csv"), csv(&rows).as_bytes())?;
-    let json = json!({ "guest": guest, "results": json_rows(&rows) });
-    write_atomic(
-        &dir.join("results.json"),
-        (serde_json::to_string_pretty(&json)? + "\n").as_bytes(),
-    )?;
     let table = table(&rows);
     write_atomic(&dir.join("table.txt"), table.as_bytes())?;
-    let mut written = vec!["results.csv", "results.json", "table.txt"]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>();
+    written.extend(["results.csv".to_string(), "table.txt".to_string()]);
     for (demo, chart) in charts(&rows) {
         let svg = format!("overhead-{demo}.svg");
         let png = format!("overhead-{demo}.png");

@@ -32,6 +32,9 @@ pub struct Image {
     pub uki: PathBuf,
     pub kernel: Kernel,
     pub disk: Disk,
+    /// The `libdeterm.a` built with the image's programs (outside the
+    /// image: the release's SDK ships it).
+    pub libdeterm: PathBuf,
 }
 
 pub fn build(project: &Project, profile: &Profile) -> Result<Image> {
@@ -112,6 +115,7 @@ pub fn build(project: &Project, profile: &Profile) -> Result<Image> {
         dir: dir.clone(),
         kernel,
         disk,
+        libdeterm: userland.libdeterm,
     };
     let current = fs::read_to_string(dir.join("manifest.json")).unwrap_or_default();
     let complete = [

@@ -75,7 +75,8 @@ enum Verb {
     Bench(BenchArgs),
     /// Run each demo K times per CPU count, with and without background
     /// load, in a guest; print the number of distinct result hashes per
-    /// demo and version. Fails if a deterministic demo gives more than one.
+    /// demo and version. Fails if a deterministic demo (or a race-free
+    /// pthread one) gives more than one, a run fails, or the guest crashes.
     Check(CheckArgs),
     /// Boot the test profile and run the memory-operation microbenchmark
     /// (merge per dirty MiB vs memcpy, merge of clean ranges, snapshot vs

@@ -432,6 +432,19 @@ fn streamer() -> impl FnMut(&str) {
     }
 }
 
+/// A `watch` for [`boot_captured`] that calls `f` once for each complete
+/// line of program output, as it arrives.
+pub fn each_line(mut f: impl FnMut(&str)) -> impl FnMut(&str) {
+    let mut seen = 0;
+    move |text: &str| {
+        let complete = text.rfind('\n').map_or(0, |i| i + 1);
+        if complete > seen {
+            text[seen..complete].lines().for_each(&mut f);
+            seen = complete;
+        }
+    }
+}
+
 /// The exit code a harness-level problem maps to.
 fn problem_code(v: Verdict) -> ExitCode {
     match v {
@@ -647,6 +660,19 @@ fn probe_kvm(project: &Project, image: &Image) -> Accel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_line_sees_every_complete_line_once() {
+        let mut seen = Vec::new();
+        {
+            let mut watch = each_line(|l| seen.push(l.to_string()));
+            watch("a\nb");
+            watch("a\nb");
+            watch("a\nbc\nd\n");
+            watch("a\nbc\nd\n");
+        }
+        assert_eq!(seen, ["a", "bc", "d"]);
+    }
 
     #[test]
     fn missing_ovmf_is_a_clear_error_and_nothing_is_written() {

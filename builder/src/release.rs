@@ -69,25 +69,17 @@ pub fn build(project: &Project) -> Result<PathBuf> {
         member("detlinux.efi", &image.uki, 0o644),
         member("disk.img", &image.disk_image, 0o644),
     ];
-    let det = userland::build_det(project)?;
-    let sdk_wanted = [
-        ("sdk/lib/libdeterm.a", det.staticlib),
-        (
+    // The SDK: the libdeterm.a built with the image, and its header.
+    let sdk = [
+        member(
             "sdk/include/determ.h",
-            project.root.join(userland::DETERM_H),
+            &project.root.join(userland::DETERM_H),
+            0o644,
         ),
+        member("sdk/lib/libdeterm.a", &image.libdeterm, 0o644),
     ];
-    let mut sdk_missing = Vec::new();
-    let mut sdk_present = Vec::new();
-    for (dest, p) in sdk_wanted {
-        let src = p.display().to_string();
-        if p.is_file() {
-            members.push(member(dest, &p, 0o644));
-            sdk_present.push(dest);
-        } else {
-            sdk_missing.push(json!({"file": dest, "expected_from": src}));
-        }
-    }
+    let sdk_files: Vec<String> = sdk.iter().map(|m| m.name.clone()).collect();
+    members.extend(sdk);
     members.sort_by(|a, b| a.name.cmp(&b.name));
 
     let staging = project
@@ -122,8 +114,7 @@ pub fn build(project: &Project) -> Result<PathBuf> {
             }],
             "tarball_members": member_rows,
             "sdk": {
-                "present": sdk_present,
-                "missing": sdk_missing,
+                "files": sdk_files,
                 "note": "libdeterm.a and determ.h: see docs/libdeterm.md",
             },
             "disk": image_manifest["disk"],

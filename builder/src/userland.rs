@@ -45,6 +45,8 @@ pub struct Program {
 
 pub struct Userland {
     pub programs: Vec<Program>,
+    /// `libdeterm.a`, for the release's SDK (see [`Det::staticlib`]).
+    pub libdeterm: PathBuf,
 }
 
 /// Which cargo packages go into the image, and where.
@@ -62,11 +64,13 @@ fn destination(package: &str, bin: &str, profile: &Profile) -> Option<String> {
 
 pub fn build(project: &Project, profile: &Profile, kernel: &Kernel) -> Result<Userland> {
     let mut programs = build_rust(project, profile)?;
-    let det = build_det(project)?;
+    let Det {
+        programs: det_programs,
+        staticlib: libdeterm,
+    } = build_det(project)?;
     // The deterministic demos go into every image, the test programs only
     // where tests do.
-    let (det_tests, det_demos): (Vec<Program>, Vec<Program>) = det
-        .programs
+    let (det_tests, det_demos): (Vec<Program>, Vec<Program>) = det_programs
         .into_iter()
         .partition(|p| p.dest.starts_with(DET_DIR));
     programs.extend(det_demos);
@@ -75,7 +79,10 @@ pub fn build(project: &Project, profile: &Profile, kernel: &Kernel) -> Result<Us
         programs.extend(det_tests);
     }
     programs.sort_by(|a, b| a.dest.cmp(&b.dest));
-    Ok(Userland { programs })
+    Ok(Userland {
+        programs,
+        libdeterm,
+    })
 }
 
 /// rustc flags of every guest build: static, at a fixed address, with
