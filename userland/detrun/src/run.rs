@@ -37,8 +37,8 @@ pub fn run(o: &Options) -> Result<u8, String> {
     } else {
         o.env.clone()
     };
-    // The root is created as a copy of this process: no rseq, no THP
-    // (see prepare.rs).
+    // The root is created as a copy of this process: no THP (see
+    // prepare.rs).
     crate::prepare::prepare().map_err(|e| format!("preparing to be a master: {e}"))?;
     sys::become_master().map_err(|e| format!("cannot become a master: {e}"))?;
     let spec = Spec {
