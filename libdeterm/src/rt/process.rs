@@ -237,14 +237,17 @@ pub fn next_id() -> u64 {
 
 /// Before child `id` starts: raises the file system's epoch and keeps the
 /// file system as it is now in a never-started child (`id | REF_BIT`), the
-/// reference of the child's join.
+/// reference of the child's join. Creating a child already gives it a
+/// copy-on-write image of this process, so the `dput` needs no operation:
+/// `DET_SNAP` would add a merge reference of the whole address space that
+/// nothing ever merges against.
 fn keep_files_reference(id: u64) -> Result<(), Error> {
     fs_mut()
         .prepare_fork()
         .map_err(|error| Error::Fs { child: id, error })?;
     sys_err(
         "creating the file-system reference",
-        sys::dput_plain(id | REF_BIT, sys::DET_SNAP, 0, 0),
+        sys::dput_plain(id | REF_BIT, 0, 0, 0),
     )
     .map(|_| ())
 }
