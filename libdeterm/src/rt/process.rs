@@ -26,7 +26,7 @@ use core::mem::{ManuallyDrop, MaybeUninit};
 
 use super::{boot, fs_mut, io, state, ChildSlot, State, MAX_CHILDREN};
 use crate::elf::{self, Symbol};
-use crate::exec::{self, ExecError, Spec, Staged};
+use crate::exec::{self, ExecError, Spec};
 use crate::fs::{self, Fs, FsError};
 use crate::heap::Heap;
 use crate::layout::*;
@@ -629,30 +629,18 @@ fn join_fs(id: u64) -> Result<(), Error> {
 /// Takes back the heap the child did not use.
 fn reclaim(id: u64, region: (u64, u64)) -> Result<(), Error> {
     let at = PRIV_BASE + STATE_OFFSET + core::mem::offset_of!(State, heap) as u64;
-    let mut buf = Staged::new(at, core::mem::size_of::<Heap>());
-    sys_err(
-        "reading the child's heap",
-        sys::copy_from(id, at, buf.bytes_mut()),
-    )?;
     // SAFETY: the bytes are the child's `Heap`, plain data of this type.
-    let child: Heap = unsafe { core::ptr::read_unaligned(buf.bytes().as_ptr() as *const Heap) };
+    let child = unsafe { exec::read_from::<Heap>(id, at) };
+    let child = sys_err("reading the child's heap", child)?;
     state().heap.reclaim(region, &child);
     Ok(())
 }
 
 /// The fault report a failed child left, if any.
 fn child_report(id: u64) -> String {
-    let mut buf = Staged::new(PRIV_BASE + REPORT_OFFSET, core::mem::size_of::<Report>());
-    if sys::copy_from(id, PRIV_BASE + REPORT_OFFSET, buf.bytes_mut()).is_err() {
-        return String::new();
-    }
-    // SAFETY: plain data of type Report (any bytes are valid).
-    let r: Report = unsafe { core::ptr::read_unaligned(buf.bytes().as_ptr() as *const Report) };
-    if r.valid() {
-        String::from(r.text())
-    } else {
-        String::new()
-    }
+    exec::report_of(id)
+        .map(|r| String::from(r.text()))
+        .unwrap_or_default()
 }
 
 /// Joins the child with ID `id` (for the C interface).
