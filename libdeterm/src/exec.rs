@@ -284,10 +284,19 @@ pub fn report_of(child: u64) -> Option<Report> {
 /// one in use. The rest of `buf` keeps what it held: nothing reachable
 /// points there. Returns the bytes copied.
 pub fn copy_fs_from(child: u64, buf: &mut [u8]) -> Result<usize, ExecError> {
+    sys(
+        "copying a file system",
+        sys::copy_from(child, FS_BASE, &mut buf[..PAGE as usize]),
+    )?;
+    copy_fs_rest(child, buf)
+}
+
+/// [`copy_fs_from`] once `buf` already holds the child's superblock (its
+/// first page).
+pub fn copy_fs_rest(child: u64, buf: &mut [u8]) -> Result<usize, ExecError> {
     let page = PAGE as usize;
     let step = "copying a file system";
     let corrupt = |_| ExecError::Sys(step, Errno::EIO);
-    sys(step, sys::copy_from(child, FS_BASE, &mut buf[..page]))?;
     let meta = crate::fs::Fs::open(&*buf)
         .map_err(corrupt)?
         .metadata_blocks() as usize

@@ -590,10 +590,6 @@ fn merge(id: u64, gap: (u64, u64)) -> Result<(), Error> {
     Ok(())
 }
 
-fn copy_fs(id: u64, buf: &mut [u8]) -> Result<(), Error> {
-    exec::copy_fs_from(id, buf).map(|_| ()).map_err(Error::Exec)
-}
-
 /// Reconciles the child's file system with ours.
 fn join_fs(id: u64) -> Result<(), Error> {
     let len = state().fs_len as usize;
@@ -616,8 +612,8 @@ fn join_fs(id: u64) -> Result<(), Error> {
     if untouched {
         return Ok(());
     }
-    copy_fs(id, cbuf)?;
-    copy_fs(id | REF_BIT, rbuf)?;
+    exec::copy_fs_rest(id, cbuf).map_err(Error::Exec)?;
+    exec::copy_fs_from(id | REF_BIT, rbuf).map_err(Error::Exec)?;
     let fs_err = |error| Error::Fs { child: id, error };
     let child = Fs::open(&*cbuf).map_err(fs_err)?;
     let reference = Fs::open(&*rbuf).map_err(fs_err)?;
