@@ -188,7 +188,7 @@ fn finish(o: &Options, st: &DetStatus, symbols: &[Symbol], fs_len: usize) -> Res
     let boot = exec::boot_of(ROOT).map_err(|e| format!("reading the program's state: {e}"))?;
     let mut arena = Staged::new(FS_BASE, fs_len);
     let root_fs = match exec::copy_fs_from(ROOT, arena.bytes_mut()) {
-        Ok(_) => Fs::open(arena.bytes().to_vec()).map_err(|e| e.to_string()),
+        Ok(_) => Fs::open(arena.bytes()).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     if let Ok(f) = &root_fs {
