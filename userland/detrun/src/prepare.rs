@@ -6,11 +6,14 @@
 //!
 //! **Transparent huge pages.** With THP on (`always`, the kernel default),
 //! a child's first write to a fresh 2 MiB stretch of its heap or stack
-//! faults in a whole huge page, and the join then finds 512 changed pages
-//! and copies them all. `PR_SET_THP_DISABLE` is inherited by every process
-//! created from this one; measured on `forkjoin` in the TCG test guest:
-//! 7,681 pages copied by the root's joins with THP, 46 without, and the
-//! run 3.4 times faster.
+//! faults in a whole zeroed huge page. The merge no longer copies its
+//! untouched subpages (the kernel takes an all-zero page over
+//! never-populated memory as unchanged), so this is about speed, not
+//! correctness: measured in one boot of the TCG test guest, `forkjoin`
+//! took 450–460 ms with THP and 140–190 ms without (16 pages copied by
+//! the root's joins either way), `detsum` 350–370 ms against 110–160 ms.
+//! `PR_SET_THP_DISABLE` is inherited by every process created from this
+//! one.
 
 use determ::sys;
 
