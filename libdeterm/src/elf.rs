@@ -179,9 +179,9 @@ pub struct Symbol {
     pub size: u64,
 }
 
-/// The function and object symbols of `b`'s `.symtab`, sorted by address
-/// (empty if the file is stripped).
-pub fn symbols(b: &[u8]) -> Result<Vec<Symbol>, ElfError> {
+/// Each `SHT_SYMTAB` section of `b`: its entries (24 bytes each, the null
+/// symbol first) and its string table.
+fn symtabs(b: &[u8]) -> Result<Vec<(&[u8], &[u8])>, ElfError> {
     let h = slice(b, 0, 64)?;
     let shoff = u64_at(h, 40);
     let shentsize = u16_at(h, 58) as u64;
@@ -194,18 +194,32 @@ pub fn symbols(b: &[u8]) -> Result<Vec<Symbol>, ElfError> {
     }
     let sh = slice(b, shoff, shentsize * shnum)?;
     let mut out = Vec::new();
-    for i in 0..shnum as usize {
-        let s = &sh[i * 64..(i + 1) * 64];
+    for s in sh.chunks_exact(64) {
         if u32_at(s, 4) != 2 {
             continue; // SHT_SYMTAB only
         }
         let link = u32_at(s, 40) as usize;
-        if link >= shnum as usize {
-            return Err(bad("symbol table links to no string table"));
-        }
-        let strs = &sh[link * 64..(link + 1) * 64];
+        let strs = sh
+            .get(link * 64..(link + 1) * 64)
+            .ok_or(bad("symbol table links to no string table"))?;
         let strtab = slice(b, u64_at(strs, 24), u64_at(strs, 32))?;
-        let table = slice(b, u64_at(s, 24), u64_at(s, 32))?;
+        out.push((slice(b, u64_at(s, 24), u64_at(s, 32))?, strtab));
+    }
+    Ok(out)
+}
+
+/// The NUL-terminated name at `off` in `strtab` (empty if out of range).
+fn name_at(strtab: &[u8], off: u32) -> String {
+    let rest = strtab.get(off as usize..).unwrap_or(&[]);
+    let len = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
+    String::from_utf8_lossy(&rest[..len]).into_owned()
+}
+
+/// The function and object symbols of `b`'s `.symtab`, sorted by address
+/// (empty if the file is stripped).
+pub fn symbols(b: &[u8]) -> Result<Vec<Symbol>, ElfError> {
+    let mut out = Vec::new();
+    for (table, strtab) in symtabs(b)? {
         for sym in table.chunks_exact(24) {
             let kind = sym[4] & 0xf;
             let shndx = u16_at(sym, 6);
@@ -213,14 +227,8 @@ pub fn symbols(b: &[u8]) -> Result<Vec<Symbol>, ElfError> {
             if !(kind == 1 || kind == 2) || shndx == 0 {
                 continue;
             }
-            let name_off = u32_at(sym, 0) as usize;
-            let Some(rest) = strtab.get(name_off..) else {
-                continue;
-            };
-            let len = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
-            let name = String::from_utf8_lossy(&rest[..len]).into_owned();
             out.push(Symbol {
-                name,
+                name: name_at(strtab, u32_at(sym, 0)),
                 addr: u64_at(sym, 8),
                 size: u64_at(sym, 16),
             });
@@ -233,32 +241,17 @@ pub fn symbols(b: &[u8]) -> Result<Vec<Symbol>, ElfError> {
 /// Names of the undefined symbols in `b`'s `.symtab` (what `nm -u`
 /// prints): a deterministic program must have none.
 pub fn undefined(b: &[u8]) -> Result<Vec<String>, ElfError> {
-    let h = slice(b, 0, 64)?;
-    let shoff = u64_at(h, 40);
-    let shnum = u16_at(h, 60) as u64;
-    let sh = slice(b, shoff, 64 * shnum)?;
     let mut out = Vec::new();
-    for i in 0..shnum as usize {
-        let s = &sh[i * 64..(i + 1) * 64];
-        if u32_at(s, 4) != 2 {
-            continue;
-        }
-        let link = u32_at(s, 40) as usize;
-        let strs = sh
-            .get(link * 64..(link + 1) * 64)
-            .ok_or(bad("bad string table link"))?;
-        let strtab = slice(b, u64_at(strs, 24), u64_at(strs, 32))?;
-        let table = slice(b, u64_at(s, 24), u64_at(s, 32))?;
+    for (table, strtab) in symtabs(b)? {
         // Entry 0 is the null symbol; weak undefined symbols (binding 2)
         // resolve to 0 and are not missing.
         for sym in table.chunks_exact(24).skip(1) {
             if u16_at(sym, 6) != 0 || sym[4] >> 4 == 2 {
                 continue;
             }
-            let rest = strtab.get(u32_at(sym, 0) as usize..).unwrap_or(&[]);
-            let len = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
-            if len > 0 {
-                out.push(String::from_utf8_lossy(&rest[..len]).into_owned());
+            let name = name_at(strtab, u32_at(sym, 0));
+            if !name.is_empty() {
+                out.push(name);
             }
         }
     }
@@ -470,6 +463,20 @@ mod tests {
             let _ = parse(&f);
             let _ = symbols(&f);
         }
+    }
+
+    /// The host test binary itself: a real (dynamic) ELF with a symbol
+    /// table, so it has defined functions and undefined libc ones.
+    #[test]
+    fn reads_the_symbols_of_a_real_executable() {
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let syms = symbols(&me).unwrap();
+        assert!(syms
+            .iter()
+            .any(|s| s.name.contains("reads_the_symbols_of_a_real_executable")));
+        let undef = undefined(&me).unwrap();
+        assert!(undef.iter().any(|n| n.starts_with("malloc")), "{undef:?}");
+        assert!(!undef.iter().any(|n| n.contains("reads_the_symbols")));
     }
 
     #[test]

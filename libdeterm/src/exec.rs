@@ -215,21 +215,10 @@ pub fn load<A: AsRef<[u8]>, E: AsRef<[u8]>>(
         stderr_shown: spec.stderr_shown,
         heap_size,
     };
-    let mut raw = [0u8; core::mem::size_of::<Boot>()];
-    for (i, w) in [
-        boot.magic,
-        boot.flags,
-        boot.fs_blocks,
-        boot.stdout_shown,
-        boot.stderr_shown,
-        boot.heap_size,
-    ]
-    .iter()
-    .enumerate()
-    {
-        raw[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
-    }
-    sys("writing the boot record", put_bytes(child, &raw, PRIV_BASE))?;
+    sys(
+        "writing the boot record",
+        put_bytes(child, boot.as_bytes(), PRIV_BASE),
+    )?;
     let aux = AuxInfo {
         phdr: img.phdr,
         phnum: img.phnum,
@@ -263,16 +252,51 @@ pub fn load<A: AsRef<[u8]>, E: AsRef<[u8]>>(
     Ok(img)
 }
 
+/// Reads the `T` a stopped (or exited) child holds at `addr`.
+///
+/// # Safety
+/// Every bit pattern must be a valid `T` (plain data: [`Boot`], [`Report`],
+/// the allocator's state).
+pub unsafe fn read_from<T: Copy>(child: u64, addr: u64) -> Result<T, Errno> {
+    let mut buf = Staged::new(addr, core::mem::size_of::<T>());
+    sys::copy_from(child, addr, buf.bytes_mut())?;
+    // SAFETY: `buf` holds size_of::<T>() bytes, any of which make a `T`
+    // (the caller's contract); the read does not assume alignment.
+    Ok(unsafe { core::ptr::read_unaligned(buf.bytes().as_ptr() as *const T) })
+}
+
+/// The boot record of a stopped (or exited) child.
+pub fn boot_of(child: u64) -> Result<Boot, Errno> {
+    // SAFETY: `Boot` is plain data: any bytes make one.
+    unsafe { read_from(child, PRIV_BASE) }
+}
+
+/// The fault report a stopped child left, if it left one.
+pub fn report_of(child: u64) -> Option<Report> {
+    // SAFETY: `Report` is plain data: any bytes make one.
+    let r: Report = unsafe { read_from(child, PRIV_BASE + REPORT_OFFSET) }.ok()?;
+    r.valid().then_some(r)
+}
+
 /// Copies the file system at the child's [`FS_BASE`] into `buf` (whose
 /// address must be congruent with it modulo the page size): the
 /// superblock, the rest of the metadata, then the blocks up to the highest
 /// one in use. The rest of `buf` keeps what it held: nothing reachable
 /// points there. Returns the bytes copied.
 pub fn copy_fs_from(child: u64, buf: &mut [u8]) -> Result<usize, ExecError> {
+    sys(
+        "copying a file system",
+        sys::copy_from(child, FS_BASE, &mut buf[..PAGE as usize]),
+    )?;
+    copy_fs_rest(child, buf)
+}
+
+/// [`copy_fs_from`] once `buf` already holds the child's superblock (its
+/// first page).
+pub fn copy_fs_rest(child: u64, buf: &mut [u8]) -> Result<usize, ExecError> {
     let page = PAGE as usize;
     let step = "copying a file system";
     let corrupt = |_| ExecError::Sys(step, Errno::EIO);
-    sys(step, sys::copy_from(child, FS_BASE, &mut buf[..page]))?;
     let meta = crate::fs::Fs::open(&*buf)
         .map_err(corrupt)?
         .metadata_blocks() as usize

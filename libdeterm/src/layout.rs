@@ -77,6 +77,20 @@ pub struct Boot {
     pub heap_size: u64,
 }
 
+impl Boot {
+    /// The record's bytes, as the loader copies them into a child.
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: `Boot` is `repr(C)` with only `u64` fields, so it has no
+        // padding (checked below) and every byte is initialised.
+        unsafe {
+            core::slice::from_raw_parts(
+                self as *const Boot as *const u8,
+                core::mem::size_of::<Boot>(),
+            )
+        }
+    }
+}
+
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"DETBOOT1");
 /// The process is the root under a master: it shows its output by a
 /// trapped `write` (otherwise its output is joined by its parent).
@@ -125,6 +139,7 @@ impl Report {
 /// `symbol(addr, buf, len)`: name `addr` from the program's symbol table.
 pub const SYS_SYMBOL: u64 = 0x0de7_0001;
 
+const _: () = assert!(core::mem::size_of::<Boot>() == 6 * 8);
 const _: () = assert!(core::mem::size_of::<Report>() == 32 + REPORT_MSG);
 const _: () = assert!(REPORT_OFFSET + core::mem::size_of::<Report>() as u64 <= STATE_OFFSET);
 const _: () = assert!(stack_range(MAX_DEPTH - 1).0 > FS_CHILD_BASE + FS_MAX);

@@ -26,7 +26,7 @@ use core::mem::{ManuallyDrop, MaybeUninit};
 
 use super::{boot, fs_mut, io, state, ChildSlot, State, MAX_CHILDREN};
 use crate::elf::{self, Symbol};
-use crate::exec::{self, ExecError, Spec, Staged};
+use crate::exec::{self, ExecError, Spec};
 use crate::fs::{self, Fs, FsError};
 use crate::heap::Heap;
 use crate::layout::*;
@@ -237,14 +237,17 @@ pub fn next_id() -> u64 {
 
 /// Before child `id` starts: raises the file system's epoch and keeps the
 /// file system as it is now in a never-started child (`id | REF_BIT`), the
-/// reference of the child's join.
+/// reference of the child's join. Creating a child already gives it a
+/// copy-on-write image of this process, so the `dput` needs no operation:
+/// `DET_SNAP` would add a merge reference of the whole address space that
+/// nothing ever merges against.
 fn keep_files_reference(id: u64) -> Result<(), Error> {
     fs_mut()
         .prepare_fork()
         .map_err(|error| Error::Fs { child: id, error })?;
     sys_err(
         "creating the file-system reference",
-        sys::dput_plain(id | REF_BIT, sys::DET_SNAP, 0, 0),
+        sys::dput_plain(id | REF_BIT, 0, 0, 0),
     )
     .map(|_| ())
 }
@@ -587,10 +590,6 @@ fn merge(id: u64, gap: (u64, u64)) -> Result<(), Error> {
     Ok(())
 }
 
-fn copy_fs(id: u64, buf: &mut [u8]) -> Result<(), Error> {
-    exec::copy_fs_from(id, buf).map(|_| ()).map_err(Error::Exec)
-}
-
 /// Reconciles the child's file system with ours.
 fn join_fs(id: u64) -> Result<(), Error> {
     let len = state().fs_len as usize;
@@ -613,8 +612,8 @@ fn join_fs(id: u64) -> Result<(), Error> {
     if untouched {
         return Ok(());
     }
-    copy_fs(id, cbuf)?;
-    copy_fs(id | REF_BIT, rbuf)?;
+    exec::copy_fs_rest(id, cbuf).map_err(Error::Exec)?;
+    exec::copy_fs_from(id | REF_BIT, rbuf).map_err(Error::Exec)?;
     let fs_err = |error| Error::Fs { child: id, error };
     let child = Fs::open(&*cbuf).map_err(fs_err)?;
     let reference = Fs::open(&*rbuf).map_err(fs_err)?;
@@ -626,30 +625,18 @@ fn join_fs(id: u64) -> Result<(), Error> {
 /// Takes back the heap the child did not use.
 fn reclaim(id: u64, region: (u64, u64)) -> Result<(), Error> {
     let at = PRIV_BASE + STATE_OFFSET + core::mem::offset_of!(State, heap) as u64;
-    let mut buf = Staged::new(at, core::mem::size_of::<Heap>());
-    sys_err(
-        "reading the child's heap",
-        sys::copy_from(id, at, buf.bytes_mut()),
-    )?;
     // SAFETY: the bytes are the child's `Heap`, plain data of this type.
-    let child: Heap = unsafe { core::ptr::read_unaligned(buf.bytes().as_ptr() as *const Heap) };
+    let child = unsafe { exec::read_from::<Heap>(id, at) };
+    let child = sys_err("reading the child's heap", child)?;
     state().heap.reclaim(region, &child);
     Ok(())
 }
 
 /// The fault report a failed child left, if any.
 fn child_report(id: u64) -> String {
-    let mut buf = Staged::new(PRIV_BASE + REPORT_OFFSET, core::mem::size_of::<Report>());
-    if sys::copy_from(id, PRIV_BASE + REPORT_OFFSET, buf.bytes_mut()).is_err() {
-        return String::new();
-    }
-    // SAFETY: plain data of type Report (any bytes are valid).
-    let r: Report = unsafe { core::ptr::read_unaligned(buf.bytes().as_ptr() as *const Report) };
-    if r.valid() {
-        String::from(r.text())
-    } else {
-        String::new()
-    }
+    exec::report_of(id)
+        .map(|r| String::from(r.text()))
+        .unwrap_or_default()
 }
 
 /// Joins the child with ID `id` (for the C interface).

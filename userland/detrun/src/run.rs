@@ -37,8 +37,8 @@ pub fn run(o: &Options) -> Result<u8, String> {
     } else {
         o.env.clone()
     };
-    // The root is created as a copy of this process: no rseq, no THP
-    // (see prepare.rs).
+    // The root is created as a copy of this process: no THP (see
+    // prepare.rs).
     crate::prepare::prepare().map_err(|e| format!("preparing to be a master: {e}"))?;
     sys::become_master().map_err(|e| format!("cannot become a master: {e}"))?;
     let spec = Spec {
@@ -160,17 +160,6 @@ impl Host for Terminal<'_> {
     }
 }
 
-/// Reads `len` bytes of the (stopped or exited) root at `addr`.
-fn peek(addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
-    let mut buf = Staged::new(addr, len);
-    sys::copy_from(ROOT, addr, buf.bytes_mut())?;
-    Ok(buf.bytes().to_vec())
-}
-
-fn u64_at(b: &[u8], o: usize) -> u64 {
-    u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]))
-}
-
 fn name(symbols: &[Symbol], addr: u64) -> String {
     match elf::describe(symbols, addr) {
         Some(s) => format!("{addr:#x} ({s})"),
@@ -196,17 +185,17 @@ fn signame(n: i32) -> &'static str {
 /// file system, reports a fault. Returns detrun's exit status.
 fn finish(o: &Options, st: &DetStatus, symbols: &[Symbol], fs_len: usize) -> Result<u8, String> {
     // The root's file system and boot record stay readable after exit.
-    let boot = peek(PRIV_BASE, 40).map_err(|e| format!("reading the program's state: {e}"))?;
+    let boot = exec::boot_of(ROOT).map_err(|e| format!("reading the program's state: {e}"))?;
     let mut arena = Staged::new(FS_BASE, fs_len);
     let root_fs = match exec::copy_fs_from(ROOT, arena.bytes_mut()) {
-        Ok(_) => Fs::open(arena.bytes().to_vec()).map_err(|e| e.to_string()),
+        Ok(_) => Fs::open(arena.bytes()).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     if let Ok(f) = &root_fs {
         // Output the root had not shown (it faulted before a flush).
         for (ino, shown, fd) in [
-            (STDOUT_INO, u64_at(&boot, 24), 1),
-            (STDERR_INO, u64_at(&boot, 32), 2),
+            (STDOUT_INO, boot.stdout_shown, 1),
+            (STDERR_INO, boot.stderr_shown, 2),
         ] {
             if let Ok(all) = f.read_all_ino(ino) {
                 if (shown as usize) < all.len() {
@@ -235,7 +224,6 @@ fn finish(o: &Options, st: &DetStatus, symbols: &[Symbol], fs_len: usize) -> Res
             Ok((st.exit_code & 0xff) as u8)
         }
         sys::DET_S_EXCEPT => {
-            let report = peek(PRIV_BASE + REPORT_OFFSET, 32 + REPORT_MSG).unwrap_or_default();
             let mut msg = format!(
                 "{} (child {ROOT}, the root) stopped: {} {} (code {}) at address {}, ip {}",
                 o.program,
@@ -245,19 +233,15 @@ fn finish(o: &Options, st: &DetStatus, symbols: &[Symbol], fs_len: usize) -> Res
                 name(symbols, st.addr),
                 name(symbols, st.ip)
             );
-            if report.len() >= 32 && u64_at(&report, 0) == REPORT_MAGIC {
-                let len = (u32::from_le_bytes(report[12..16].try_into().unwrap()) as usize)
-                    .min(REPORT_MSG);
-                let text = String::from_utf8_lossy(&report[32..32 + len]).into_owned();
-                let kind = u32::from_le_bytes(report[8..12].try_into().unwrap());
-                let (child, addr) = (u64_at(&report, 16), u64_at(&report, 24));
-                if kind == REPORT_CONFLICT && addr != 0 {
+            if let Some(r) = exec::report_of(ROOT) {
+                if r.kind == REPORT_CONFLICT && r.addr != 0 {
                     msg.push_str(&format!(
-                        "\n  after a merge conflict joining its child {child} at {}",
-                        name(symbols, addr)
+                        "\n  after a merge conflict joining its child {} at {}",
+                        r.child,
+                        name(symbols, r.addr)
                     ));
                 }
-                msg.push_str(&format!("\n  {text}"));
+                msg.push_str(&format!("\n  {}", r.text()));
             }
             eprintln!("detrun: {msg}");
             Ok((128 + st.signo.clamp(0, 127)) as u8)

@@ -77,24 +77,24 @@ fn detrun(args: &[&str], input: &[u8]) -> Result<Run, String> {
         .write_all(input)
         .map_err(|e| format!("writing detrun's stdin: {e}"))?;
     drop(stdin);
-    let mut out_pipe = child.stdout.take().ok_or("no stdout")?;
-    let mut err_pipe = child.stderr.take().ok_or("no stderr")?;
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
-    let mut out = String::new();
-    let _ = out_pipe.read_to_string(&mut out);
+    // Both pipes are drained by threads, so the wait below, and with it
+    // the time limit, starts at once rather than when stdout closes.
+    fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = pipe.read_to_string(&mut s);
+            s
+        })
+    }
+    let out = drain(child.stdout.take().ok_or("no stdout")?);
+    let err = drain(child.stderr.take().ok_or("no stderr")?);
     loop {
         match child.try_wait() {
             Ok(Some(st)) => {
-                let err = reader.join().unwrap_or_default();
-                let code = st.code().unwrap_or(-1);
                 return Ok(Run {
-                    code,
-                    out,
-                    err,
+                    code: st.code().unwrap_or(-1),
+                    out: out.join().unwrap_or_default(),
+                    err: err.join().unwrap_or_default(),
                     took: started.elapsed(),
                 });
             }
