@@ -244,13 +244,7 @@ pub fn build_det(project: &Project) -> Result<Det> {
         }
     }
     let staticlib = staticlib.context("cargo built no libdeterm.a")?;
-    let cdir = project.root.join("userland/dettests/c");
-    let mut sources: Vec<PathBuf> = fs::read_dir(&cdir)
-        .with_context(|| format!("reading {}", cdir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "c"))
-        .collect();
-    sources.sort();
+    let sources = c_sources(&project.root.join("userland/dettests/c"));
     let cout = target_dir.join("c");
     fs::create_dir_all(&cout)?;
     for src in &sources {
@@ -259,6 +253,7 @@ pub fn build_det(project: &Project) -> Result<Det> {
             .and_then(|s| s.to_str())
             .context("C program name is not UTF-8")?;
         let exe = cout.join(stem);
+        let tmp = fsutil::tmp_name(&exe);
         let mut cc = Command::new("gcc");
         cc.args([
             "-static",
@@ -278,12 +273,13 @@ pub fn build_det(project: &Project) -> Result<Det> {
         ))
         .arg("-Wl,--build-id=none")
         .arg("-o")
-        .arg(&exe)
+        .arg(&tmp)
         .arg(src)
         .arg(&staticlib)
         .env("SOURCE_DATE_EPOCH", "0");
         progress::run_logged(&step, cc, &cout.join(format!("{stem}.log")))
             .with_context(|| format!("compiling {} against determ.h", src.display()))?;
+        fs::rename(&tmp, &exe)?;
         programs.push(Program {
             path: exe,
             dest: format!("{DET_DIR}/{stem}"),
@@ -305,21 +301,12 @@ fn build_c_selftests(project: &Project, kernel: &Kernel) -> Result<Vec<Program>>
     let dir = project.root.join("kernel/tree").join(kernel::SELFTESTS);
     // Each test program and, from bench/, each microbenchmark, with the
     // directory it goes to in the image.
-    let c_files = |d: &Path| -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = fs::read_dir(d)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|e| e == "c"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    };
-    let mut sources: Vec<(PathBuf, &str)> =
-        c_files(&dir).into_iter().map(|p| (p, TESTS_DIR)).collect();
+    let mut sources: Vec<(PathBuf, &str)> = c_sources(&dir)
+        .into_iter()
+        .map(|p| (p, TESTS_DIR))
+        .collect();
     sources.extend(
-        c_files(&dir.join("bench"))
+        c_sources(&dir.join("bench"))
             .into_iter()
             .map(|p| (p, BENCH_DIR)),
     );
@@ -369,6 +356,19 @@ fn build_c_selftests(project: &Project, kernel: &Kernel) -> Result<Vec<Program>>
     }
     step.done("");
     Ok(programs)
+}
+
+/// The `*.c` files directly in `dir`, sorted; none if it does not exist.
+fn c_sources(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "c"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 #[cfg(test)]
