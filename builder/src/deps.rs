@@ -30,6 +30,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("ovmf", "UEFI boots in QEMU"),
     ("patch", "the kernel hook patches"),
     ("qemu-system-x86", "booting images"),
+    ("rsync", "kernel build (headers_install)"),
     ("syslinux", "BIOS boots of the disk image"),
     ("syslinux-common", "BIOS boots of the disk image"),
     ("systemd-boot-efi", "the unified kernel image stub"),
