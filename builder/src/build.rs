@@ -6,12 +6,10 @@
 //! half-written file), even after a failure or Ctrl-C. When nothing
 //! changed, nothing is written.
 
-use std::ffi::CString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::json;
 
 use crate::disk::{self, Disk};
@@ -201,27 +199,9 @@ pub fn publish(staging: &Path, dir: &Path) -> Result<()> {
         return fs::rename(staging, dir)
             .with_context(|| format!("renaming {} to {}", staging.display(), dir.display()));
     }
-    let a = CString::new(staging.as_os_str().as_bytes())?;
-    let b = CString::new(dir.as_os_str().as_bytes())?;
-    // SAFETY: both paths are valid NUL-terminated strings that outlive the
-    // call; renameat2 touches no other memory.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc != 0 {
-        bail!(
-            "exchanging {} with {}: {}",
-            staging.display(),
-            dir.display(),
-            std::io::Error::last_os_error()
-        );
-    }
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    renameat_with(CWD, staging, CWD, dir, RenameFlags::EXCHANGE)
+        .with_context(|| format!("exchanging {} with {}", staging.display(), dir.display()))?;
     // `staging` now holds the old outputs; the caller removes it.
     Ok(())
 }
@@ -232,9 +212,13 @@ fn clean_stale_staging(images: &Path) {
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         if let Some(rest) = name.strip_prefix(".staging-") {
-            let pid = rest.rsplit('-').next().and_then(|p| p.parse::<i32>().ok());
-            // SAFETY: kill with signal 0 only checks whether the pid exists.
-            let alive = pid.is_some_and(|p| unsafe { libc::kill(p, 0) } == 0);
+            let pid = rest
+                .rsplit('-')
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+                .and_then(rustix::process::Pid::from_raw);
+            // Signal 0: only whether the process exists.
+            let alive = pid.is_some_and(|p| rustix::process::test_kill_process(p).is_ok());
             if !alive {
                 let _ = fs::remove_dir_all(e.path());
             }

@@ -22,6 +22,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::deps;
 use crate::fsutil::{self, Key};
 use crate::gpt::{self, Partition, Table, SECTOR};
 use crate::profile::Profile;
@@ -171,7 +172,7 @@ fn key(inputs: &Inputs) -> Result<String> {
 
 /// `package version` of each of [`TOOL_PACKAGES`].
 pub fn tool_versions() -> Result<Vec<String>> {
-    let out = Command::new("dpkg-query")
+    let out = deps::command("dpkg-query")
         .args(["-W", "-f", "${Package} ${Version}\n"])
         .args(TOOL_PACKAGES)
         .output()
@@ -318,7 +319,7 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
 
 /// Environment for every image tool: fixed clock, zone and locale.
 fn tool(program: &str, epoch: u64) -> Command {
-    let mut c = Command::new(program);
+    let mut c = deps::command(program);
     c.env("SOURCE_DATE_EPOCH", epoch.to_string())
         .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
         .env("TZ", "UTC")
@@ -330,7 +331,7 @@ fn tool(program: &str, epoch: u64) -> Command {
 
 /// PE sections of the stub: (name, vma, size) from `objdump -h`.
 fn pe_sections(path: &Path) -> Result<Vec<(String, u64, u64)>> {
-    let out = Command::new("objdump")
+    let out = deps::command("objdump")
         .arg("-h")
         .arg(path)
         .output()
@@ -628,7 +629,7 @@ mod tests {
         let b_img = dir.join("b/disk.img");
         let esp = t.partitions[0].offset();
         fs::write(dir.join("cfg"), syslinux_cfg("console=ttyS1")).unwrap();
-        let ok = Command::new("mcopy")
+        let ok = deps::command("mcopy")
             .env("MTOOLS_SKIP_CHECK", "1")
             .args(["-o", "-i"])
             .arg(format!("{}@@{esp}", b_img.display()))

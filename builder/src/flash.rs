@@ -14,7 +14,6 @@
 
 use std::fs;
 use std::io::{self, BufRead, IsTerminal, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -62,7 +61,7 @@ impl System {
 }
 
 fn split_dev(dev: u64) -> (u32, u32) {
-    (libc::major(dev), libc::minor(dev))
+    (rustix::fs::major(dev), rustix::fs::minor(dev))
 }
 
 impl Target {
@@ -201,7 +200,7 @@ pub fn run(image: &Path, device: &Path, yes: bool) -> Result<()> {
     let mut dev = fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .custom_flags(libc::O_EXCL)
+        .custom_flags(rustix::fs::OFlags::EXCL.bits() as i32)
         .open(device)
         .with_context(|| format!("opening {} exclusively", device.display()))?;
     eprintln!(
@@ -342,11 +341,7 @@ fn overlay(window: &mut [u8], pos: u64, off: u64, data: &[u8]) {
 /// Ask the kernel to forget cached pages, so the read-back comes from the
 /// device (best effort: a plain file in a test keeps its cache).
 fn drop_cache(f: &fs::File) {
-    // SAFETY: the descriptor is open for the duration of the call;
-    // posix_fadvise takes no pointers.
-    unsafe {
-        libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
-    }
+    let _ = rustix::fs::fadvise(f, 0, None, rustix::fs::Advice::DontNeed);
 }
 
 #[cfg(test)]

@@ -12,12 +12,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use flate2::{Compression, GzBuilder};
 use serde::Serialize;
 
+use crate::deps;
 use crate::fsutil::{self, Key};
 use crate::profile::Profile;
 use crate::project::Project;
@@ -227,7 +227,7 @@ pub fn os_release(profile: &Profile) -> String {
 fn add_busybox(t: &mut Tree) -> Result<()> {
     let bb = Path::new("/bin/busybox");
     let data = fs::read(bb).context("reading /bin/busybox (package busybox-static)")?;
-    let out = Command::new(bb)
+    let out = deps::command("busybox")
         .arg("--list-full")
         .output()
         .context("running busybox --list-full")?;

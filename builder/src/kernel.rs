@@ -20,6 +20,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::deps;
 use crate::fsutil::{self, Key};
 use crate::profile::Profile;
 use crate::progress::{self, Step};
@@ -293,7 +294,7 @@ fn extract(tarball: &Path, root: &Path) -> Result<PathBuf> {
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp)?;
     let step = Step::new(format!("extracting {}", tarball.display()));
-    let mut tar = Command::new("tar");
+    let mut tar = deps::command("tar");
     tar.arg("-xf").arg(tarball).arg("-C").arg(&tmp);
     let log = root.with_extension("extract.log");
     let result = progress::run_logged(&step, tar, &log);
@@ -368,7 +369,7 @@ fn sync_tree(src: &Path, pristine: &Path, inputs: &Inputs) -> Result<()> {
                     write_mode(&dst, &fs::read(&up)?, mode)?;
                 }
             }
-            let out = Command::new("patch")
+            let out = deps::command("patch")
                 .args([
                     "-p1",
                     "--forward",
@@ -560,7 +561,7 @@ fn parse_config_line(line: &str) -> Option<(String, String)> {
 }
 
 fn make_cmd(src: &Path, build: &Path, inputs: &Inputs) -> Command {
-    let mut c = Command::new("make");
+    let mut c = deps::command("make");
     c.arg("-C").arg(src).arg(format!("O={}", build.display()));
     c.envs(inputs.env.iter().map(|(k, v)| (*k, v.as_str())));
     // Keep the host's locale and make flags out of the build.
@@ -638,24 +639,16 @@ pub struct Lock {
 
 impl Lock {
     pub fn take(path: &Path) -> Result<Lock> {
-        use std::os::fd::AsRawFd;
         let f = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if f.try_lock().is_err() {
             eprintln!("waiting for another builder ({})", path.display());
-            // SAFETY: as above.
-            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                bail!(
-                    "locking {}: {}",
-                    path.display(),
-                    std::io::Error::last_os_error()
-                );
-            }
+            f.lock()
+                .with_context(|| format!("locking {}", path.display()))?;
         }
         Ok(Lock { _file: f })
     }

@@ -2,7 +2,11 @@
 //!
 //! One entry point with flat dispatch: the whole command line is declared in
 //! [`Cli`] (its doc comments are the `--help` text), and each verb lives in a
-//! module of its own. Every verb except `deps` first checks the host packages.
+//! module of its own. Every verb except `deps` first checks the host tools.
+//!
+//! No unsafe code: system calls go through rustix.
+
+#![forbid(unsafe_code)]
 
 mod bench;
 mod build;

@@ -171,7 +171,7 @@ impl Source<'_> {
     }
 }
 
-const DEFAULT_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
+pub const DEFAULT_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
 
 impl Profile {
     /// Load `configs/<name>.toml` and everything it inherits.

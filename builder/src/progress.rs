@@ -102,6 +102,12 @@ pub fn run_logged(step: &Step, mut cmd: Command, log: &Path) -> Result<()> {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+        if let Some(hint) = crate::deps::undeclared_hint(&text) {
+            bail!(
+                "{hint}\n{shown} failed ({status}); last lines of {}:\n{tail}",
+                log.display()
+            );
+        }
         bail!(
             "{shown} failed ({status}); last lines of {}:\n{tail}",
             log.display()
@@ -112,7 +118,7 @@ pub fn run_logged(step: &Step, mut cmd: Command, log: &Path) -> Result<()> {
 
 /// The first line `program arg` prints (a tool's version, typically).
 pub fn first_line(program: &str, arg: &str) -> Result<String> {
-    let out = Command::new(program)
+    let out = crate::deps::command(program)
         .arg(arg)
         .output()
         .with_context(|| format!("running {program} {arg}"))?;

@@ -18,13 +18,13 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use flate2::{Compression, GzBuilder};
 use serde_json::{json, Value};
 
 use crate::build;
+use crate::deps;
 use crate::disk;
 use crate::fsutil;
 use crate::progress;
@@ -210,7 +210,7 @@ fn sha256sums(dir: &Path, names: &[String]) -> Result<String> {
 
 /// Debian version of an installed package.
 pub fn dpkg_version(package: &str) -> Result<String> {
-    let out = Command::new("dpkg-query")
+    let out = deps::command("dpkg-query")
         .args(["-W", "-f", "${Version}", package])
         .output()
         .context("running dpkg-query")?;
@@ -222,9 +222,8 @@ pub fn dpkg_version(package: &str) -> Result<String> {
 
 fn inputs(project: &Project, image: &build::Image) -> Result<Value> {
     let k = &image.kernel;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let cargo = progress::first_line(&cargo.to_string_lossy(), "-V")?;
-    let commit = Command::new("git")
+    let cargo = progress::first_line("cargo", "-V")?;
+    let commit = deps::command("git")
         .args(["rev-parse", "HEAD"])
         .current_dir(&project.root)
         .output()

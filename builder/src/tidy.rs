@@ -79,7 +79,7 @@ fn every_unsafe_block_has_a_safety_comment() {
 
 #[test]
 fn code_is_formatted() {
-    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let out = crate::deps::command("cargo")
         .current_dir(root())
         .args(["fmt", "--all", "--check"])
         .output()

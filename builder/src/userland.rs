@@ -16,10 +16,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use anyhow::{bail, Context, Result};
 
+use crate::deps;
 use crate::fsutil::{self, Key};
 use crate::kernel::{self, Kernel};
 use crate::profile::Profile;
@@ -119,7 +120,7 @@ fn package_name(msg: &serde_json::Value) -> &str {
 fn build_rust(project: &Project, profile: &Profile) -> Result<Vec<Program>> {
     let step = Step::new("userland: building guest programs");
     let flags = guest_rustflags(project);
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let mut cmd = deps::command("cargo");
     cmd.current_dir(&project.root)
         .args([
             "build",
@@ -184,7 +185,7 @@ pub fn build_det(project: &Project) -> Result<Det> {
     let mut flags = guest_rustflags(project);
     flags.extend(["--cfg".to_string(), "determ_rt".to_string()]);
     let target_dir = project.root.join("target/det");
-    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let out = deps::command("cargo")
         .current_dir(&project.root)
         .args(["build", "--profile", "det", "--locked"])
         .arg("--message-format=json-render-diagnostics")
@@ -254,7 +255,7 @@ pub fn build_det(project: &Project) -> Result<Det> {
             .context("C program name is not UTF-8")?;
         let exe = cout.join(stem);
         let tmp = fsutil::tmp_name(&exe);
-        let mut cc = Command::new("gcc");
+        let mut cc = deps::command("gcc");
         cc.args([
             "-static",
             "-nostdlib",
@@ -327,7 +328,7 @@ fn build_c_selftests(project: &Project, kernel: &Kernel) -> Result<Vec<Program>>
         if !exe.is_file() {
             fs::create_dir_all(&out)?;
             let tmp = fsutil::tmp_name(&exe);
-            let mut cc = Command::new("gcc");
+            let mut cc = deps::command("gcc");
             cc.args(["-static", "-O2", "-g0", "-Wall", "-Wextra", "-Werror"])
                 .arg(format!("-I{}", kernel.headers.join("include").display()))
                 .arg(format!(

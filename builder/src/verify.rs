@@ -11,10 +11,11 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use crate::deps;
 use crate::fsutil;
 use crate::gpt::{self, SECTOR};
 use crate::project::Project;
@@ -40,7 +41,7 @@ fn artifacts() -> Vec<(&'static str, String)> {
 
 pub fn run(project: &Project, keep: bool) -> Result<ExitCode> {
     let git = |args: &[&str]| -> Result<String> {
-        let out = Command::new("git")
+        let out = deps::command("git")
             .args(args)
             .current_dir(&project.root)
             .output()
@@ -65,7 +66,7 @@ pub fn run(project: &Project, keep: bool) -> Result<ExitCode> {
     let _ = fs::remove_dir_all(&tmp);
     let clone = tmp.join("src");
     fs::create_dir_all(tmp.join("home"))?;
-    let status = Command::new("git")
+    let status = deps::command("git")
         .args(["clone", "--quiet", "--no-checkout"])
         .arg(&project.root)
         .arg(&clone)
@@ -74,7 +75,7 @@ pub fn run(project: &Project, keep: bool) -> Result<ExitCode> {
     if !status.success() {
         bail!("git clone of {} failed", project.root.display());
     }
-    let status = Command::new("git")
+    let status = deps::command("git")
         .args(["checkout", "--quiet", "--detach", &head])
         .current_dir(&clone)
         .status()?;
@@ -85,7 +86,7 @@ pub fn run(project: &Project, keep: bool) -> Result<ExitCode> {
     // Not under faketime: libfaketime breaks std's clock_gettime here
     // (rustc and cargo panic in Timespec::now), so the clock is simply
     // later; the image tools take their time from SOURCE_DATE_EPOCH.
-    let mut cmd = Command::new("sh");
+    let mut cmd = deps::command("sh");
     cmd.args(["-c", "umask 027 && exec cargo det release"]);
     let cargo_home = std::env::var("CARGO_HOME").unwrap_or_else(|_| {
         format!(
@@ -347,7 +348,7 @@ fn diff_fat(a: &Path, b: &Path, offset: u64) -> Result<Option<String>> {
     for (img, side) in [(a, "a"), (b, "b")] {
         let dir = tmp.join(side);
         fs::create_dir_all(&dir)?;
-        let ok = Command::new("mcopy")
+        let ok = deps::command("mcopy")
             .env("MTOOLS_SKIP_CHECK", "1")
             .arg("-s")
             .arg("-n")
@@ -380,7 +381,7 @@ fn diff_fat(a: &Path, b: &Path, offset: u64) -> Result<Option<String>> {
 
 /// The PE section (from `objdump -h`) holding file offset `offset`.
 fn pe_section_at(path: &Path, offset: usize) -> Result<Option<String>> {
-    let out = Command::new("objdump").arg("-h").arg(path).output()?;
+    let out = deps::command("objdump").arg("-h").arg(path).output()?;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() >= 7 && f[0].parse::<u32>().is_ok() {
