@@ -78,6 +78,23 @@ pub struct TestResult {
     pub diagnostics: Vec<String>,
 }
 
+impl TestResult {
+    /// True for a failure that is a time limit, not a failed assertion:
+    /// init's `# timeout` directive on a program it killed, or kselftest's
+    /// `Test terminated by timeout` for one test.
+    pub fn timed_out(&self) -> bool {
+        self.outcome == Outcome::Fail
+            && (self
+                .directive
+                .as_deref()
+                .is_some_and(|d| d.to_ascii_lowercase().starts_with("timeout"))
+                || self
+                    .diagnostics
+                    .iter()
+                    .any(|d| d.contains("Test terminated by timeout")))
+    }
+}
+
 /// Maximum number of diagnostic lines kept per result.
 pub const MAX_DIAGNOSTICS: usize = 100;
 
@@ -110,6 +127,13 @@ impl Report {
     /// Number of failing leaf results.
     pub fn failed(&self) -> usize {
         self.count(Outcome::Fail)
+    }
+
+    /// Number of failing leaf results that are time limits
+    /// ([`TestResult::timed_out`]); [`failed`](Report::failed) counts them
+    /// too.
+    pub fn timed_out(&self) -> usize {
+        self.results.iter().filter(|r| r.timed_out()).count()
     }
 
     /// Number of skipped leaf results.
@@ -787,6 +811,19 @@ mod tests {
     }
 
     use Outcome::{Fail, Pass, Skip};
+
+    #[test]
+    fn time_limits_are_told_apart_from_failed_assertions() {
+        // A program init killed at its limit, after one result of its own;
+        // a test the kselftest harness killed; an assertion that failed.
+        let text = "KTAP version 1\n1..2\n    # Subtest: det_leak\n    TAP version 13\n    1..2\n    ok 1 slow.a\n# det_leak: killed after 600 s (det.test_timeout 600 s x speed factor 1.00)\nnot ok 1 det_leak # timeout\n    # Subtest: det_tree\n    TAP version 13\n    1..2\n    # slow.b: Test terminated by timeout\n    not ok 1 slow.b\n    # c.c:1:c:Expected 1 (1) == 2 (2)\n    not ok 2 c\nnot ok 2 det_tree\n";
+        let report = parse(text);
+        assert!(result(&report, "det_leak").timed_out(), "{report:#?}");
+        assert!(result(&report, "det_tree.slow.b").timed_out());
+        assert!(!result(&report, "det_tree.c").timed_out());
+        assert!(!result(&report, "det_leak.slow.a").timed_out());
+        assert_eq!((report.failed(), report.timed_out()), (3, 2));
+    }
 
     #[test]
     fn subtest_named_before_a_tap13_program_names_its_results_while_running() {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::build::{self, Image};
+use crate::deps;
 use crate::profile::Profile;
 use crate::project::Project;
 use crate::verdict::{self, Classification, RunLogs, Verdict};
@@ -178,7 +179,7 @@ pub struct Outcome {
 }
 
 fn base_command(image: &Image, boot: &Boot, cmdline: &str) -> Command {
-    let mut q = Command::new("qemu-system-x86_64");
+    let mut q = deps::command("qemu-system-x86_64");
     q.args([
         "-nodefaults",
         "-no-user-config",
@@ -278,11 +279,21 @@ pub fn boot_captured(
         }
     );
     let mut timed_out = false;
+    // The limit catches a hung guest, not a slow one: once the guest has
+    // measured its speed factor, the limit is scaled by it.
+    let mut speed = None;
+    let mut limit = boot.timeout;
     let exit = loop {
         if let Some(status) = child.try_wait()? {
             break status.code();
         }
-        if started.elapsed() > boot.timeout {
+        if speed.is_none() {
+            speed = verdict::speed_scale(&tail.text);
+            if let Some(s) = speed {
+                limit = boot.timeout.mul_f64(s);
+            }
+        }
+        if started.elapsed() > limit {
             timed_out = true;
             let _ = child.kill();
             let _ = child.wait();
@@ -313,6 +324,15 @@ pub fn boot_captured(
         },
         expect_ktap,
     );
+    if timed_out {
+        classification.reason = format!(
+            "{}; stopped at {:.0} s (boot.timeout_secs {} x speed factor {:.2})",
+            classification.reason,
+            limit.as_secs_f64(),
+            boot.timeout.as_secs(),
+            speed.unwrap_or(1.0)
+        );
+    }
     if classification.verdict == Verdict::BootError && !qemu_err.trim().is_empty() {
         classification.reason = format!("{}; qemu: {}", classification.reason, qemu_err.trim());
     }

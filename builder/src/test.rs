@@ -8,23 +8,67 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
 use crate::build;
+use crate::deps;
 use crate::ktap::{self, Outcome};
 use crate::profile::Profile;
 use crate::project::Project;
 use crate::qemu::{self, Boot, DiskBoot, Logs, Media};
+use crate::verdict;
 use crate::BootOpts;
 
 /// Totals of one guest run.
+#[derive(Default)]
 struct Tally {
     passed: usize,
+    /// Failed assertions and crashes (time limits not included).
     failed: usize,
+    /// Killed at a time limit ([`ktap::TestResult::timed_out`]).
+    timed_out: usize,
     skipped: usize,
 }
+
+impl Tally {
+    fn add(&mut self, t: &Tally) {
+        self.passed += t.passed;
+        self.failed += t.failed;
+        self.timed_out += t.timed_out;
+        self.skipped += t.skipped;
+    }
+
+    /// `N passed, N failed[, N timed out][, N skipped]`.
+    fn line(&self) -> String {
+        let mut s = format!("{} passed, {} failed", self.passed, self.failed);
+        if self.timed_out > 0 {
+            s.push_str(&format!(", {} TIMED OUT", self.timed_out));
+        }
+        if self.skipped > 0 {
+            s.push_str(&format!(", {} skipped", self.skipped));
+        }
+        s
+    }
+}
+
+/// One row of the closing time table.
+struct Row {
+    name: String,
+    what: String,
+    verdict: String,
+    tally: Tally,
+    build: Duration,
+    boot: Duration,
+    speed: Option<f64>,
+}
+
+/// The test program that proves a firmware boot path: a boot from disk.img
+/// runs only this (unless `--only` says otherwise); the `-kernel` boot of
+/// the same image runs every program.
+const BOOT_PATH_TESTS: &[&str] = &["boot"];
 
 pub fn run(
     project: &Project,
@@ -42,7 +86,7 @@ pub fn run(
         .collect::<Result<Vec<_>>>()?;
     if host {
         eprintln!("host tests: cargo test --workspace");
-        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        let status = deps::command("cargo")
             .current_dir(&project.root)
             .args(["test", "--workspace", "--locked", "--quiet"])
             .status()
@@ -52,13 +96,9 @@ pub fn run(
             return Ok(ExitCode::FAILURE);
         }
     }
-    let mut total = Tally {
-        passed: 0,
-        failed: 0,
-        skipped: 0,
-    };
+    let mut total = Tally::default();
     let mut all_passed = true;
-    let mut runs = Vec::new();
+    let mut rows = Vec::new();
     for profile in &profiles {
         // The suite via -kernel, then from disk.img under OVMF and SeaBIOS
         // when the profile asks for it: each is its own run in the tally.
@@ -75,22 +115,16 @@ pub fn run(
                 .as_ref()
                 .unwrap_or(&project.images().join("logs"))
                 .join(name.replace('/', "-"));
-            let (ok, t) = run_profile(project, profile, opts, only, m, &name, logs)?;
-            runs.push(name);
-            all_passed &= ok;
-            total.passed += t.passed;
-            total.failed += t.failed;
-            total.skipped += t.skipped;
+            let row = run_profile(project, profile, opts, only, m, &name, logs)?;
+            all_passed &= row.verdict == "PASSED";
+            total.add(&row.tally);
+            rows.push(row);
         }
     }
-    if runs.len() > 1 {
-        println!(
-            "{} passed, {} failed{} (runs: {})",
-            total.passed,
-            total.failed,
-            skipped(total.skipped),
-            runs.join(", ")
-        );
+    print_table(&rows);
+    if rows.len() > 1 {
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        println!("{} (runs: {})", total.line(), names.join(", "));
     }
     Ok(if all_passed {
         ExitCode::SUCCESS
@@ -99,12 +133,36 @@ pub fn run(
     })
 }
 
-fn skipped(n: usize) -> String {
-    if n > 0 {
-        format!(", {n} skipped")
-    } else {
-        String::new()
+/// The per-boot time table: where the suite's time went.
+fn print_table(rows: &[Row]) {
+    println!();
+    println!(
+        "{:<12} {:<8} {:>8} {:>8} {:>6}  {:<34} what",
+        "run", "verdict", "build s", "boot s", "speed", "results"
+    );
+    let mut build = Duration::ZERO;
+    let mut boot = Duration::ZERO;
+    for r in rows {
+        build += r.build;
+        boot += r.boot;
+        println!(
+            "{:<12} {:<8} {:>8.1} {:>8.1} {:>6}  {:<34} {}",
+            r.name,
+            r.verdict,
+            r.build.as_secs_f64(),
+            r.boot.as_secs_f64(),
+            r.speed.map_or("-".to_string(), |s| format!("{s:.2}")),
+            r.tally.line(),
+            r.what
+        );
     }
+    println!(
+        "{:<12} {:<8} {:>8.1} {:>8.1}",
+        "total",
+        "",
+        build.as_secs_f64(),
+        boot.as_secs_f64()
+    );
 }
 
 /// Boot one profile's image with `det.run=tests` and report: with the
@@ -117,12 +175,15 @@ fn run_profile(
     disk: Option<DiskBoot>,
     name: &str,
     logs: PathBuf,
-) -> Result<(bool, Tally)> {
+) -> Result<Row> {
+    let started = Instant::now();
     let image = build::build(project, profile)?;
     let mut boot = Boot::resolve(project, profile, &image, opts);
     let mut extra = Vec::new();
     if !only.is_empty() {
         extra.push(format!("det.tests={}", only.join(",")));
+    } else if disk.is_some() {
+        extra.push(format!("det.tests={}", BOOT_PATH_TESTS.join(",")));
     }
     let cmdline = qemu::harness_cmdline(profile, boot.cpus, "tests", &extra);
     let mut what = format!("images/{}", profile.name);
@@ -135,11 +196,12 @@ fn run_profile(
         };
     }
     eprintln!(
-        "booting {what} ({} CPUs, {:?}, limit {}s)",
+        "booting {what} ({} CPUs, {:?}, limit {}s x the guest's speed factor)",
         boot.cpus,
         boot.accel,
         boot.timeout.as_secs()
     );
+    let build = started.elapsed();
     let mut shown = BTreeSet::new();
     let tag = format!("[{name}]");
     let o = qemu::boot_captured(&image, &boot, &cmdline, Logs { dir: logs }, true, |text| {
@@ -158,7 +220,9 @@ fn run_profile(
         }
     }
     for r in report.failures() {
-        if !r.diagnostics.is_empty() {
+        if r.timed_out() {
+            println!("--- {} ---", timeout_line(&report, r));
+        } else if !r.diagnostics.is_empty() {
             println!("--- {} ---", r.name);
             for d in r.diagnostics.iter().rev().take(20).rev() {
                 println!("    {d}");
@@ -186,23 +250,65 @@ fn run_profile(
     let failed = report.failed() + usize::from(!ok && report.failed() == 0);
     let tally = Tally {
         passed: report.passed(),
-        failed,
+        failed: failed - report.timed_out(),
+        timed_out: report.timed_out(),
         skipped: report.skipped(),
     };
+    let verdict = if ok {
+        c.verdict.to_string()
+    } else if c.verdict.is_pass() && tally.failed == 0 {
+        "TIMEOUT".to_string()
+    } else if c.verdict.is_pass() {
+        "FAILED".to_string()
+    } else {
+        c.verdict.to_string()
+    };
     println!(
-        "{tag} {} passed, {} failed{} ({}, {:.1}s)",
-        tally.passed,
-        tally.failed,
-        skipped(tally.skipped),
-        c.verdict,
+        "{tag} {} ({verdict}, {:.1}s)",
+        tally.line(),
         o.elapsed.as_secs_f64()
     );
-    Ok((ok, tally))
+    Ok(Row {
+        name: name.to_string(),
+        what,
+        verdict,
+        tally,
+        build,
+        boot: o.elapsed,
+        speed: verdict::speed_scale(&o.output),
+    })
+}
+
+/// `TIMEOUT <name>: <the limit line>; before it: N results, the last <x>`:
+/// which kind of red this is, its limit, and how far the program got.
+fn timeout_line(report: &ktap::Report, r: &ktap::TestResult) -> String {
+    let limit = r
+        .diagnostics
+        .iter()
+        .rev()
+        .find(|d| d.contains("killed after") || d.contains("terminated by timeout"))
+        .map_or("killed at its time limit", String::as_str);
+    let prefix = format!("{}.", r.name);
+    let before: Vec<&str> = report
+        .results
+        .iter()
+        .filter(|x| x.name.starts_with(&prefix))
+        .map(|x| x.name.as_str())
+        .collect();
+    match before.last() {
+        Some(last) => format!(
+            "TIMEOUT {}: {limit}; it had reported {} results, the last {last}",
+            r.name,
+            before.len()
+        ),
+        None => format!("TIMEOUT {}: {limit}", r.name),
+    }
 }
 
 fn result_line(r: &ktap::TestResult) -> String {
     let tag = match r.outcome {
         Outcome::Pass => "ok  ",
+        Outcome::Fail if r.timed_out() => "TIMEOUT",
         Outcome::Fail => "FAIL",
         Outcome::Skip => "skip",
     };

@@ -306,6 +306,21 @@ fn leading_number<T: std::str::FromStr>(s: &str) -> Option<T> {
     s[..sign + digits].parse().ok()
 }
 
+/// The guest's speed factor, from init's `# DET-SPEED scale=<f>` line on
+/// the output channel (see `userland/init/src/speed.rs`): how much slower
+/// this guest runs than the reference, at least 1.
+pub fn speed_scale(output: &str) -> Option<f64> {
+    const SPEED: &str = "# DET-SPEED scale=";
+    let line = output
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(SPEED))?;
+    let number = line.split_whitespace().next()?;
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 1.0)
+}
+
 /// Reads the status channel: `(init uptime in ms, exit status, init
 /// errors)`.
 ///
@@ -506,6 +521,15 @@ fn describe_exit(code: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn speed_line_is_read_and_checked() {
+        let out = "KTAP version 1\n1..3\n# DET-SPEED scale=2.35 work_ms=587 reference_ms=250\n";
+        assert_eq!(speed_scale(out), Some(2.35));
+        assert_eq!(speed_scale("# DET-SPEED scale=0.5\n"), None);
+        assert_eq!(speed_scale("# DET-SPEED scale=NaN\n"), None);
+        assert_eq!(speed_scale("KTAP version 1\n"), None);
+    }
 
     macro_rules! fixture {
         ($name:literal) => {

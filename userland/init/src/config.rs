@@ -8,7 +8,7 @@
 //! | `det.status=PATH`    | `DET-INIT`/`DET-EXIT` status lines             | `/dev/console` |
 //! | `det.tests=a,b`      | only these test programs                       | all            |
 //! | `det.cpus=N`         | CPUs the host gave the guest (tests read it)   |                |
-//! | `det.test_timeout=S` | seconds before a test program is killed        | `600`          |
+//! | `det.test_timeout=S` | seconds before a test program is killed, times the speed factor ([`crate::speed`]) | `600` |
 //!
 //! Any other `det.` key is an error, so a typo (`det.test=boot`) cannot
 //! silently run everything. Keys without the `det.` prefix belong to the

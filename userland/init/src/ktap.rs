@@ -120,10 +120,14 @@ pub fn plan(installed: &[(String, PathBuf)], wanted: Option<&[String]>) -> Vec<P
 }
 
 /// How one test program did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     Ended(Exit),
-    Timeout(Duration),
+    /// Killed at its limit: `det.test_timeout` times the speed factor.
+    Timeout {
+        limit: Duration,
+        scale: f64,
+    },
     NotInstalled,
     CannotRun(String),
 }
@@ -156,11 +160,13 @@ pub fn result(number: usize, name: &str, verdict: &Verdict) -> String {
         Verdict::Ended(Exit::Code(0)) => return format!("ok {number} {name}\n"),
         Verdict::Ended(Exit::Code(code)) => format!("exit status {code}"),
         Verdict::Ended(Exit::Signal(sig)) => format!("killed by signal {sig}"),
-        Verdict::Timeout(limit) => {
+        Verdict::Timeout { limit, scale } => {
             return format!(
-            "# {name}: killed after {} s (det.test_timeout)\nnot ok {number} {name} # timeout\n",
-            limit.as_secs()
-        )
+                "# {name}: killed after {:.0} s (det.test_timeout {} s x speed factor {scale:.2})\n\
+                 not ok {number} {name} # timeout\n",
+                limit.as_secs_f64() * scale,
+                limit.as_secs()
+            )
         }
         Verdict::NotInstalled => "not installed".to_string(),
         Verdict::CannotRun(err) => format!("cannot run: {}", ::ktap::sanitize(err)),
@@ -296,8 +302,12 @@ mod tests {
             "not ok 2 boot # killed by signal 11\n"
         );
         assert_eq!(
-            r(Verdict::Timeout(Duration::from_secs(5))),
-            "# boot: killed after 5 s (det.test_timeout)\nnot ok 2 boot # timeout\n"
+            r(Verdict::Timeout {
+                limit: Duration::from_secs(5),
+                scale: 2.6
+            }),
+            "# boot: killed after 13 s (det.test_timeout 5 s x speed factor 2.60)\n\
+             not ok 2 boot # timeout\n"
         );
         assert_eq!(r(Verdict::NotInstalled), "not ok 2 boot # not installed\n");
         assert_eq!(
@@ -310,7 +320,11 @@ mod tests {
         );
         assert!(Verdict::Ended(Exit::Code(0)).ok());
         assert!(!Verdict::Ended(Exit::Code(1)).ok());
-        assert!(!Verdict::Timeout(Duration::ZERO).ok());
+        assert!(!Verdict::Timeout {
+            limit: Duration::ZERO,
+            scale: 1.0
+        }
+        .ok());
     }
 
     #[test]

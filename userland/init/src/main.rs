@@ -27,6 +27,7 @@ mod cmdline;
 mod config;
 mod ktap;
 mod modes;
+mod speed;
 #[allow(unsafe_code)]
 mod sys;
 

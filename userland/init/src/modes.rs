@@ -18,6 +18,7 @@ use std::time::Instant;
 use crate::child::{Ended, Reaper};
 use crate::config::{Config, Mode};
 use crate::ktap::{self, Indenter, Verdict};
+use crate::speed::{self, Speed};
 use crate::sys::{self, Exit};
 
 pub const TESTS_DIR: &str = "/usr/lib/detlinux/tests";
@@ -50,6 +51,8 @@ pub fn run(config: &Config, out: &File, reaper: &Reaper) -> Result<i32, String> 
 fn tests(config: &Config, out: &File, reaper: &Reaper) -> Result<i32, String> {
     let plan = ktap::plan(&programs(TESTS_DIR)?, config.tests.as_deref());
     emit(out, &ktap::header(plan.len()))?;
+    let speed = speed::measure(reaper);
+    emit(out, &speed.line())?;
     let mut passed = 0;
     for (i, entry) in plan.iter().enumerate() {
         let verdict = match &entry.path {
@@ -59,7 +62,7 @@ fn tests(config: &Config, out: &File, reaper: &Reaper) -> Result<i32, String> {
                 // host can label results as they arrive even when the
                 // program (kselftest's harness) prints no `# Subtest:`.
                 emit(out, &ktap::subtest(&entry.name))?;
-                run_test(path, config, out, reaper)?
+                run_test(path, config, &speed, out, reaper)?
             }
         };
         passed += usize::from(verdict.ok());
@@ -73,10 +76,17 @@ fn tests(config: &Config, out: &File, reaper: &Reaper) -> Result<i32, String> {
 
 /// One test program, in its own process group, its stdout and stderr
 /// indented into `out` line by line as they arrive.
-fn run_test(path: &Path, config: &Config, out: &File, reaper: &Reaper) -> Result<Verdict, String> {
+fn run_test(
+    path: &Path,
+    config: &Config,
+    speed: &Speed,
+    out: &File,
+    reaper: &Reaper,
+) -> Result<Verdict, String> {
     let (reader, writer) = io::pipe().map_err(|e| format!("pipe: {e}"))?;
     let child = {
         let mut cmd = program(path);
+        cmd.env(speed::ENV_KEY, format!("{:.2}", speed.scale));
         let stderr = writer.try_clone().map_err(|e| format!("dup: {e}"))?;
         cmd.stdin(Stdio::null())
             .stdout(writer)
@@ -90,7 +100,8 @@ fn run_test(path: &Path, config: &Config, out: &File, reaper: &Reaper) -> Result
         Ok(child) => child,
         Err(e) => return Ok(Verdict::CannotRun(e.to_string())),
     };
-    let deadline = Instant::now() + config.test_timeout;
+    let limit = speed.scale(config.test_timeout);
+    let deadline = Instant::now() + limit;
     let mut indenter = Indenter::default();
     let mut sink = |data: &[u8]| indenter.feed(data, &mut &*out);
     let ended = reaper.wait(child.id(), Some(reader), &mut sink, Some(deadline))?;
@@ -99,7 +110,10 @@ fn run_test(path: &Path, config: &Config, out: &File, reaper: &Reaper) -> Result
         .map_err(|e| format!("writing output: {e}"))?;
     Ok(match ended {
         Ended::Exit(exit) => Verdict::Ended(exit),
-        Ended::Timeout => Verdict::Timeout(config.test_timeout),
+        Ended::Timeout => Verdict::Timeout {
+            limit: config.test_timeout,
+            scale: speed.scale,
+        },
     })
 }
 

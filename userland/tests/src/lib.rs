@@ -122,3 +122,14 @@ mod tests {
         assert_eq!(cmdline::last_value(&params, "det.run"), Some("echo a b"));
     }
 }
+
+/// `limit` times the speed factor init measured at boot (`DET_TIME_SCALE`,
+/// at least 1): a time limit that catches a hang, not a slow host.
+pub fn scaled_limit(limit: std::time::Duration) -> std::time::Duration {
+    let scale = std::env::var("DET_TIME_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 1.0)
+        .unwrap_or(1.0);
+    limit.mul_f64(scale)
+}

@@ -62,8 +62,10 @@ struct Run {
     took: Duration,
 }
 
-/// Runs detrun with `args`, `input` on its stdin, at most 120 s.
+/// Runs detrun with `args`, `input` on its stdin, at most 120 s (times
+/// the guest's speed factor).
 fn detrun(args: &[&str], input: &[u8]) -> Result<Run, String> {
+    let limit = det_guest_tests::scaled_limit(Duration::from_secs(120));
     let started = Instant::now();
     let mut child = Command::new(DETRUN)
         .args(args)
@@ -98,9 +100,12 @@ fn detrun(args: &[&str], input: &[u8]) -> Result<Run, String> {
                     took: started.elapsed(),
                 });
             }
-            Ok(None) if started.elapsed() > Duration::from_secs(120) => {
+            Ok(None) if started.elapsed() > limit => {
                 let _ = child.kill();
-                return Err(format!("detrun {args:?} did not finish in 120 s"));
+                return Err(format!(
+                    "TIMEOUT: detrun {args:?} did not finish in {:.0} s",
+                    limit.as_secs_f64()
+                ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(5)),
             Err(e) => return Err(format!("waiting for detrun: {e}")),

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <stdbool.h>
+#include <sys/klog.h>
 #include <sys/syscall.h>
 #include <linux/det.h>
 
@@ -200,6 +202,25 @@ static inline long meminfo_kb(const char *key)
 		}
 	fclose(f);
 	return v;
+}
+
+/*
+ * True on a KASAN kernel (the debug profile), where every allocation is
+ * checked and freed objects sit in a quarantine: slow tests do less work
+ * there and slab counters are no measure of leaks.
+ */
+static inline bool det_kernel_has_kasan(void)
+{
+	static char buf[1 << 20];
+	static int known = -1;
+	int n;
+
+	if (known >= 0)
+		return known;
+	n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, buf, sizeof(buf) - 1);
+	buf[n > 0 ? n : 0] = 0;
+	known = n > 0 && strstr(buf, "KernelAddressSanitizer initialized");
+	return known;
 }
 
 #endif /* DET_UTIL_H */
