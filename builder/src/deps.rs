@@ -261,7 +261,9 @@ fn install(missing: &[(&str, &'static str)]) -> Result<()> {
         // Stale or absent package lists are the usual cause: refresh, retry.
         if !apt(&["update", "-q"])?.success() || !apt(&args)?.success() {
             bail!(
-                "apt-get could not install: {}\ntry:\n  {}",
+                "apt-get could not install: {}\ntry:\n  {}\n(a standard Debian 12 has bookworm, \
+                 bookworm-updates and bookworm-security in its apt sources; \
+                 linux-source-6.12 comes from the last two)",
                 pkgs.join(", "),
                 install_command(&pkgs)
             );
