@@ -413,12 +413,13 @@ impl Heap {
         self.peak_held = self.peak_held.max(self.held() + child.peak_held);
         self.peak_live = self.peak_live.max(self.in_use + child.peak_live);
         self.lent -= region.1 - region.0;
-        for &(s, e) in &child.ranges[..child.nranges] {
+        // (Counts clamped: the bytes came from another process.)
+        for &(s, e) in &child.ranges[..child.nranges.min(RANGES)] {
             self.put(s, e);
         }
         // Its chunks go first: this process keeps allocating from its own
         // (the last ones), so the child's go back whole once freed.
-        for k in &child.chunks[..child.nchunks] {
+        for k in &child.chunks[..child.nchunks.min(CHUNKS)] {
             if self.nchunks < CHUNKS {
                 self.chunks.copy_within(0..self.nchunks, 1);
                 self.chunks[0] = *k;
