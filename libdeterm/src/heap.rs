@@ -1,61 +1,140 @@
-//! The allocator: addresses identical across runs, and no shared metadata
-//! between processes that allocate concurrently.
+//! The allocator: addresses identical across runs, no shared metadata
+//! between processes that allocate concurrently, and a heap that comes
+//! back whole after every join.
 //!
-//! The heap is one fixed virtual range ([`crate::layout::HEAP_BASE`]). Each
-//! process allocates only from its own *region*: at a fork the parent gives
-//! the child a slice from the top of its free space ([`Heap::split`]), so a
-//! parent and its running children never hand out the same address. All
-//! bookkeeping (bump pointer, free-list heads, spare spans) is in
-//! [`Heap`], which the runtime keeps in the private region that is never
-//! merged; the only bytes the allocator writes inside the heap are a
-//! 16-byte header before each block and free-list links inside freed blocks,
-//! which belong to the process that wrote them. A join therefore never
-//! conflicts on allocator state, and after a join the parent takes back the
-//! part of the child's region the child did not use ([`Heap::reclaim`]).
+//! The heap is one fixed virtual range ([`crate::layout::HEAP_BASE`]).
+//! Each process owns a *home* region of it (the root: all of it) and keeps
+//! its free space as a sorted table of page ranges, coalesced on every
+//! insert. At a fork the parent lends the child a slice from the top of its
+//! largest free range ([`Heap::split`]); the child starts a fresh [`Heap`]
+//! whose home is that slice. All bookkeeping is in [`Heap`], which the
+//! runtime keeps in the private region that a join never merges; the only
+//! bytes the allocator writes inside the heap are a 16-byte header before
+//! each block and free-list links inside freed blocks, written by the
+//! process that owns the block at the time. So a join never conflicts on
+//! allocator state.
 //!
-//! Blocks a child frees are reused by that child only; in the parent they
-//! stay allocated (the parent had given up ownership, so this is a leak,
-//! not a hazard). Sizes up to 32 KiB use power-of-two classes; larger
-//! blocks are page-multiple, first-fit from their own free list.
+//! At a join the parent takes the child's whole region back
+//! ([`Heap::join`]): the child's free ranges join the parent's (coalescing
+//! with the free space around the region), and what the child still holds
+//! (chunks with live small blocks, large blocks) becomes the parent's,
+//! returned to the free ranges as soon as the parent frees it. A child
+//! that frees a block allocated before its fork (by an ancestor) cannot
+//! touch the owner's bookkeeping, which the owner may be using at the same
+//! time: it links the block on its *foreign* list, and the parent frees
+//! those blocks at the join.
+//!
+//! Small sizes (≤ 32 KiB) use power-of-two classes carved from *chunks*
+//! (64 KiB, growing to 4 MiB for a process that needs many), each with its
+//! own free lists and a count of live blocks: a chunk whose last block is
+//! freed goes back to the free ranges whole. Larger blocks are whole pages
+//! from the free ranges (address-ordered first fit), with their header in
+//! the page before. Addresses depend only on the sequence of calls, so
+//! they are identical in every run, and the heap runs out at the same call
+//! for the same heap size.
 
 /// Size classes: 16 B .. 32 KiB.
 const CLASSES: usize = 12;
 const MIN_CLASS: u64 = 16;
 const LARGE: u64 = MIN_CLASS << (CLASSES - 1);
+/// The class tag of a large block (page-multiple, from the free ranges).
+const TAG_LARGE: u64 = CLASSES as u64;
 const HDR: u64 = 16;
-const SPANS: usize = 16;
 const PAGE: u64 = 4096;
+/// Free ranges a process keeps; when full, the smallest is lost.
+const RANGES: usize = 64;
+/// Chunks a process keeps; when full, small requests become large blocks
+/// and a joined child's chunks beyond it are lost.
+const CHUNKS: usize = 48;
+const CHUNK_MIN: u64 = 64 << 10;
+const CHUNK_MAX: u64 = 4 << 20;
 
-/// The per-process allocator state. Plain data: copying it is how a child
-/// inherits it (then [`Heap::enter_child`] gives the child its own region).
+/// A heap's figures, as `detrun --stats` and [`crate::rt`] report them.
+/// `repr(C)`: the runtime leaves it in the private region for `detrun`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Bytes of the heap this process owns (the root: the heap's size).
+    pub size: u64,
+    /// Bytes neither free nor lent to a running child: chunks, large
+    /// blocks and lost space.
+    pub held: u64,
+    /// The most `held` ever was, counting joined children's own peaks
+    /// (each child's on top of what this process held at its join).
+    pub peak_held: u64,
+    /// Bytes of live blocks (handed out or adopted, not freed).
+    pub live: u64,
+    /// The most `live` ever was, counted like `peak_held`.
+    pub peak_live: u64,
+    /// Bytes that can never be used again: ranges dropped from a full
+    /// table, chunks beyond a full table, regions of children whose join
+    /// failed after a partial merge or that were never joined.
+    pub lost: u64,
+    /// Bytes in the free ranges.
+    pub free: u64,
+    /// The largest free range.
+    pub largest_free: u64,
+    /// Free ranges (1 when the free space is in one piece).
+    pub ranges: u64,
+}
+
+/// A stretch of the heap that small blocks are carved from.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct Chunk {
+    lo: u64,
+    hi: u64,
+    /// Next never-used address.
+    bump: u64,
+    /// Blocks handed out and not freed.
+    live: u64,
+    /// Free lists of the size classes (0 = empty); links live in the blocks.
+    free: [u64; CLASSES],
+}
+
+/// The per-process allocator state. Plain data: a parent reads its
+/// child's copy at the join.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct Heap {
-    /// Next free address of the current region.
-    pub bump: u64,
-    /// End of the current region.
-    pub hi: u64,
-    /// Free lists of the size classes (0 = empty); links live in the blocks.
-    free: [u64; CLASSES],
-    /// Free list of large blocks.
-    large: u64,
-    /// Unused spans (start, end) taken back from joined children.
-    spans: [(u64, u64); SPANS],
-    /// Bytes handed out and not freed (statistics).
-    pub in_use: u64,
+    /// The region this process owns.
+    home: (u64, u64),
+    /// Free page ranges, sorted by address, never adjacent.
+    ranges: [(u64, u64); RANGES],
+    nranges: usize,
+    chunks: [Chunk; CHUNKS],
+    nchunks: usize,
+    /// Blocks allocated before this process was forked that it freed,
+    /// linked through their first word, for the parent to free.
+    foreign: u64,
+    /// Bytes lent to children not yet joined.
+    lent: u64,
+    free_bytes: u64,
+    in_use: u64,
+    peak_live: u64,
+    peak_held: u64,
+    lost: u64,
 }
 
 impl Heap {
     /// A heap owning `[lo, hi)` (both page-aligned).
-    pub const fn new(lo: u64, hi: u64) -> Heap {
-        Heap {
-            bump: lo,
-            hi,
-            free: [0; CLASSES],
-            large: 0,
-            spans: [(0, 0); SPANS],
+    pub fn new(lo: u64, hi: u64) -> Heap {
+        let mut h = Heap {
+            home: (lo, hi),
+            ranges: [(0, 0); RANGES],
+            nranges: 0,
+            chunks: [Chunk::default(); CHUNKS],
+            nchunks: 0,
+            foreign: 0,
+            lent: 0,
+            free_bytes: 0,
             in_use: 0,
-        }
+            peak_live: 0,
+            peak_held: 0,
+            lost: 0,
+        };
+        h.put(lo, hi);
+        h
     }
 
     fn class_of(size: u64) -> usize {
@@ -63,25 +142,83 @@ impl Heap {
         (s.trailing_zeros() - MIN_CLASS.trailing_zeros()) as usize
     }
 
-    /// Takes `len` bytes aligned to `align` from the bump region, switching
-    /// to a spare span when it runs out.
-    fn bump(&mut self, len: u64, align: u64) -> Option<u64> {
-        loop {
-            let at = (self.bump + align - 1) & !(align - 1);
-            if at.checked_add(len).is_some_and(|e| e <= self.hi) {
-                self.bump = at + len;
-                return Some(at);
-            }
-            // The largest spare span that fits, if any.
-            let need = len + align;
-            let best = (0..SPANS)
-                .filter(|&i| self.spans[i].1 - self.spans[i].0 >= need)
-                .max_by_key(|&i| self.spans[i].1 - self.spans[i].0)?;
-            let old = (self.bump, self.hi);
-            (self.bump, self.hi) = self.spans[best];
-            self.spans[best] = (0, 0);
-            self.give_back(old.0, old.1);
+    fn held(&self) -> u64 {
+        (self.home.1 - self.home.0) - self.free_bytes - self.lent
+    }
+
+    fn note(&mut self) {
+        self.peak_held = self.peak_held.max(self.held());
+        self.peak_live = self.peak_live.max(self.in_use);
+    }
+
+    /// Takes `len` bytes (a page multiple) from the lowest free range that
+    /// has them.
+    fn take(&mut self, len: u64) -> Option<u64> {
+        let i = (0..self.nranges).find(|&i| self.ranges[i].1 - self.ranges[i].0 >= len)?;
+        let at = self.ranges[i].0;
+        self.ranges[i].0 += len;
+        if self.ranges[i].0 == self.ranges[i].1 {
+            self.remove_range(i);
         }
+        self.free_bytes -= len;
+        self.note();
+        Some(at)
+    }
+
+    fn remove_range(&mut self, i: usize) {
+        self.ranges.copy_within(i + 1..self.nranges, i);
+        self.nranges -= 1;
+    }
+
+    /// Returns `[s, e)` to the free ranges, merged with its neighbours.
+    /// With the table full and no neighbour, the smallest range is lost.
+    fn put(&mut self, s: u64, e: u64) {
+        if e <= s {
+            return;
+        }
+        self.free_bytes += e - s;
+        let i = self.ranges[..self.nranges].partition_point(|r| r.0 < s);
+        let joins_prev = i > 0 && self.ranges[i - 1].1 == s;
+        let joins_next = i < self.nranges && self.ranges[i].0 == e;
+        match (joins_prev, joins_next) {
+            (true, true) => {
+                self.ranges[i - 1].1 = self.ranges[i].1;
+                self.remove_range(i);
+            }
+            (true, false) => self.ranges[i - 1].1 = e,
+            (false, true) => self.ranges[i].0 = s,
+            (false, false) => {
+                if self.nranges == RANGES {
+                    let small = (0..RANGES)
+                        .min_by_key(|&j| self.ranges[j].1 - self.ranges[j].0)
+                        .unwrap_or(0);
+                    let (a, b) = self.ranges[small];
+                    if b - a <= e - s {
+                        self.lose(b - a);
+                        self.remove_range(small);
+                        return self.insert_at(s, e);
+                    }
+                    return self.lose(e - s);
+                }
+                self.ranges.copy_within(i..self.nranges, i + 1);
+                self.ranges[i] = (s, e);
+                self.nranges += 1;
+            }
+        }
+    }
+
+    fn insert_at(&mut self, s: u64, e: u64) {
+        let i = self.ranges[..self.nranges].partition_point(|r| r.0 < s);
+        self.ranges.copy_within(i..self.nranges, i + 1);
+        self.ranges[i] = (s, e);
+        self.nranges += 1;
+    }
+
+    /// Free bytes that leave the free ranges for good.
+    fn lose(&mut self, len: u64) {
+        self.free_bytes -= len;
+        self.lost += len;
+        self.note();
     }
 
     /// Allocates `size` bytes aligned to `align` (a power of two ≤ 4096).
@@ -95,77 +232,134 @@ impl Heap {
             return core::ptr::null_mut();
         }
         let need = size.max(1);
-        if need <= LARGE {
-            // Small: power-of-two classes; a block is aligned to what this
-            // call asks, so a reused block must satisfy it too.
-            let c = Self::class_of(need);
-            let sz = MIN_CLASS << c;
-            let block = if self.free[c] != 0 && self.free[c] % align == 0 {
-                let b = self.free[c];
-                // SAFETY: `b` is a free block of ours; its first word is
-                // the next link.
-                self.free[c] = unsafe { *(b as *const u64) };
-                b
-            } else {
-                match self.bump(HDR + sz + (align - HDR), HDR) {
-                    Some(at) => (at + HDR + align - 1) & !(align - 1),
-                    None => return core::ptr::null_mut(),
-                }
-            };
-            // SAFETY: the 16 bytes before the block are its header.
-            unsafe { write_hdr(block, sz, c as u64) };
-            self.in_use += sz;
-            block as *mut u8
+        let b = if need <= LARGE {
+            // SAFETY: forwarded to the caller.
+            unsafe { self.alloc_small(Self::class_of(need), align) }
         } else {
-            let len = (need + PAGE - 1) & !(PAGE - 1);
-            // First fit in the large free list.
-            let mut prev: *mut u64 = &mut self.large;
-            // SAFETY: every node on the list is a freed large block of ours
-            // with its size in its header and its link in its first word.
-            unsafe {
-                while *prev != 0 {
-                    let b = *prev;
-                    let bsz = *((b - HDR) as *const u64);
-                    if bsz >= len {
-                        *prev = *(b as *const u64);
-                        write_hdr(b, bsz, CLASSES as u64);
-                        self.in_use += bsz;
-                        return b as *mut u8;
-                    }
-                    prev = b as *mut u64;
-                }
+            None
+        };
+        // SAFETY: forwarded to the caller.
+        let b = b.or_else(|| unsafe { self.alloc_large(need) });
+        match b {
+            Some(b) => {
+                self.note();
+                b as *mut u8
             }
-            let Some(at) = self.bump(len + PAGE, PAGE) else {
-                return core::ptr::null_mut();
-            };
-            let b = at + PAGE;
-            // SAFETY: `[at, at + PAGE + len)` was just taken from our region.
-            unsafe { write_hdr(b, len, CLASSES as u64) };
-            self.in_use += len;
-            b as *mut u8
+            None => core::ptr::null_mut(),
         }
     }
 
-    /// Frees a block from [`alloc`](Heap::alloc) (by this process or an
-    /// ancestor before the fork).
+    /// A block of class `c`, or `None` when no chunk can be had (the
+    /// caller then makes it a large block).
     ///
     /// # Safety
-    /// `p` must be a live block of this heap lineage, freed once.
+    /// As [`alloc`](Heap::alloc).
+    unsafe fn alloc_small(&mut self, c: usize, align: u64) -> Option<u64> {
+        let sz = MIN_CLASS << c;
+        // A freed block of the class, in the newest chunk that has one
+        // (this process's own before those adopted at joins); a reused
+        // block must satisfy this call's alignment too.
+        let reuse = (0..self.nchunks).rev().find(|&i| {
+            let f = self.chunks[i].free[c];
+            f != 0 && f.is_multiple_of(align)
+        });
+        let (i, b) = match reuse {
+            Some(i) => {
+                let b = self.chunks[i].free[c];
+                // SAFETY: `b` is a free block of ours; its first word is
+                // the next link.
+                self.chunks[i].free[c] = unsafe { *(b as *const u64) };
+                (i, b)
+            }
+            None => {
+                let fits = |k: &Chunk| ((k.bump + HDR + align - 1) & !(align - 1)) + sz <= k.hi;
+                let i = match self.nchunks.checked_sub(1) {
+                    Some(last) if fits(&self.chunks[last]) => last,
+                    _ => self.new_chunk(sz + HDR + align)?,
+                };
+                let k = &mut self.chunks[i];
+                let b = (k.bump + HDR + align - 1) & !(align - 1);
+                k.bump = b + sz;
+                (i, b)
+            }
+        };
+        self.chunks[i].live += 1;
+        self.in_use += sz;
+        // SAFETY: the 16 bytes before the block are in its chunk, ours.
+        unsafe { write_hdr(b, sz, c as u64) };
+        Some(b)
+    }
+
+    /// Adds a chunk of at least `need` bytes; returns its index.
+    fn new_chunk(&mut self, need: u64) -> Option<usize> {
+        if self.nchunks == CHUNKS {
+            return None;
+        }
+        let len = (CHUNK_MIN << self.nchunks.min(6))
+            .min(CHUNK_MAX)
+            .max((need + PAGE - 1) & !(PAGE - 1));
+        let lo = self.take(len)?;
+        self.chunks[self.nchunks] = Chunk {
+            lo,
+            hi: lo + len,
+            bump: lo,
+            ..Chunk::default()
+        };
+        self.nchunks += 1;
+        Some(self.nchunks - 1)
+    }
+
+    /// # Safety
+    /// As [`alloc`](Heap::alloc).
+    unsafe fn alloc_large(&mut self, need: u64) -> Option<u64> {
+        let len = need.checked_add(PAGE - 1)? & !(PAGE - 1);
+        let at = self.take(len.checked_add(PAGE)?)?;
+        let b = at + PAGE;
+        // SAFETY: `[at, b + len)` was just taken from our free ranges.
+        unsafe { write_hdr(b, len, TAG_LARGE) };
+        self.in_use += len;
+        Some(b)
+    }
+
+    /// Frees a block from [`alloc`](Heap::alloc), by this process or by
+    /// an ancestor before the fork.
+    ///
+    /// # Safety
+    /// `p` must be a live block of this heap lineage that this process
+    /// owns, freed once.
     pub unsafe fn free(&mut self, p: *mut u8) {
         let b = p as u64;
+        if !(self.home.0..self.home.1).contains(&b) {
+            // SAFETY: the block is ours to reuse; its first word becomes
+            // the link. Its owner's bookkeeping is left alone.
+            unsafe { *(b as *mut u64) = self.foreign };
+            self.foreign = b;
+            return;
+        }
         // SAFETY: the caller vouches that `p` came from `alloc`.
         let (sz, class) = unsafe { read_hdr(b) };
         self.in_use = self.in_use.saturating_sub(sz);
-        // SAFETY: the block is ours again; its first word becomes the link.
-        unsafe {
-            if class < CLASSES as u64 {
-                *(b as *mut u64) = self.free[class as usize];
-                self.free[class as usize] = b;
-            } else {
-                *(b as *mut u64) = self.large;
-                self.large = b;
-            }
+        if class == TAG_LARGE {
+            return self.put(b - PAGE, b + sz);
         }
+        // A block of a chunk that was lost stays where it is.
+        let Some(i) =
+            (0..self.nchunks).find(|&i| (self.chunks[i].lo..self.chunks[i].hi).contains(&b))
+        else {
+            return;
+        };
+        let k = &mut self.chunks[i];
+        k.live -= 1;
+        if k.live == 0 {
+            let (lo, hi) = (k.lo, k.hi);
+            self.chunks.copy_within(i + 1..self.nchunks, i);
+            self.nchunks -= 1;
+            return self.put(lo, hi);
+        }
+        let c = class as usize;
+        // SAFETY: the block is ours again; its first word becomes the link.
+        unsafe { *(b as *mut u64) = k.free[c] };
+        k.free[c] = b;
     }
 
     /// The usable size of a block.
@@ -177,81 +371,109 @@ impl Heap {
         unsafe { read_hdr(p as u64).0 }
     }
 
-    /// At a fork: cuts the child's region off the top of the largest free
-    /// space and returns it; the parent no longer allocates there.
-    pub fn split(&mut self) -> (u64, u64) {
-        // Use the spare span if it is larger than what is left here.
-        if let Some(best) = (0..SPANS).max_by_key(|&i| self.spans[i].1 - self.spans[i].0) {
-            let (s, e) = self.spans[best];
-            if e - s > self.hi - self.bump {
-                let old = (self.bump, self.hi);
-                (self.bump, self.hi) = (s, e);
-                self.spans[best] = (0, 0);
-                self.give_back(old.0, old.1);
-            }
-        }
-        let free = self.hi.saturating_sub(self.bump);
+    /// At a fork: lends the child a region cut from the top of the largest
+    /// free range (half of it, at most max(1/16 of it, 64 MiB), at most
+    /// 256 MiB; empty when nothing is free). Returns the region and the
+    /// rest of that range below it, which stays free here: the child
+    /// cannot write there, so its join need not merge it.
+    pub fn split(&mut self) -> ((u64, u64), (u64, u64)) {
+        let Some(i) = (0..self.nranges).max_by_key(|&i| self.ranges[i].1 - self.ranges[i].0) else {
+            return ((self.home.1, self.home.1), (0, 0));
+        };
+        let (s, e) = self.ranges[i];
+        let free = e - s;
         let share = (free / 2).min((free / 16).max(64 << 20)).min(256 << 20) & !(PAGE - 1);
-        let lo = self.hi - share;
-        self.hi = lo;
-        (lo, lo + share)
+        let lo = e - share;
+        self.ranges[i].1 = lo;
+        if lo == s {
+            self.remove_range(i);
+        }
+        self.free_bytes -= share;
+        self.lent += share;
+        ((lo, e), (s, lo))
     }
 
     /// In the child after a fork: a fresh allocator owning `region`. The
-    /// parent's free lists are left behind (their blocks are the parent's).
+    /// parent's bookkeeping is left behind (its blocks are the parent's).
     pub fn enter_child(&mut self, region: (u64, u64)) {
         *self = Heap::new(region.0, region.1);
     }
 
-    /// After joining a child that was given `region`: takes back the part
-    /// above the child's final bump pointer (`child` is its final state).
-    pub fn reclaim(&mut self, region: (u64, u64), child: &Heap) {
-        // The child may itself have moved to a spare span it got back from a
-        // grandchild; only a bump pointer inside its region tells us what
-        // is unused.
-        let used_to = if (region.0..=region.1).contains(&child.bump) && child.hi == region.1 {
-            child.bump
-        } else {
-            region.1
-        };
-        let (s, e) = ((used_to + PAGE - 1) & !(PAGE - 1), region.1);
-        if s < e {
-            if self.hi == s && s == region.0 {
-                self.hi = e;
+    /// After a child that was given `region` exited and its memory was
+    /// merged: takes the whole region back. `child` is the child's final
+    /// state. What it still holds becomes this process's; the blocks it
+    /// freed that are not its own are freed here.
+    ///
+    /// # Safety
+    /// The child's changes to the heap must have been merged into this
+    /// process (its foreign list is read from the blocks).
+    pub unsafe fn join(&mut self, region: (u64, u64), child: &Heap) {
+        // Its peaks on top of what this process holds now (the region
+        // still lent, so not counted twice).
+        self.peak_held = self.peak_held.max(self.held() + child.peak_held);
+        self.peak_live = self.peak_live.max(self.in_use + child.peak_live);
+        self.lent -= region.1 - region.0;
+        // (Counts clamped: the bytes came from another process.)
+        for &(s, e) in &child.ranges[..child.nranges.min(RANGES)] {
+            self.put(s, e);
+        }
+        // Its chunks go first: this process keeps allocating from its own
+        // (the last ones), so the child's go back whole once freed.
+        for k in &child.chunks[..child.nchunks.min(CHUNKS)] {
+            if self.nchunks < CHUNKS {
+                self.chunks.copy_within(0..self.nchunks, 1);
+                self.chunks[0] = *k;
+                self.nchunks += 1;
             } else {
-                self.give_back(s, e);
+                self.lost += k.hi - k.lo;
             }
         }
+        // Regions it lent and never took back, and what it lost.
+        self.lost += child.lost + child.lent;
+        self.in_use += child.in_use;
+        let mut p = child.foreign;
+        while p != 0 {
+            // SAFETY: the child linked these blocks through their first
+            // word, and the merge brought the links here; each is a live
+            // block this process may free (the child owned it).
+            unsafe {
+                let next = *(p as *const u64);
+                self.free(p as *mut u8);
+                p = next;
+            }
+        }
+        self.note();
     }
 
-    /// Keeps `[s, e)` as a spare span (dropping the smallest when full).
-    fn give_back(&mut self, s: u64, e: u64) {
-        if e <= s {
-            return;
-        }
-        // Adjacent to a span: extend it.
-        for sp in self.spans.iter_mut() {
-            if sp.1 == s && sp.0 != sp.1 {
-                sp.1 = e;
-                return;
-            }
-            if sp.0 == e && sp.0 != sp.1 {
-                sp.0 = s;
-                return;
-            }
-        }
-        let smallest = (0..SPANS)
-            .min_by_key(|&i| self.spans[i].1 - self.spans[i].0)
-            .unwrap_or(0);
-        let (a, b) = self.spans[smallest];
-        if b - a < e - s {
-            self.spans[smallest] = (s, e);
-        }
+    /// A child given `region` stopped before anything of it was merged:
+    /// nothing here refers to its region, which is all free again.
+    pub fn abandon(&mut self, region: (u64, u64)) {
+        self.lent -= region.1 - region.0;
+        self.put(region.0, region.1);
     }
 
-    /// Bytes still free in the current region plus the spare spans.
-    pub fn available(&self) -> u64 {
-        self.hi.saturating_sub(self.bump) + self.spans.iter().map(|(s, e)| e - s).sum::<u64>()
+    /// A child given `region` failed after part of it may have been merged:
+    /// its region is never used again.
+    pub fn forsake(&mut self, region: (u64, u64)) {
+        self.lent -= region.1 - region.0;
+        self.lost += region.1 - region.0;
+        self.note();
+    }
+
+    /// This process's figures.
+    pub fn stats(&self) -> HeapStats {
+        let ranges = &self.ranges[..self.nranges];
+        HeapStats {
+            size: self.home.1 - self.home.0,
+            held: self.held(),
+            peak_held: self.peak_held.max(self.held()),
+            live: self.in_use,
+            peak_live: self.peak_live.max(self.in_use),
+            lost: self.lost,
+            free: self.free_bytes,
+            largest_free: ranges.iter().map(|r| r.1 - r.0).max().unwrap_or(0),
+            ranges: ranges.len() as u64,
+        }
     }
 }
 
@@ -285,6 +507,33 @@ mod tests {
         (v, lo, lo + len)
     }
 
+    /// SplitMix64, for sizes.
+    fn next(x: &mut u64) -> u64 {
+        *x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// 16 bytes to 1 MiB, about evenly over the powers of two.
+    fn size(x: &mut u64) -> u64 {
+        let hi = 16u64 << (next(x) % 17);
+        (hi / 2).max(16) + next(x) % (hi / 2 + 1)
+    }
+
+    fn alloc(h: &mut Heap, size: u64) -> u64 {
+        // SAFETY: the heaps of these tests own host memory (a Vec).
+        let p = unsafe { h.alloc(size, 8) } as u64;
+        assert_ne!(p, 0, "out of heap for {size} bytes: {:?}", h.stats());
+        p
+    }
+
+    fn free(h: &mut Heap, p: u64) {
+        // SAFETY: `p` came from `alloc` on this lineage, freed once.
+        unsafe { h.free(p as *mut u8) }
+    }
+
     #[test]
     fn blocks_are_aligned_disjoint_and_reused() {
         let (_mem, lo, hi) = region(64 << 20);
@@ -292,11 +541,8 @@ mod tests {
         let mut blocks = Vec::new();
         let mut x = 12345u64;
         for _ in 0..2000 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let size = (x >> 33) % 50_000 + 1;
-            let align = 1u64 << ((x >> 20) % 13);
+            let size = next(&mut x) % 50_000 + 1;
+            let align = 1u64 << (next(&mut x) % 13);
             // SAFETY: the region is ours and mapped (a Vec).
             let p = unsafe { h.alloc(size, align) } as u64;
             assert_ne!(p, 0);
@@ -306,96 +552,161 @@ mod tests {
             assert!(unsafe { Heap::size_of(p as *const u8) } >= size);
             // SAFETY: the block is ours to write.
             unsafe { core::ptr::write_bytes(p as *mut u8, 0xab, size as usize) };
-            blocks.push((p, size));
+            blocks.push((p, size, align));
         }
         let mut sorted = blocks.clone();
         sorted.sort();
         for w in sorted.windows(2) {
             assert!(w[0].0 + w[0].1 <= w[1].0 - HDR, "{w:?} overlap");
         }
-        let used = h.bump;
-        for &(p, _) in &blocks {
-            // SAFETY: each block freed once.
-            unsafe { h.free(p as *mut u8) };
+        let held = h.stats().held;
+        for &(p, _, _) in &blocks {
+            free(&mut h, p);
         }
-        assert_eq!(h.in_use, 0);
-        for &(_, size) in &blocks {
-            // SAFETY: as above.
-            unsafe { h.alloc(size, 8) };
+        // Everything freed: the free space is one range again, and the
+        // same calls get the same blocks.
+        let s = h.stats();
+        assert_eq!((s.live, s.held, s.ranges, s.free), (0, 0, 1, hi - lo));
+        for &(p, size, align) in &blocks {
+            // SAFETY: the region is ours.
+            assert_eq!(unsafe { h.alloc(size, align) } as u64, p);
         }
-        // Small blocks come back exactly; large ones first-fit, so allow
-        // some growth.
-        assert!(
-            h.bump - used < (used - lo) / 2,
-            "freed blocks were not reused"
-        );
+        assert_eq!(h.stats().held, held);
     }
 
     #[test]
     fn same_sequence_same_addresses() {
         let run = |lo, hi| {
             let mut h = Heap::new(lo, hi);
-            let mut alloc = |size| {
-                // SAFETY: the region is ours and mapped (a Vec).
-                unsafe { h.alloc(size, 8) as u64 - lo }
-            };
             (0..500u64)
-                .map(|i| alloc(i * 37 % 9000 + 1))
+                .map(|i| alloc(&mut h, i * 37 % 90_000 + 1) - lo)
                 .collect::<Vec<_>>()
         };
-        let (_a, lo1, hi1) = region(16 << 20);
-        let (_b, lo2, hi2) = region(16 << 20);
+        let (_a, lo1, hi1) = region(64 << 20);
+        let (_b, lo2, hi2) = region(64 << 20);
         assert_eq!(run(lo1, hi1), run(lo2, hi2));
     }
 
+    /// One simulated child: random blocks in its own heap, some kept for
+    /// the parent, one block of the parent's freed; returns what it kept.
+    fn child_life(h: &mut Heap, x: &mut u64, parent_block: Option<u64>) -> Vec<u64> {
+        let mut live = Vec::new();
+        for _ in 0..1 + next(x) % 8 {
+            if live.len() < 4 && (live.is_empty() || next(x).is_multiple_of(2)) {
+                live.push(alloc(h, size(x)));
+            } else {
+                let i = (next(x) % live.len() as u64) as usize;
+                free(h, live.swap_remove(i));
+            }
+        }
+        if let Some(p) = parent_block {
+            free(h, p);
+        }
+        let keep = live.len().min((next(x) % 3) as usize);
+        let kept = live.split_off(live.len() - keep);
+        for p in live {
+            free(h, p);
+        }
+        kept
+    }
+
+    /// Forks `fan` children of `parent`, each `depth` levels deep, joins
+    /// them in fork order, frees what they kept.
+    fn cycle(parent: &mut Heap, x: &mut u64, fan: usize, depth: u32) {
+        let gifts: Vec<u64> = (0..fan).map(|_| alloc(parent, size(x))).collect();
+        let mut kids = Vec::new();
+        for &g in &gifts {
+            let (r, gap) = parent.split();
+            assert!(gap.1 == r.0 || gap == (0, 0));
+            let mut c = *parent;
+            c.enter_child(r);
+            if depth > 1 {
+                cycle(&mut c, x, 1, depth - 1);
+            }
+            let kept = child_life(&mut c, x, Some(g));
+            kids.push((r, c, kept));
+        }
+        for (r, c, kept) in kids {
+            // SAFETY: host memory is shared: "merged" already.
+            unsafe { parent.join(r, &c) };
+            for p in kept {
+                free(parent, p);
+            }
+        }
+    }
+
     #[test]
-    fn children_get_disjoint_regions_and_unused_space_comes_back() {
+    fn fork_join_cycles_leave_the_heap_as_it_was() {
+        let (_mem, lo, hi) = region(512 << 20);
+        let mut h = Heap::new(lo, hi);
+        let own = alloc(&mut h, 100);
+        let mut x = 18u64;
+        let mut base = None;
+        for i in 0..3000 {
+            cycle(&mut h, &mut x, 1 + i % 2, 1 + (i % 3) as u32);
+            let s = h.stats();
+            assert_eq!(s.lost, 0);
+            let b = *base.get_or_insert((s.held, s.ranges, s.largest_free));
+            assert_eq!((s.held, s.ranges, s.largest_free), b, "cycle {i}");
+        }
+        free(&mut h, own);
+        let s = h.stats();
+        assert_eq!((s.held, s.live, s.ranges, s.free), (0, 0, 1, hi - lo));
+        assert!(s.peak_held < 32 << 20, "{s:?}");
+        assert!(s.peak_live <= s.peak_held);
+    }
+
+    #[test]
+    fn a_failed_child_gives_its_region_back_or_loses_it() {
+        let (_mem, lo, hi) = region(256 << 20);
+        let mut h = Heap::new(lo, hi);
+        let (r, _) = h.split();
+        assert_eq!(h.stats().held, 0);
+        h.abandon(r);
+        assert_eq!(h.stats(), Heap::new(lo, hi).stats());
+        let (r, _) = h.split();
+        h.forsake(r);
+        let s = h.stats();
+        assert_eq!((s.held, s.lost), (r.1 - r.0, r.1 - r.0));
+    }
+
+    #[test]
+    fn children_get_disjoint_regions_and_deep_nesting_works() {
         let base = 0x1000_0000_0000u64;
         let mut p = Heap::new(base, base + (16 << 30));
-        let mut regions = Vec::new();
-        for _ in 0..40 {
-            regions.push(p.split());
-        }
+        let regions: Vec<_> = (0..40).map(|_| p.split().0).collect();
         for r in &regions {
             assert!(r.1 - r.0 >= 64 << 20, "{r:x?} too small");
-            assert!(r.0 >= p.hi);
         }
         for w in regions.windows(2) {
             assert!(w[1].1 <= w[0].0, "regions overlap");
         }
-        let before = p.available();
-        // Children used nothing: their regions come back.
         for r in regions.iter().rev() {
             let mut c = p;
             c.enter_child(*r);
-            p.reclaim(*r, &c);
+            // SAFETY: the child allocated nothing: nothing to read.
+            unsafe { p.join(*r, &c) };
         }
-        assert!(
-            p.available() >= before + regions.iter().map(|r| r.1 - r.0).sum::<u64>() - PAGE * 40
-        );
-        // Deep nesting still leaves usable regions.
+        assert_eq!(p.stats().ranges, 1);
         let mut h = Heap::new(base, base + (16 << 30));
         for depth in 0..8 {
-            let r = h.split();
+            let r = h.split().0;
             assert!(r.1 - r.0 >= 1 << 20, "depth {depth}: {:#x}", r.1 - r.0);
             h.enter_child(r);
         }
     }
 
     #[test]
-    fn a_child_region_is_used_after_the_parent_runs_out() {
-        let (_mem, lo, hi) = region(8 << 20);
-        let mut h = Heap::new(lo, hi);
-        let r = h.split();
-        let mut c = h;
-        c.enter_child(r);
-        h.reclaim(r, &c);
-        // The parent can now allocate more than its own remainder.
-        let mut n = 0u64;
-        // SAFETY: the region is ours.
-        while unsafe { h.alloc(1 << 20, 8) } as u64 != 0 {
-            n += 1;
-        }
-        assert!(n >= 6, "only {n} MiB");
+    fn out_of_heap_at_the_same_call_for_the_same_size() {
+        let first_failure = || {
+            let (_mem, lo, hi) = region(16 << 20);
+            let mut h = Heap::new(lo, hi);
+            let mut x = 7u64;
+            (0..).find(|_| {
+                // SAFETY: the region is ours.
+                unsafe { h.alloc(size(&mut x), 8) }.is_null()
+            })
+        };
+        assert_eq!(first_failure(), first_failure());
     }
 }

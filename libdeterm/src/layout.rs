@@ -24,16 +24,21 @@ pub const REPORT_MSG: usize = 4000;
 /// Offset of the runtime's own state.
 pub const STATE_OFFSET: u64 = 8192;
 
-/// The heap: one virtual range split into per-process arenas. Its size is
-/// chosen by whoever starts the program (in the boot record): the kernel
-/// charges a private writable mapping against memory when a process is
-/// snapshotted, and under the default overcommit heuristic one mapping
-/// larger than RAM + swap makes every snapshot fail, so `detrun` takes half
-/// of RAM + swap, at most [`HEAP_MAX`].
+/// The heap: one virtual range split into per-process regions. Its size is
+/// an input of the run, like the arguments (the boot record; `detrun
+/// --heap`), never taken from the machine, so a program runs out of heap
+/// at the same call everywhere. The kernel charges a private writable
+/// mapping against memory when a process is snapshotted, and under the
+/// default overcommit heuristic one mapping larger than RAM + swap makes
+/// every snapshot fail: the default fits the smallest guest (1 GiB).
 pub const HEAP_BASE: u64 = 0x1000_0000_0000;
 pub const HEAP_MAX: u64 = 16 << 30;
-/// The heap size when the boot record gives none.
-pub const HEAP_DEFAULT: u64 = 256 << 20;
+/// The heap size when none is given (detrun's default too).
+pub const HEAP_DEFAULT: u64 = 512 << 20;
+/// Offset in the private region of the process's heap figures
+/// ([`crate::heap::HeapStats`]), left by the runtime at exit and on a
+/// fault for `detrun --stats`.
+pub const HEAP_STATS_OFFSET: u64 = 1024;
 
 /// The file system's arena, and the join's two scratch copies.
 pub const FS_BASE: u64 = 0x2000_0000_0000;
@@ -142,5 +147,10 @@ pub const SYS_SYMBOL: u64 = 0x0de7_0001;
 const _: () = assert!(core::mem::size_of::<Boot>() == 6 * 8);
 const _: () = assert!(core::mem::size_of::<Report>() == 32 + REPORT_MSG);
 const _: () = assert!(REPORT_OFFSET + core::mem::size_of::<Report>() as u64 <= STATE_OFFSET);
+const _: () = assert!(
+    core::mem::size_of::<Boot>() as u64 <= HEAP_STATS_OFFSET
+        && HEAP_STATS_OFFSET + core::mem::size_of::<crate::heap::HeapStats>() as u64
+            <= REPORT_OFFSET
+);
 const _: () = assert!(stack_range(MAX_DEPTH - 1).0 > FS_CHILD_BASE + FS_MAX);
 const _: () = assert!(HEAP_BASE + HEAP_MAX <= FS_BASE);

@@ -35,4 +35,4 @@ pub use rt::process::{
     JoinStats, Scope,
 };
 #[cfg(determ_rt)]
-pub use rt::{args, env_var, exit, fs_mut};
+pub use rt::{args, env_var, exit, fs_mut, heap_stats};

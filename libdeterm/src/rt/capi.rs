@@ -305,8 +305,7 @@ pub extern "C" fn det_exit(code: c_int) -> ! {
 /// C `malloc`.
 #[no_mangle]
 pub unsafe extern "C" fn malloc(n: usize) -> *mut c_void {
-    // SAFETY: the heap's regions are mapped for this process.
-    unsafe { super::state().heap.alloc(n as u64, 16) as *mut c_void }
+    super::heap_alloc(n as u64, 16) as *mut c_void
 }
 
 /// # Safety

@@ -17,7 +17,7 @@ use core::fmt::Write;
 use core::mem::MaybeUninit;
 
 use crate::fs::Fs;
-use crate::heap::Heap;
+use crate::heap::{Heap, HeapStats};
 use crate::layout::*;
 use crate::sys;
 
@@ -61,6 +61,8 @@ pub(crate) struct State {
     pub children: [ChildSlot; MAX_CHILDREN],
     /// Totals over this process's joins (see [`process::JoinStats`]).
     pub stats: process::JoinStats,
+    /// The last allocation, if it failed: (size, align).
+    pub failed_request: Option<(u64, u64)>,
     /// Text of the last failure the C interface reported.
     pub last_error: [u8; 512],
     pub last_error_len: usize,
@@ -160,6 +162,7 @@ pub(crate) fn init(sp: *const u64) {
         HEAP_DEFAULT
     };
     st.heap = Heap::new(HEAP_BASE, HEAP_BASE + st.heap_size);
+    st.failed_request = None;
     let blocks = if b.fs_blocks != 0 {
         b.fs_blocks
     } else {
@@ -183,6 +186,46 @@ pub(crate) fn init(sp: *const u64) {
     st.fs.write(fs);
     if b.flags & BOOT_FS_CHILD != 0 {
         fs_mut().enter_child();
+    }
+}
+
+/// This process's heap figures (see [`HeapStats`]): a child's cover its
+/// own region, the root's the whole heap and its joined children.
+pub fn heap_stats() -> HeapStats {
+    state().heap.stats()
+}
+
+/// Leaves this process's heap figures where `detrun --stats` reads them.
+fn publish_heap_stats() {
+    // SAFETY: the slot is inside the private region (checked in layout),
+    // mapped in every deterministic process; plain data.
+    unsafe { *((PRIV_BASE + HEAP_STATS_OFFSET) as *mut HeapStats) = state().heap.stats() };
+}
+
+/// Allocates from this process's heap; a failure is remembered, so that
+/// the panic that follows names the request and the heap.
+pub(crate) fn heap_alloc(size: u64, align: u64) -> *mut u8 {
+    let st = state();
+    // SAFETY: the heap's regions are mapped for this process.
+    let p = unsafe { st.heap.alloc(size, align) };
+    st.failed_request = if p.is_null() {
+        Some((size, align))
+    } else {
+        None
+    };
+    p
+}
+
+/// A size in bytes as text: exact, in the largest unit that divides it.
+struct Size(u64);
+
+impl core::fmt::Display for Size {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            n if n >= 1 << 20 && n % (1 << 20) == 0 => write!(f, "{} MiB", n >> 20),
+            n if n >= 1 << 10 && n % (1 << 10) == 0 => write!(f, "{} KiB", n >> 10),
+            n => write!(f, "{n} bytes"),
+        }
     }
 }
 
@@ -229,12 +272,14 @@ pub(crate) unsafe fn cstr(p: *const u8) -> &'static str {
 /// `code`, which the parent sees as the exit status.
 pub fn exit(code: i32) -> ! {
     io::flush();
+    publish_heap_stats();
     sys::exit(code)
 }
 
 /// Ends the process as a fault with `msg` in its report: the parent (or
 /// `detrun`) sees an invalid-opcode stop and reads the message.
 pub fn fatal(msg: core::fmt::Arguments<'_>) -> ! {
+    publish_heap_stats();
     set_report(REPORT_PANIC, 0, 0, msg);
     stop()
 }
@@ -286,6 +331,31 @@ pub(crate) fn set_report(kind: u32, child: u64, addr: u64, msg: core::fmt::Argum
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     // Output first, so what the program printed is not lost.
     io::flush();
+    publish_heap_stats();
+    let st = state();
+    if let Some((size, align)) = st.failed_request {
+        // The allocation error handler's panic: say what ran out, exactly.
+        let s = st.heap.stats();
+        set_report(
+            REPORT_PANIC,
+            0,
+            0,
+            format_args!(
+                "ran out of heap: a request of {} (align {align}) failed; the heap is {} \
+                 (detrun --heap), this process holds {} ({} live) of its {} region, \
+                 {} free in {} range(s), the largest {}",
+                Size(size),
+                Size(st.heap_size),
+                Size(s.held),
+                Size(s.live),
+                Size(s.size),
+                Size(s.free),
+                s.ranges,
+                Size(s.largest_free),
+            ),
+        );
+        stop()
+    }
     let msg = info.message();
     // A panic right after a merge conflict keeps the conflict's child and
     // address, so detrun names them too.
@@ -314,8 +384,7 @@ pub struct DetAlloc;
 // for this process; a deterministic process has one thread.
 unsafe impl GlobalAlloc for DetAlloc {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        // SAFETY: the heap's regions are mapped for this process.
-        unsafe { state().heap.alloc(l.size() as u64, l.align() as u64) }
+        heap_alloc(l.size() as u64, l.align() as u64)
     }
 
     unsafe fn dealloc(&self, p: *mut u8, _l: Layout) {

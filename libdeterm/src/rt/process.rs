@@ -8,8 +8,8 @@
 //!   system as it was at the fork: the reference of the join.
 //! - [`Child::join`]: waits (serving the child's I/O requests), merges the
 //!   program's writable segments, the heap and the parent's stack with
-//!   `DET_MERGE`, reconciles the file system, takes back unused heap,
-//!   reaps the child and returns its exit status. A byte both sides changed
+//!   `DET_MERGE`, takes back the child's whole heap region, reconciles the
+//!   file system, reaps the child and returns its exit status. A byte both sides changed
 //!   is [`Error::Conflict`], with the address (named by `detrun` from the
 //!   symbol table).
 //! - [`exec`]: loads a static ELF from the file system into a child.
@@ -270,8 +270,7 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
     }
     let slot = take_slot(st)?;
     keep_files_reference(id)?;
-    let region = st.heap.split();
-    let gap = ((st.heap.bump + sys::PAGE - 1) & !(sys::PAGE - 1), region.0);
+    let (region, gap) = st.heap.split();
     let f = ManuallyDrop::new(f);
     let frame = Frame {
         call: call_closure::<F>,
@@ -311,6 +310,7 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
         );
     }
     if let Err(e) = sys::check(ret) {
+        state().heap.abandon(region);
         let _ = sys::dput_plain(id | REF_BIT, sys::DET_KILL, 0, 0);
         // The closure was not handed over: drop it here.
         drop(ManuallyDrop::into_inner(f));
@@ -622,13 +622,14 @@ fn join_fs(id: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// Takes back the heap the child did not use.
+/// Takes back the heap region the child was lent, after its merge.
 fn reclaim(id: u64, region: (u64, u64)) -> Result<(), Error> {
     let at = PRIV_BASE + STATE_OFFSET + core::mem::offset_of!(State, heap) as u64;
     // SAFETY: the bytes are the child's `Heap`, plain data of this type.
     let child = unsafe { exec::read_from::<Heap>(id, at) };
     let child = sys_err("reading the child's heap", child)?;
-    state().heap.reclaim(region, &child);
+    // SAFETY: the child's heap changes were merged just before.
+    unsafe { state().heap.join(region, &child) };
     Ok(())
 }
 
@@ -651,20 +652,27 @@ fn join_id(id: u64) -> Result<i32, Error> {
     };
     let slot = st.children[i];
     super::clear_report();
+    // The child's heap region comes back whole after a merge, all free
+    // when nothing of the child was merged, and never when a merge may
+    // have brought part of it (`forsake`).
+    let mut region_back = slot.exec;
     let result = (|| {
         let mut parent = Parent {
             symbols: slot.symbols,
         };
         let s = sys_err("waiting for the child", serve::run(id, &mut parent))?;
+        if s.status != sys::DET_S_EXIT_NORMAL && !slot.exec {
+            state().heap.abandon(slot.region);
+            region_back = true;
+        }
         match s.status {
             sys::DET_S_EXIT_NORMAL => {
                 if !slot.exec {
                     merge(id, slot.gap)?;
+                    reclaim(id, slot.region)?;
+                    region_back = true;
                 }
                 join_fs(id)?;
-                if !slot.exec {
-                    reclaim(id, slot.region)?;
-                }
                 state().stats.joins += 1;
                 Ok(s.exit_code)
             }
@@ -681,6 +689,9 @@ fn join_id(id: u64) -> Result<i32, Error> {
             }),
         }
     })();
+    if !region_back {
+        state().heap.forsake(slot.region);
+    }
     let _ = sys::dput_plain(id, sys::DET_KILL | sys::DET_KILL_POISON, 0, 0);
     let _ = sys::dput_plain(id | REF_BIT, sys::DET_KILL | sys::DET_KILL_POISON, 0, 0);
     let st = state();

@@ -10,6 +10,11 @@
 //! fault or a merge conflict is reported on stderr with the address, the
 //! symbol from PROGRAM's symbol table and the child ID.
 //!
+//! The heap's size is an input like the arguments (`--heap`, else
+//! `DETRUN_HEAP`, else 512 MiB), never taken from the machine, so a program
+//! runs out of heap at the same call on every machine; `--stats` reports
+//! it with the heap's peak and live figures.
+//!
 //! Exit status: the program's; 128 + signal when it faulted; 2 for a usage
 //! error, an unreadable program or a bad file-system image (then nothing is
 //! written).
@@ -37,7 +42,20 @@ Options:
   --env NAME=VALUE    set an environment variable (replaces the fixed
                       environment PATH=/bin HOME=/ LANG=C; repeatable)
   --fs-blocks N       size of a new file system in 4 KiB blocks (default 8192)
+  --heap SIZE         the program's heap: a whole number of MiB, 1M to 16G,
+                      written like 512M or 2G (default: $DETRUN_HEAP if set,
+                      else 512M). The same program and inputs run out of heap
+                      at the same point for the same SIZE on every machine;
+                      more than the machine's RAM + swap makes every fork fail
+  --stats             when the program ends, print its heap figures on stderr:
+                      detrun: stats: heap_size=B (from) peak_heap=B peak_live=B
+                      ratio=R held=B live=B lost=B free_ranges=N
+                      (peak_heap: the most heap held at once by the program
+                      and its children, ratio = peak_heap / peak_live)
   -h, --help          show this help
+
+Environment:
+  DETRUN_HEAP         the heap size when --heap is not given (as --heap)
 
 Exit status: the program's; 128+N if it stopped on signal N (a fault or a
 panic: SIGILL); 2 if detrun could not start it.
@@ -50,6 +68,9 @@ pub struct Options {
     pub add: Vec<(String, String)>,
     pub env: Vec<String>,
     pub fs_blocks: Option<u32>,
+    /// `--heap`, in bytes.
+    pub heap: Option<u64>,
+    pub stats: bool,
     pub program: String,
     pub args: Vec<String>,
 }
@@ -88,6 +109,11 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, String> {
                         .map_err(|_| format!("--fs-blocks {v}: not a number"))?,
                 );
             }
+            "--heap" => {
+                let v = value(&mut i, "--heap")?;
+                o.heap = Some(parse_heap(&v).map_err(|e| format!("--heap {v}: {e}"))?);
+            }
+            "--stats" => o.stats = true,
             "--" => {
                 i += 1;
                 break;
@@ -105,6 +131,45 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, String> {
     Ok(Some(o))
 }
 
+/// A heap size: a whole number of MiB from 1M to 16G, written with a
+/// suffix `M` or `G` (or `MiB`, `GiB`), or in bytes.
+pub fn parse_heap(v: &str) -> Result<u64, String> {
+    let bad = || "expected a size like 512M or 2G".to_string();
+    let (digits, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => v.split_at(at),
+        None => (v, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        _ => return Err(bad()),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let bytes = n
+        .checked_mul(1 << shift)
+        .filter(|&b| b <= determ::layout::HEAP_MAX)
+        .ok_or("more than the 16G limit")?;
+    if bytes == 0 || bytes % (1 << 20) != 0 {
+        return Err("not a whole, nonzero number of MiB".into());
+    }
+    Ok(bytes)
+}
+
+/// The heap size and where it came from: `--heap`, else `DETRUN_HEAP`, else
+/// the default. Never the machine's memory.
+pub fn heap_size(o: &Options, env: Option<&str>) -> Result<(u64, &'static str), String> {
+    if let Some(b) = o.heap {
+        return Ok((b, "--heap"));
+    }
+    match env {
+        Some(v) => parse_heap(v)
+            .map(|b| (b, "DETRUN_HEAP"))
+            .map_err(|e| format!("DETRUN_HEAP={v}: {e}")),
+        None => Ok((determ::layout::HEAP_DEFAULT, "default")),
+    }
+}
+
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let opts = match parse(&argv) {
@@ -118,7 +183,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run::run(&opts) {
+    let heap = match heap_size(&opts, std::env::var("DETRUN_HEAP").ok().as_deref()) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("detrun: {e}\n(detrun --help for usage)");
+            return ExitCode::from(2);
+        }
+    };
+    match run::run(&opts, heap) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("detrun: {e}");
@@ -158,5 +230,45 @@ mod tests {
         assert!(parse(&v(&["--bogus", "p"])).is_err());
         assert!(parse(&v(&["--add", "nofile", "p"])).is_err());
         assert_eq!(parse(&v(&["--", "-p"])).unwrap().unwrap().program, "-p");
+    }
+
+    #[test]
+    fn heap_size_is_given_never_guessed() {
+        let o = parse(&v(&["--heap", "2G", "--stats", "p"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!((o.heap, o.stats), (Some(2 << 30), true));
+        assert_eq!(heap_size(&o, Some("64M")), Ok((2 << 30, "--heap")));
+        let plain = parse(&v(&["p"])).unwrap().unwrap();
+        assert_eq!(
+            heap_size(&plain, Some("64M")),
+            Ok((64 << 20, "DETRUN_HEAP"))
+        );
+        assert_eq!(
+            heap_size(&plain, Some("1GiB")),
+            Ok((1 << 30, "DETRUN_HEAP"))
+        );
+        assert_eq!(heap_size(&plain, None), Ok((512 << 20, "default")));
+        assert_eq!(parse_heap("1048576"), Ok(1 << 20));
+        assert_eq!(parse_heap("16G"), Ok(16 << 30));
+        for bad in [
+            "",
+            "0",
+            "0M",
+            "12x",
+            "1.5G",
+            "17G",
+            "100",
+            "-1M",
+            "M",
+            "99999999999999999999G",
+        ] {
+            let e = parse_heap(bad).unwrap_err();
+            assert!(!e.is_empty(), "{bad}");
+        }
+        let e = heap_size(&plain, Some("lots")).unwrap_err();
+        assert!(e.starts_with("DETRUN_HEAP=lots: "), "{e}");
+        let e = parse(&v(&["--heap", "3K", "p"])).unwrap_err();
+        assert!(e.starts_with("--heap 3K: "), "{e}");
     }
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use determ::elf::{self, Symbol};
 use determ::exec::{self, Spec, Staged};
 use determ::fs::{Fs, FsError, STDERR_INO, STDOUT_INO};
+use determ::heap::HeapStats;
 use determ::layout::*;
 use determ::serve::{self, Host};
 use determ::sys::{self, DetStatus, Errno};
@@ -17,7 +18,8 @@ use crate::Options;
 const ROOT: u64 = 1;
 
 /// Runs the program; returns the exit status detrun should have.
-pub fn run(o: &Options) -> Result<u8, String> {
+/// `heap` is the heap size and where it came from (`main::heap_size`).
+pub fn run(o: &Options, heap: (u64, &str)) -> Result<u8, String> {
     let bytes = fs::read(&o.program).map_err(|e| format!("{}: {e}", o.program))?;
     elf::parse(&bytes).map_err(|e| format!("{}: {e}", o.program))?;
     let symbols = elf::symbols(&bytes).unwrap_or_default();
@@ -52,7 +54,7 @@ pub fn run(o: &Options) -> Result<u8, String> {
         boot_flags: BOOT_TOP,
         stdout_shown: out0,
         stderr_shown: err0,
-        heap_size: heap_size(),
+        heap_size: heap.0,
     };
     exec::load(ROOT, &spec).map_err(|e| format!("loading {}: {e}", o.program))?;
     sys::dput_plain(ROOT, sys::DET_START, 0, 0)
@@ -61,26 +63,36 @@ pub fn run(o: &Options) -> Result<u8, String> {
         .map_err(|e| format!("waiting for the program: {e}"))?;
     let fs_len = fsys.as_bytes().len();
     let result = finish(o, &st, &symbols, fs_len);
+    if o.stats {
+        print_stats(heap);
+    }
     let _ = sys::dput_plain(ROOT, sys::DET_KILL | sys::DET_KILL_POISON, 0, 0);
     result
 }
 
-/// Half of RAM + swap, at most HEAP_MAX: one mapping larger than RAM +
-/// swap would make every snapshot fail under the kernel's default
-/// overcommit heuristic (see `determ::layout`).
-fn heap_size() -> u64 {
-    let info = fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let kib = |key: &str| -> u64 {
-        info.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|r| r.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    let total = (kib("MemTotal:") + kib("SwapTotal:")) * 1024;
-    if total == 0 {
-        return HEAP_DEFAULT;
+/// The `--stats` line: the heap figures the root left at its exit or
+/// fault (`determ::heap::HeapStats`).
+fn print_stats(heap: (u64, &str)) {
+    // SAFETY: `HeapStats` is plain data: any bytes make one.
+    let s: Result<HeapStats, _> = unsafe { exec::read_from(ROOT, PRIV_BASE + HEAP_STATS_OFFSET) };
+    match s {
+        Ok(s) if s.size != 0 => eprintln!(
+            "detrun: stats: heap_size={} ({}) peak_heap={} peak_live={} ratio={:.2} held={} live={} lost={} free_ranges={}",
+            heap.0,
+            heap.1,
+            s.peak_held,
+            s.peak_live,
+            s.peak_held as f64 / s.peak_live.max(1) as f64,
+            s.held,
+            s.live,
+            s.lost,
+            s.ranges
+        ),
+        _ => eprintln!(
+            "detrun: stats: heap_size={} ({}); the program left no heap figures",
+            heap.0, heap.1
+        ),
     }
-    (total / 2).min(HEAP_MAX) & !((1 << 20) - 1)
 }
 
 /// The file system the program starts with.

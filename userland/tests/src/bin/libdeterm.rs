@@ -29,6 +29,7 @@ const PROGRAMS: &[&str] = &[
     "stdin",
     "cforkjoin",
     "primes",
+    "heapsoak",
 ];
 
 const TESTS: &[(&str, Test)] = &[
