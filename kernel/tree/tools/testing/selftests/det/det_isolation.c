@@ -238,16 +238,16 @@ static long a_pidfd_getfd(pid_t pid) { return with_pidfd(pid, p_getfd); }
 static long a_mrelease(pid_t pid) { return with_pidfd(pid, p_mrelease); }
 static long a_pmadvise(pid_t pid) { return with_pidfd(pid, p_madvise); }
 
-/* F_SETOWN(pid) + F_SETSIG(SIGKILL) + O_ASYNC on a pipe, then write. */
-static long a_sigio(pid_t pid)
+/* Arm a pipe's read end with @arm(fd, pid) and O_ASYNC, then write. */
+static long pipe_sigio(pid_t pid, int (*arm)(int fd, pid_t pid))
 {
 	int p[2];
 	long r;
 
 	if (pipe(p))
 		return -errno;
-	r = fcntl(p[0], F_SETOWN, pid) || fcntl(p[0], F_SETSIG, SIGKILL) ||
-	    fcntl(p[0], F_SETFL, O_ASYNC | O_NONBLOCK) ? -errno : 0;
+	r = arm(p[0], pid) || fcntl(p[0], F_SETFL, O_ASYNC | O_NONBLOCK) ?
+	    -errno : 0;
 	if (!r && write(p[1], "x", 1) != 1)
 		r = -errno;
 	close(p[0]);
@@ -255,23 +255,22 @@ static long a_sigio(pid_t pid)
 	return r;
 }
 
-/* The same with F_SETOWN_EX(F_OWNER_TID) and the plain SIGIO. */
-static long a_sigio_tid(pid_t pid)
+/* F_SETOWN(pid) + F_SETSIG(SIGKILL). */
+static int arm_setsig(int fd, pid_t pid)
+{
+	return fcntl(fd, F_SETOWN, pid) || fcntl(fd, F_SETSIG, SIGKILL);
+}
+
+/* F_SETOWN_EX(F_OWNER_TID), the plain SIGIO. */
+static int arm_tid(int fd, pid_t pid)
 {
 	struct f_owner_ex o = { .type = F_OWNER_TID, .pid = pid };
-	int p[2];
-	long r;
 
-	if (pipe(p))
-		return -errno;
-	r = fcntl(p[0], F_SETOWN_EX, &o) ||
-	    fcntl(p[0], F_SETFL, O_ASYNC | O_NONBLOCK) ? -errno : 0;
-	if (!r && write(p[1], "x", 1) != 1)
-		r = -errno;
-	close(p[0]);
-	close(p[1]);
-	return r;
+	return fcntl(fd, F_SETOWN_EX, &o);
 }
+
+static long a_sigio(pid_t pid) { return pipe_sigio(pid, arm_setsig); }
+static long a_sigio_tid(pid_t pid) { return pipe_sigio(pid, arm_tid); }
 
 /* SIGURG to the owner of a socket that receives out-of-band data. */
 static long a_sigurg(pid_t pid)
