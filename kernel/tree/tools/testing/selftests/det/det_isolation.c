@@ -841,7 +841,16 @@ static void build_compat_page(void)
 
 static void do_compat_syscall(void)
 {
-	__asm__ volatile("ljmpl *(%0)" : : "r"(compat_page + COMPAT_FAR)
+	/*
+	 * A stack below 4 GiB: the kernel reads the caller's ebp from
+	 * (u32)esp before the system call; if that fails, it returns
+	 * -EFAULT to the 32-bit vDSO's landing pad, which a child does not
+	 * have (a SIGSEGV stop).
+	 */
+	__asm__ volatile("mov %1, %%rsp\n\t"
+			 "ljmpl *(%0)"
+			 : : "r"(compat_page + COMPAT_FAR),
+			     "r"(compat_page + 4096 - 16)
 			 : "memory");
 	det_exit(8);	/* not reached */
 }
