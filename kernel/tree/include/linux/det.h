@@ -9,6 +9,7 @@
 #define _LINUX_DET_H
 
 #include <linux/sched.h>
+#include <linux/sched/signal.h>
 #include <uapi/linux/det.h>
 
 struct pt_regs;
@@ -25,6 +26,10 @@ bool __det_is_child(const struct task_struct *t);
 long det_syscall_enter(struct pt_regs *regs, long nr);
 void det_syscall_exit(struct pt_regs *regs);
 bool __det_get_signal(int signr, struct kernel_siginfo *info);
+bool __det_outsider(const struct task_struct *t);
+void __det_exec(struct task_struct *t);
+void __det_switch(struct task_struct *prev, struct task_struct *next);
+bool det_emulate_cpuid(struct pt_regs *regs);
 
 /* Is @t a deterministic process (not a master, not legacy)? */
 static inline bool det_is_child(const struct task_struct *t)
@@ -66,6 +71,49 @@ static inline bool det_get_signal(int signr, struct kernel_siginfo *info)
 	return __det_get_signal(signr, info);
 }
 
+/*
+ * Is current an outsider to deterministic process @t, i.e. not its parent?
+ * Only its parent may change its priority, scheduling, limits or /proc
+ * settings.  False for legacy processes and masters.
+ */
+static inline bool det_outsider(const struct task_struct *t)
+{
+	return det_is_child(t) && __det_outsider(t);
+}
+
+/*
+ * Must signal @sig to @t be dropped at delivery?  A deterministic process
+ * receives only signals it raises itself (faults) and SIGKILL from the
+ * kernel (its parent, the OOM killer); whatever path a signal takes --
+ * kill(), F_SETOWN/SIGIO, SIGURG, leases, dnotify -- this is where it is
+ * queued.
+ */
+static inline bool det_signal_dropped(int sig, struct kernel_siginfo *info,
+				      struct task_struct *t)
+{
+	if (likely(!det_is_child(t)) || t == current)
+		return false;
+	return !(sig == SIGKILL && info == SEND_SIG_PRIV);
+}
+
+/* Hook from begin_new_exec(): a master that execs is a legacy process. */
+static inline void det_exec(struct task_struct *t)
+{
+	if (unlikely(t->det))
+		__det_exec(t);
+}
+
+/*
+ * Hook from __switch_to_xtra(): deterministic processes always have
+ * TIF_NOTSC set, so every switch to or from one passes there.
+ */
+static inline void det_switch(struct task_struct *prev,
+			      struct task_struct *next)
+{
+	if (unlikely(prev->det || next->det))
+		__det_switch(prev, next);
+}
+
 #else /* !CONFIG_DET */
 
 static inline int det_fork(struct task_struct *p) { return 0; }
@@ -92,6 +140,16 @@ static inline bool det_get_signal(int signr, struct kernel_siginfo *info)
 {
 	return false;
 }
+static inline bool det_outsider(const struct task_struct *t) { return false; }
+static inline bool det_signal_dropped(int sig, struct kernel_siginfo *info,
+				      struct task_struct *t)
+{
+	return false;
+}
+static inline void det_exec(struct task_struct *t) { }
+static inline void det_switch(struct task_struct *prev,
+			      struct task_struct *next) { }
+static inline bool det_emulate_cpuid(struct pt_regs *regs) { return false; }
 
 #endif /* CONFIG_DET */
 

@@ -12,15 +12,17 @@
  *
  * The time stamp counter is disabled for it (TIF_NOTSC, CR4.TSD), so
  * rdtsc/rdtscp fault, and the vDSO and vvar pages, which expose the
- * kernel's clock, are unmapped before it first runs: touching them faults.
+ * kernel's clock, are unmapped before it first runs and after each
+ * DET_SNAP, together with every shared or device mapping: touching them
+ * faults.
  */
 
 #include <linux/compat.h>
 #include <linux/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/syscalls.h>
+#include <asm/mmu_context.h>
 #include <asm/syscall.h>
-#include <asm/vdso.h>
 
 #include "internal.h"
 
@@ -56,24 +58,113 @@ long det_syscall_enter(struct pt_regs *regs, long nr)
 }
 
 /*
- * Unmap the vDSO and vvar pages of the current (new, not yet started)
- * deterministic process: they let user space read the kernel's clock
- * without a system call.  x86_64 maps them as one range, vvar just below
- * the vDSO text.
+ * Is @vma a mapping whose pages someone other than the process and its
+ * parent's dput() can change or read time from?  The vDSO text and its
+ * data pages ([vvar], [vvar_vclock]), and every shared or device mapping:
+ * MAP_SHARED files, memfd and shared anonymous memory, SysV shm, the AIO
+ * completion ring the kernel writes, PFN/IO mappings of drivers.
  */
-void det_drop_vdso(void)
+static bool det_vma_outside(struct vm_area_struct *vma)
+{
+	const char *name;
+
+	if (vma->vm_flags & (VM_MAYSHARE | VM_IO | VM_PFNMAP | VM_MIXEDMAP))
+		return true;
+	if (!vma->vm_ops || !vma->vm_ops->name)
+		return false;
+	name = vma->vm_ops->name(vma);
+	return name && (!strcmp(name, "[vdso]") || !strncmp(name, "[vvar", 5));
+}
+
+/*
+ * The first such mapping of @mm, found by what it is rather than where
+ * mm->context says the vDSO is (the master may have mremap()ed it).
+ * Returns -ENOENT if there is none, -EPERM if it is sealed.
+ */
+static int det_find_outside(struct mm_struct *mm, unsigned long *start,
+			    unsigned long *end)
+{
+	struct vm_area_struct *vma;
+	int ret = -ENOENT;
+	VMA_ITERATOR(vmi, mm, 0);
+
+	mmap_read_lock(mm);
+	for_each_vma(vmi, vma) {
+		if (!det_vma_outside(vma))
+			continue;
+		*start = vma->vm_start;
+		*end = vma->vm_end;
+		ret = vma->vm_flags & VM_SEALED ? -EPERM : 0;
+		break;
+	}
+	mmap_read_unlock(mm);
+	return ret;
+}
+
+/**
+ * det_check_outside - can a copy of @mm lose what others can change?
+ * @mm:	the address space a new child or a DET_SNAP copies
+ *
+ * Return: 0, or -EPERM if a vDSO, vvar, shared or device mapping of @mm
+ * is sealed (mseal()): a copy could not unmap it.
+ */
+int det_check_outside(struct mm_struct *mm)
+{
+	struct vm_area_struct *vma;
+	int ret = 0;
+	VMA_ITERATOR(vmi, mm, 0);
+
+	mmap_read_lock(mm);
+	for_each_vma(vmi, vma)
+		if (det_vma_outside(vma) && (vma->vm_flags & VM_SEALED))
+			ret = -EPERM;
+	mmap_read_unlock(mm);
+	return ret;
+}
+
+/*
+ * The copy of a master's address space carries its rdpmc permission (the
+ * count of its mmap()ed perf events, whose mappings are not copied): drop
+ * it, and CR4.PCE with it, so rdpmc faults in the child.
+ */
+static void det_drop_rdpmc(struct mm_struct *mm)
+{
+#ifdef CONFIG_PERF_EVENTS
+	if (!atomic_read(&mm->context.perf_rdpmc_allowed))
+		return;
+	atomic_set(&mm->context.perf_rdpmc_allowed, 0);
+	local_irq_disable();
+	cr4_update_pce(NULL);
+	local_irq_enable();
+#endif
+}
+
+/*
+ * Unmap, in the current (new or just snapshotted, not running)
+ * deterministic process, every mapping that det_vma_outside() names: the
+ * kernel's clock, and pages another process or the kernel can write.
+ * Touching their addresses is then a SIGSEGV stop.  The parent checked
+ * none is sealed (det_check_outside()); if one cannot be unmapped all the
+ * same, the process dies rather than run with it.
+ */
+void det_drop_outside(void)
 {
 	struct mm_struct *mm = current->mm;
-	const struct vdso_image *image = mm->context.vdso_image;
-	unsigned long text = (unsigned long)mm->context.vdso;
+	unsigned long start, end;
+	int ret;
 
-	if (!image || !text)
+	while (!(ret = det_find_outside(mm, &start, &end))) {
+		ret = vm_munmap(start, end - start);
+		if (ret)
+			break;
+	}
+	if (ret != -ENOENT) {
+		send_sig_info(SIGKILL, SEND_SIG_PRIV, current);
 		return;
-	if (vm_munmap(text + image->sym_vvar_start,
-		      image->size - image->sym_vvar_start))
-		return;
+	}
 	mm->context.vdso = NULL;
 	mm->context.vdso_image = NULL;
+	det_drop_rdpmc(mm);
 }
 
 /*
@@ -88,6 +179,6 @@ void det_syscall_exit(struct pt_regs *regs)
 	if (WARN_ON_ONCE(!me) || likely(!me->fresh))
 		return;
 	me->fresh = false;
-	det_drop_vdso();
+	det_drop_outside();
 	det_park(me);
 }

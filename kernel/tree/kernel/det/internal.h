@@ -39,8 +39,11 @@ struct det_req {
 /**
  * struct det_proc - deterministic state of a master or of a deterministic
  * process.
- * @ref:	one reference held by the task (dropped in free_task()),
- *		one by the parent's @children table while listed there.
+ * @ref:	one reference held by the task (dropped in free_task(), or
+ *		at exec for a master), one by the parent's @children table
+ *		while listed there.
+ * @rcu:	freed after a grace period: other tasks read a task's @det
+ *		under RCU (det_is_child()) while a master may exec.
  * @master:	true for a master (a legacy process that called
  *		DET_BECOME_MASTER), false for a deterministic process.
  * @id:		the child ID its parent chose (deterministic processes).
@@ -56,16 +59,21 @@ struct det_req {
  *		child waits here to be started.
  * @fresh:	a new child that has not yet run; it drops its clock pages
  *		and parks before it first reaches user space.  Child only.
- * @state:	DET_S_* (or DET_S_CREATING until kernel_clone() returns).
+ * @state:	DET_S_* (DET_S_CREATING until copy_process() can no longer
+ *		fail, which sets DET_S_READY before the child can run).
  * @st:		what the parent reads with DET_GET_STATUS.
  * @req:	a request the parent posted for the stopped child to run.
  * @mm:		the child's address space, referenced by the parent's table
  *		(so DET_VM_COPY and DET_MERGE work after the child exits).
  * @snap:	the DET_SNAP reference copy, or NULL.  @mm and @snap are
  *		only touched by the parent.
+ * @nproc:	set when the child exits: its user's count of processes
+ *		(RLIMIT_NPROC), which keeps counting it while its entry, task
+ *		and memory stay pinned until DET_KILL.
  */
 struct det_proc {
 	refcount_t		ref;
+	struct rcu_head		rcu;
 	bool			master;
 	unsigned long		id;
 	struct task_struct	*task;
@@ -80,6 +88,7 @@ struct det_proc {
 	struct det_req		*req;
 	struct mm_struct	*mm;
 	struct mm_struct	*snap;
+	struct ucounts		*nproc;
 };
 
 /* process.c */
@@ -109,7 +118,11 @@ int det_merge(struct det_proc *d, unsigned long start, unsigned long size,
 	      unsigned long report);
 
 /* enforce.c */
-void det_drop_vdso(void);
+void det_drop_outside(void);
+int det_check_outside(struct mm_struct *mm);
+
+/* cpu.c */
+void det_cpu_fork(struct task_struct *p);
 
 /* regs.c */
 int det_regs(struct det_proc *d, bool put, unsigned long flags,

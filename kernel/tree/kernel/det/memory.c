@@ -117,7 +117,7 @@ static int det_req_install(struct det_req *r)
 	WARN_ON_ONCE(active != old);
 	mm_update_next_owner(old);
 	mmput(old);
-	det_drop_vdso();
+	det_drop_outside();
 	return 0;
 }
 
@@ -149,6 +149,9 @@ int det_snap(struct det_proc *d, bool created)
 
 	if (det_dead(d))
 		return -ECHILD;
+	ret = det_check_outside(mm);
+	if (ret)
+		return ret;
 	if (!created) {
 		child = dup_mm(d->task, mm);
 		if (!child)

@@ -26,6 +26,8 @@
 #include <linux/sched/task.h>
 #include <linux/sched/task_stack.h>
 #include <linux/slab.h>
+#include <linux/user_namespace.h>
+#include <asm/ia32.h>
 
 #include "internal.h"
 
@@ -62,7 +64,7 @@ void det_put_proc(struct det_proc *d)
 	 */
 	WARN_ON_ONCE(!xa_empty(&d->children));
 	WARN_ON_ONCE(d->task);
-	kfree(d);
+	kfree_rcu(d, rcu);
 	atomic_dec(&det_objects);
 }
 
@@ -89,9 +91,29 @@ bool det_dead(struct det_proc *d)
 
 bool __det_is_child(const struct task_struct *t)
 {
-	struct det_proc *d = READ_ONCE(t->det);
+	struct det_proc *d;
+	bool ret;
 
-	return d && !d->master;
+	rcu_read_lock();
+	d = READ_ONCE(t->det);
+	ret = d && !d->master;
+	rcu_read_unlock();
+	return ret;
+}
+
+/*
+ * Is current anyone but deterministic process @t's parent?  Children are
+ * never reparented, so their real_parent is the process that created
+ * them with dput().
+ */
+bool __det_outsider(const struct task_struct *t)
+{
+	bool ret;
+
+	rcu_read_lock();
+	ret = rcu_dereference(t->real_parent) != current;
+	rcu_read_unlock();
+	return ret;
 }
 
 static bool det_mm_unsupported(struct mm_struct *mm)
@@ -116,10 +138,22 @@ static bool det_mm_unsupported(struct mm_struct *mm)
 }
 
 /*
+ * Has another process ever shared @mm (clone(CLONE_VM) without
+ * CLONE_THREAD), or is current a vfork() child borrowing its parent's?
+ * The memory operations assume one task per address space.
+ * MMF_MULTIPROCESS is never cleared, so this errs on the side of refusing.
+ */
+static bool det_mm_shared(struct mm_struct *mm)
+{
+	return current->vfork_done ||
+	       (mm && test_bit(MMF_MULTIPROCESS, &mm->flags));
+}
+
+/*
  * DET_BECOME_MASTER.  Refused for a process with other threads or with
- * children of its own (they would be legacy processes of a master), and
- * for one with hugetlb or KSM mappings, which the memory operations do not
- * support.
+ * children of its own (they would be legacy processes of a master), for one
+ * sharing its address space with another process, and for one with
+ * hugetlb or KSM mappings, which the memory operations do not support.
  */
 int det_become_master(void)
 {
@@ -139,9 +173,16 @@ int det_become_master(void)
 	read_lock(&tasklist_lock);
 	children = !list_empty(&me->children);
 	read_unlock(&tasklist_lock);
-	if (children)
+	if (children || det_mm_shared(me->mm))
 		return -EBUSY;
 	if (det_mm_unsupported(me->mm))
+		return -EOPNOTSUPP;
+	/*
+	 * With IA32 emulation off at boot, a compat-mode syscall returns
+	 * -ENOSYS straight from the entry code, without the syscall work
+	 * that stops a deterministic process: no such process may exist.
+	 */
+	if (!ia32_enabled())
 		return -EOPNOTSUPP;
 
 	d = det_alloc(true);
@@ -171,6 +212,7 @@ int det_fork(struct task_struct *p)
 	p->det = d;
 	set_task_syscall_work(p, DET);
 	set_tsk_thread_flag(p, TIF_NOTSC);
+	det_cpu_fork(p);
 	return 0;
 }
 
@@ -190,6 +232,15 @@ void det_fork_done(struct task_struct *p)
 	rseq_execve(p);
 	get_task_struct(p);
 	d->task = p;
+	/*
+	 * The child is stopped from the start: it cannot reach user space
+	 * before its state says DET_S_RUNNING.  It becomes READY here,
+	 * before wake_up_new_task(), so nothing the parent records can
+	 * overwrite what the child reports if it dies at once (SIGKILL, OOM).
+	 */
+	d->mm = get_task_mm(p);
+	d->st.ip = instruction_pointer(task_pt_regs(p));
+	WRITE_ONCE(d->state, DET_S_READY);
 }
 
 /* Hook from free_task(): the task's own reference. */
@@ -211,8 +262,13 @@ static void det_forget(struct det_proc *me, struct det_proc *d)
 		mmput(d->mm);
 	if (d->snap)
 		mmput(d->snap);
+	if (d->nproc) {
+		dec_rlimit_ucounts(d->nproc, UCOUNT_RLIMIT_NPROC, 1);
+		put_ucounts(d->nproc);
+	}
 	d->mm = NULL;
 	d->snap = NULL;
+	d->nproc = NULL;
 	d->task = NULL;
 	det_put_proc(d);
 	if (t)
@@ -234,6 +290,9 @@ struct det_proc *det_create(struct det_proc *me, unsigned long id)
 	pid_t pid;
 	int err;
 
+	err = det_check_outside(current->mm);
+	if (err)
+		return ERR_PTR(err);
 	d = det_alloc(false);
 	if (!d)
 		return ERR_PTR(-ENOMEM);
@@ -252,16 +311,7 @@ struct det_proc *det_create(struct det_proc *me, unsigned long id)
 		return ERR_PTR(pid);
 	}
 
-	/*
-	 * The child is stopped from the start: it cannot reach user space
-	 * before its state says DET_S_RUNNING, so there is no need to wait
-	 * for it to park.
-	 */
-	d->mm = get_task_mm(d->task);
-	spin_lock(&d->lock);
-	d->st.ip = instruction_pointer(task_pt_regs(d->task));
-	WRITE_ONCE(d->state, DET_S_READY);
-	spin_unlock(&d->lock);
+	/* det_fork_done() made it READY; it may already have died. */
 	return d;
 }
 
@@ -447,6 +497,22 @@ void __det_exit(struct task_struct *t)
 }
 
 /*
+ * Hook from begin_new_exec(), past the point of no return, single
+ * threaded: a master's children die as at its exit, and the new program
+ * starts as a legacy process.  (A deterministic process cannot exec.)
+ */
+void __det_exec(struct task_struct *t)
+{
+	struct det_proc *me = t->det;
+
+	if (WARN_ON_ONCE(!me->master))
+		return;
+	__det_exit(t);
+	WRITE_ONCE(t->det, NULL);
+	det_put_proc(me);
+}
+
+/*
  * Hook from do_exit(), after exit_notify() released the task: record how
  * the child ended and wake its parent.
  */
@@ -457,6 +523,17 @@ void __det_exit_notify(struct task_struct *t)
 
 	if (me->master)
 		return;
+	/*
+	 * release_task() stopped counting it as a process of its user; its
+	 * entry still pins its task and memory, so count it again until
+	 * its parent forgets it: a master cannot pile up exited children
+	 * past RLIMIT_NPROC.
+	 */
+	rcu_read_lock();
+	me->nproc = get_ucounts(task_ucounts(t));
+	rcu_read_unlock();
+	if (me->nproc)
+		inc_rlimit_ucounts(me->nproc, UCOUNT_RLIMIT_NPROC, 1);
 	spin_lock(&me->lock);
 	if (!(code & 0x7f)) {
 		me->st.reason = DET_R_EXIT;

@@ -218,14 +218,18 @@ static long det_set_allowed(struct det_proc *me, unsigned long start)
  * - %EACCES: %DET_BECOME_MASTER or %DET_ALLOW_SIGNALS from a deterministic
  *   process;
  * - %EEXIST: %DET_BECOME_MASTER from a master;
- * - %EBUSY: %DET_BECOME_MASTER from a process with other threads or with
- *   children (live or zombie);
+ * - %EBUSY: %DET_BECOME_MASTER from a process with other threads, with
+ *   children (live or zombie), or whose address space another process
+ *   shares or has shared (clone(CLONE_VM), vfork());
  * - %EOPNOTSUPP: %DET_BECOME_MASTER from a process with hugetlb or KSM
- *   mappings;
+ *   mappings, or on a kernel booted with ia32_emulation=0;
  * - %EPERM: any other operation from a legacy process;
  * - %ESRCH: %DET_KILL on an unused @child;
  * - %ECHILD: %DET_REGS or %DET_START on a child that has exited;
  * - %EAGAIN, %ENOMEM: creating the child failed (process limits, memory);
+ * - %EPERM: creating a child, or %DET_SNAP, while the caller has a sealed
+ *   (mseal()) vDSO, vvar, shared or device mapping, which the child could
+ *   not drop;
  * - %EINTR: a master's wait was interrupted by a signal it allowed, or the
  *   caller is being killed; the operation was not performed;
  * - %ECHILD: a memory operation on a child that has exited;
