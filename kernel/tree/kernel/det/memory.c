@@ -22,7 +22,8 @@
  *
  *   - same page in both (or nothing in both): the child never wrote it,
  *     since a write would have broken copy-on-write with the reference -
- *     skipped without reading it;
+ *     skipped without reading it; so is a page-cache page in the child (a
+ *     private write always makes an anonymous copy);
  *   - the child's differs, the caller still maps the reference's page: only
  *     the child changed it - taken whole, no byte compare: a fresh copy of
  *     the child's page replaces the caller's in its page table (one copy,
@@ -55,6 +56,25 @@
 /* Page identities from det_block_pfns(). */
 #define DET_PFN_NONE	0UL	/* nothing mapped, or the zero page */
 #define DET_PFN_UNKNOWN	(~0UL)	/* not present (migration, ...): compare */
+#define DET_PFN_FILE	(1UL << 62)	/* with a pfn: not an anonymous page */
+
+/*
+ * A page a private mapping maps that is not anonymous (a page-cache page)
+ * was never written through it: a private write always makes an anonymous
+ * copy.
+ */
+static bool det_pfn_unwritten(unsigned long pfn)
+{
+	return pfn != DET_PFN_UNKNOWN && (pfn & DET_PFN_FILE);
+}
+
+/* @pfn, tagged DET_PFN_FILE if it is a page but not an anonymous one. */
+static unsigned long det_pfn_tag(unsigned long pfn)
+{
+	if (pfn_valid(pfn) && !folio_test_anon(page_folio(pfn_to_page(pfn))))
+		return pfn | DET_PFN_FILE;
+	return pfn;
+}
 
 #define DET_GUP_BATCH	64
 
@@ -330,6 +350,7 @@ static unsigned long det_block_pfns(struct mm_struct *mm, unsigned long addr,
 {
 	unsigned long empty;
 	pmd_t *pmdp, pmd;
+	spinlock_t *ptl;
 	pte_t *pte;
 	int i;
 
@@ -347,13 +368,24 @@ static unsigned long det_block_pfns(struct mm_struct *mm, unsigned long addr,
 	if (!pmd_present(pmd))
 		goto unknown;
 	if (pmd_leaf(pmd)) {
-		if (is_huge_zero_pmd(pmd))
-			return 0;
-		for (i = 0; i < PTRS_PER_PTE; i++)
-			pfn[i] = pmd_pfn(pmd) + i;
+		/* Under the lock, so that the page stays what it is. */
+		ptl = pmd_lock(mm, pmdp);
+		pmd = pmdp_get(pmdp);
+		if (pmd_present(pmd) && pmd_leaf(pmd) &&
+		    !is_huge_zero_pmd(pmd)) {
+			unsigned long tag = det_pfn_tag(pmd_pfn(pmd)) &
+					    DET_PFN_FILE;
+
+			for (i = 0; i < PTRS_PER_PTE; i++)
+				pfn[i] = (pmd_pfn(pmd) + i) | tag;
+		} else if (!pmd_none(pmd) && !is_huge_zero_pmd(pmd)) {
+			spin_unlock(ptl);
+			goto unknown;
+		}
+		spin_unlock(ptl);
 		return 0;
 	}
-	pte = pte_offset_map(pmdp, addr);
+	pte = pte_offset_map_lock(mm, pmdp, addr, &ptl);
 	if (!pte)
 		goto unknown;
 	for (i = 0; i < PTRS_PER_PTE; i++) {
@@ -364,9 +396,9 @@ static unsigned long det_block_pfns(struct mm_struct *mm, unsigned long addr,
 		if (!pte_present(e))
 			pfn[i] = DET_PFN_UNKNOWN;
 		else if (!is_zero_pfn(pte_pfn(e)))
-			pfn[i] = pte_pfn(e);
+			pfn[i] = det_pfn_tag(pte_pfn(e));
 	}
-	pte_unmap(pte);
+	pte_unmap_unlock(pte, ptl);
 	return 0;
 unknown:
 	for (i = 0; i < PTRS_PER_PTE; i++)
@@ -534,9 +566,16 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 	for (a = addr; a < next; a += PAGE_SIZE) {
 		i = (a - base) >> PAGE_SHIFT;
 		m->rep.scanned_pages++;
-		/* From here on cp[i] holds the page's DET_M_* class, 0: none. */
-		if (m->cp[i] == m->rp[i] && m->cp[i] != DET_PFN_UNKNOWN) {
-			m->cp[i] = 0;	/* unchanged */
+		/*
+		 * From here on cp[i] holds the page's DET_M_* class, 0: none.
+		 * Unchanged: the same page as the reference, or a page-cache
+		 * page the child only read or ran (the reference may have no
+		 * entry for it at all: dup_mm() leaves untouched file-backed
+		 * ranges to fault in again).
+		 */
+		if ((m->cp[i] == m->rp[i] && m->cp[i] != DET_PFN_UNKNOWN) ||
+		    det_pfn_unwritten(m->cp[i])) {
+			m->cp[i] = 0;
 			continue;
 		}
 		if (!vma || a < vma->vm_start || a >= vma->vm_end)

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Behaviour programs written for v3.0-det rely on (docs/kernel.md,
+ * "Differences from v3.0-det"): each restored behaviour is pinned here,
+ * and so is DET_MERGE over the program's own file-backed pages, which the
+ * original benchmarks merge on every join.
+ */
+#include <sys/mman.h>
+#include <sys/user.h>
+
+#include "det_test.h"
+
+#define PG 4096UL
+
+static long merge(unsigned long id, const void *start, size_t size,
+		  struct det_merge *rep)
+{
+	memset(rep, 0xa5, sizeof(*rep));
+	return dget(id, DET_MERGE, (unsigned long)start, size,
+		    (unsigned long)rep);
+}
+
+/*
+ * File-backed pages of this program that nobody writes before the
+ * snapshot: the reference has no page-table entries for them.
+ */
+static const char ro_pages[4 * PG] __attribute__((aligned(4096))) = { 1 };
+static char data_pages[4 * PG]
+	__attribute__((aligned(4096), section(".data"))) = { 2 };
+static char data_written[4 * PG]
+	__attribute__((aligned(4096), section(".data"))) = { 3 };
+
+/* A read the compiler cannot fold or drop. */
+static char peek(const char *p)
+{
+	return *(const volatile char *)p;
+}
+
+static volatile unsigned long sink;
+
+static unsigned long __attribute__((noinline, aligned(4096)))
+text_page_fn(unsigned long x)
+{
+	return x * 3 + 1;
+}
+
+/* The page holding text_page_fn() and the next one. */
+static const void *text_page(void)
+{
+	return (const void *)((unsigned long)text_page_fn & ~(PG - 1));
+}
+
+/* B1: pages the child only read or ran are no change, not even EFAULT. */
+TEST(merge_skips_file_pages_child_only_read)
+{
+	struct det_merge rep;
+	unsigned long i;
+	long r;
+
+	ASSERT_EQ(0, become_master());
+	r = dput(1, DET_SNAP | DET_START, 0, 0, 0);
+	if (r == 0) {
+		unsigned long s = 0;
+
+		/* Read every page (fault-around maps more), run the code. */
+		for (i = 0; i < sizeof(ro_pages); i += PG)
+			s += peek(ro_pages + i) + peek(data_pages + i);
+		sink = s + text_page_fn(s);
+		dret();
+		/* Now write one byte of a page nobody wrote before. */
+		data_written[PG + 7] = 42;
+		dret();
+		det_exit(0);
+	}
+	ASSERT_EQ(DET_S_RUNNING, r);
+
+	/* Read-only data: no change; without the fix, -EFAULT. */
+	EXPECT_EQ(DET_S_READY, merge(1, ro_pages, sizeof(ro_pages), &rep));
+	EXPECT_EQ(0, rep.copied_pages);
+	EXPECT_EQ(0, rep.compared_pages);
+	/* Code the child ran, read-only and executable in the caller. */
+	EXPECT_EQ(DET_S_READY, merge(1, text_page(), 2 * PG, &rep));
+	EXPECT_EQ(0, rep.copied_pages + rep.compared_pages);
+	/* Writable data it only read: nothing copied. */
+	EXPECT_EQ(DET_S_READY, merge(1, data_pages, sizeof(data_pages), &rep));
+	EXPECT_EQ(0, rep.copied_pages + rep.compared_pages);
+	EXPECT_EQ(4, rep.scanned_pages);
+
+	/* A real write into a file-backed page is still merged. */
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	EXPECT_EQ(DET_S_READY, merge(1, data_written, sizeof(data_written),
+				     &rep));
+	EXPECT_EQ(1, rep.copied_pages + rep.compared_pages);
+	EXPECT_EQ(42, data_written[PG + 7]);
+	EXPECT_EQ(3, peek(data_written));
+	/* And the whole program image merges cleanly. */
+	EXPECT_EQ(DET_S_READY, merge(1, ro_pages, sizeof(ro_pages), &rep));
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_EXIT_NORMAL, dget(1, 0, 0, 0, 0));
+	EXPECT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+}
+
+TEST_HARNESS_MAIN
