@@ -340,16 +340,17 @@ pub fn copy_to(child: u64, src: &[u8], dst: u64) -> Result<(), Errno> {
 }
 
 /// Copies the child's bytes `[src, src + dst.len())` into `dst` (page
-/// offsets must agree).
+/// offsets must agree). As for `copy_to`, the caller's address comes first
+/// (`dget(child, DET_VM_COPY, dst, len, src)`).
 pub fn copy_from(child: u64, src: u64, dst: &mut [u8]) -> Result<(), Errno> {
     // SAFETY: the kernel writes `dst.len()` bytes into `dst`.
     unsafe {
         dget(
             child,
             DET_VM_COPY,
-            src,
-            dst.len() as u64,
             dst.as_mut_ptr() as u64,
+            dst.len() as u64,
+            src,
         )?;
     }
     Ok(())

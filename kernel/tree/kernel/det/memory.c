@@ -284,7 +284,11 @@ static int det_copy_remote(struct mm_struct *mm, bool put,
 	return ret;
 }
 
-/* DET_VM_COPY: put copies caller @start -> child @dst, get the reverse. */
+/*
+ * DET_VM_COPY: put copies the caller's @start to the child's @dst, get the
+ * child's @dst to the caller's @start.  @start is always the caller's
+ * address, as in v3.0-det and Determinator.
+ */
 int det_vm_copy(struct det_proc *d, bool put, unsigned long start,
 		unsigned long size, unsigned long dst)
 {
@@ -292,9 +296,7 @@ int det_vm_copy(struct det_proc *d, bool put, unsigned long start,
 		return -ECHILD;
 	if (!size)
 		return 0;
-	if (put)
-		return det_copy_remote(d->mm, true, start, dst, size);
-	return det_copy_remote(d->mm, false, dst, start, size);
+	return det_copy_remote(d->mm, put, start, dst, size);
 }
 
 /* ---- merge ---- */

@@ -194,7 +194,7 @@ static long det_set_allowed(struct det_proc *me, unsigned long start)
  *		%DET_START - after the operation, set the child running.
  * @start:	user address, as the operation requires; otherwise 0.
  * @size:	byte count, as the operation requires; otherwise 0.
- * @dststart:	%DET_VM_COPY's destination; otherwise 0.
+ * @dststart:	%DET_VM_COPY's destination in the child; otherwise 0.
  *
  * The first dput() to an unused @child (other than %DET_KILL) creates it
  * like fork(): a copy-on-write image of the caller's memory and its
@@ -324,15 +324,17 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
  *		det_status there (@size == sizeof(struct det_status)), else
  *		@size must be 0; %DET_DONT_WAIT (masters only): do not wait
  *		for a running child, report %DET_S_RUNNING;
- *		%DET_VM_COPY - the child's [@start, @start+@size) to the
- *		caller's @dststart (a page multiple away);
+ *		%DET_VM_COPY - the child's [@dststart, @dststart+@size)
+ *		to the caller's @start (a page multiple away): @start is
+ *		the caller's address for dput() and dget() alike;
  *		%DET_MERGE - three-way merge of the child's changes since
  *		its snapshot in [@start, @start+@size) into the caller;
  *		@dststart: a struct det_merge report, or 0.
  *		%DET_START - after the operation, set the child running.
  * @start:	user address, as the operation requires; otherwise 0.
  * @size:	byte count, as the operation requires; otherwise 0.
- * @dststart:	%DET_VM_COPY's destination, %DET_MERGE's report; else 0.
+ * @dststart:	%DET_VM_COPY's source in the child, %DET_MERGE's report;
+ *		else 0.
  *
  * dget() first waits until the child stops (dret(), a fault, a forbidden
  * system call, or exit), unless %DET_DONT_WAIT.

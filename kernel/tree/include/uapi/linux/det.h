@@ -66,7 +66,9 @@
  * dput(c, DET_VM_COPY, start, size, dststart): the caller's bytes
  *	[start, start+size) are copied to the child at @dststart.
  * dget(c, DET_VM_COPY, start, size, dststart): the child's bytes
- *	[start, start+size) are copied to the caller at @dststart.
+ *	[dststart, dststart+size) are copied to the caller at @start.
+ *	@start is the caller's address and @dststart the child's, for put
+ *	and get alike (as in v3.0-det and Determinator).
  *	Either way @dststart - @start is a multiple of the page size; the
  *	ends may be unaligned.  Both ranges must be mapped; the destination
  *	keeps its mappings and protection (writes go through like

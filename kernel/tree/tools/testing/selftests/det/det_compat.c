@@ -101,4 +101,46 @@ TEST(merge_skips_file_pages_child_only_read)
 	EXPECT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
 }
 
+/*
+ * U1: dget(c, DET_VM_COPY, start, n, dststart) copies the child's
+ * [dststart, +n) to the caller's [start, +n): the caller's address comes
+ * first for get as for put.  Both ranges are mapped on both sides here, so
+ * the old, swapped order would have succeeded silently the wrong way.
+ */
+TEST(vm_copy_get_caller_address_first)
+{
+	char *a = mmap(NULL, 2 * PG, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *b = a + PG;
+	long r;
+
+	ASSERT_NE(MAP_FAILED, a);
+	memset(a, 'a', PG);
+	memset(b, 'b', PG);
+	ASSERT_EQ(0, become_master());
+	r = dput(1, DET_START, 0, 0, 0);
+	if (r == 0) {
+		memset(a, 'A', PG);
+		memset(b, 'B', PG);
+		dret();
+		det_exit(0);
+	}
+	ASSERT_EQ(DET_S_READY, dget(1, DET_VM_COPY, (unsigned long)a + 10, 20,
+				    (unsigned long)b + 10));
+	EXPECT_EQ('a', a[9]);
+	EXPECT_EQ('B', a[10]);
+	EXPECT_EQ('B', a[29]);
+	EXPECT_EQ('a', a[30]);
+	EXPECT_EQ('b', b[10]);	/* the caller's b is not written */
+	/* dput: the caller's a to the child's b; read it back. */
+	ASSERT_EQ(DET_S_READY, dput(1, DET_VM_COPY, (unsigned long)a, PG,
+				    (unsigned long)b));
+	ASSERT_EQ(DET_S_READY, dget(1, DET_VM_COPY, (unsigned long)b, PG,
+				    (unsigned long)b));
+	EXPECT_EQ('B', b[10]);
+	EXPECT_EQ('a', b[0]);
+	EXPECT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+}
+
+
 TEST_HARNESS_MAIN

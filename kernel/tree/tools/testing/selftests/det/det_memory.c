@@ -151,8 +151,8 @@ TEST(copy_unaligned_both_ways)
 	n = 2 * PG + 50;
 	ASSERT_EQ(DET_S_READY, dput(1, DET_VM_COPY, s, n, d));
 	/* Read the child's [src+PG, +6*PG) back into back[PG..]. */
-	ASSERT_EQ(DET_S_READY, dget(1, DET_VM_COPY, (unsigned long)src + PG,
-				    6 * PG, (unsigned long)back + PG));
+	ASSERT_EQ(DET_S_READY, dget(1, DET_VM_COPY, (unsigned long)back + PG,
+				    6 * PG, (unsigned long)src + PG));
 	for (i = PG; i < 7 * PG; i++) {
 		unsigned long a = (unsigned long)src + i;
 		char want = (a >= d && a < d + n) ? src[a - 2 * PG -
@@ -174,8 +174,8 @@ TEST(copy_unaligned_both_ways)
 	ASSERT_EQ(DET_S_READY, dput(1, DET_VM_COPY, (unsigned long)src + PG - 1,
 				    1, (unsigned long)src + 5 * PG - 1));
 	ASSERT_EQ(DET_S_READY, dget(1, DET_VM_COPY,
-				    (unsigned long)src + 5 * PG - 1, 2,
-				    (unsigned long)back + 7 * PG - 1));
+				    (unsigned long)back + 7 * PG - 1, 2,
+				    (unsigned long)src + 5 * PG - 1));
 	EXPECT_EQ('x', back[7 * PG - 1]);
 	EXPECT_EQ(src[5 * PG], back[7 * PG]);
 	/* The offset must be a multiple of the page size. */
@@ -188,8 +188,8 @@ TEST(copy_unaligned_both_ways)
 				    (unsigned long)src));
 	/* Errors: unmapped source or destination, in either direction. */
 	EXPECT_EQ(-EFAULT, dput(1, DET_VM_COPY, 4096, 16, (unsigned long)src));
-	EXPECT_EQ(-EFAULT, dget(1, DET_VM_COPY, 4096, 16, (unsigned long)back));
-	EXPECT_EQ(-EFAULT, dget(1, DET_VM_COPY, (unsigned long)src, 16, 4096));
+	EXPECT_EQ(-EFAULT, dget(1, DET_VM_COPY, (unsigned long)back, 16, 4096));
+	EXPECT_EQ(-EFAULT, dget(1, DET_VM_COPY, 4096, 16, (unsigned long)src));
 	ASSERT_EQ(DET_S_READY, dput(1, DET_VM_ZERO, (unsigned long)src + PG,
 				    PG, 0));
 	EXPECT_EQ(-EFAULT, dput(1, DET_VM_COPY, (unsigned long)back, 16,
@@ -401,8 +401,8 @@ TEST(merge_after_exit)
 	ASSERT_EQ(DET_S_EXIT_NORMAL, merge(1, buf, PG, &rep));
 	EXPECT_EQ(5, buf[5]);
 	/* Reading works after exit too; changing the child does not. */
-	ASSERT_EQ(DET_S_EXIT_NORMAL, dget(1, DET_VM_COPY, (unsigned long)buf,
-					  8, (unsigned long)out));
+	ASSERT_EQ(DET_S_EXIT_NORMAL, dget(1, DET_VM_COPY, (unsigned long)out,
+					  8, (unsigned long)buf));
 	EXPECT_EQ(5, out[5]);
 	EXPECT_EQ(-ECHILD, dput(1, DET_VM_ZERO, (unsigned long)buf, PG, 0));
 	EXPECT_EQ(-ECHILD, dput(1, DET_SNAP, 0, 0, 0));
@@ -669,8 +669,8 @@ TEST(snap_existing_child_with_regs)
 		char *c = map(PG);
 
 		ASSERT_NE(NULL, c);
-		EXPECT_EQ(-EFAULT, dget(5, DET_VM_COPY, vdso, 1,
-					(unsigned long)c));
+		EXPECT_EQ(-EFAULT, dget(5, DET_VM_COPY, (unsigned long)c, 1,
+					vdso));
 	}
 }
 
