@@ -50,8 +50,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Verb {
-    /// Check the host packages the build needs; install missing ones with
-    /// apt-get when running as root, else print the command to run.
+    /// Check every host tool the build runs (builder/src/deps.rs); install
+    /// missing ones with apt-get when running as root, else print the
+    /// command to run.
     Deps,
     /// Build the kernel (bzImage) for a profile; cached by all its inputs.
     Kernel(ProfileArg),
@@ -67,8 +68,9 @@ enum Verb {
     /// guest and exit with its status.
     Run(RunArgs),
     /// Run the host tests, then boot the test and debug profiles and run the
-    /// in-guest test programs (the test profile also from disk.img under
-    /// UEFI and BIOS); exits non-zero on any failure.
+    /// in-guest test programs (the test profile's boot test also from
+    /// disk.img under UEFI and BIOS); ends with a per-boot time table and
+    /// exits non-zero on any failure or time limit (TIMEOUT).
     Test(TestArgs),
     /// Build the default profile, boot it and run the preinstalled demos.
     Demo(BootOpts),
@@ -192,7 +194,8 @@ pub struct BootOpts {
     /// Guest CPUs (overrides the profile).
     #[arg(long)]
     pub cpus: Option<u32>,
-    /// Time limit for the whole boot, in seconds (overrides the profile).
+    /// Time limit for the whole boot, in seconds (overrides the profile;
+    /// a test run multiplies it by the guest's speed factor).
     #[arg(long)]
     pub timeout: Option<u64>,
 }
@@ -237,8 +240,9 @@ struct TestArgs {
     #[arg(long)]
     no_host: bool,
     /// Skip the disk boots: by default a profile with `disk.test_boots`
-    /// (the test profile) also runs the suite from disk.img under OVMF
-    /// (UEFI) and under SeaBIOS (BIOS), each its own run in the tally.
+    /// (the test profile) also runs the boot test (or the --only programs)
+    /// from disk.img under OVMF (UEFI) and under SeaBIOS (BIOS), each its
+    /// own run in the tally.
     #[arg(long)]
     no_disk: bool,
     /// Keep each run's logs in DIR/<run> instead of images/logs/<run>/

@@ -175,6 +175,8 @@ pub struct Outcome {
     pub console: String,
     pub output: String,
     pub elapsed: Duration,
+    /// The guest's speed factor, if it reported one.
+    pub speed: Option<f64>,
     pub logs: Logs,
 }
 
@@ -280,18 +282,15 @@ pub fn boot_captured(
     );
     let mut timed_out = false;
     // The limit catches a hung guest, not a slow one: once the guest has
-    // measured its speed factor, the limit is scaled by it.
+    // measured its speed factor, the limit is scaled by it. Init prints the
+    // factor right after the KTAP header, so only the start of the output
+    // is searched, and only when it has grown.
+    const SPEED_WITHIN: usize = 64 << 10;
     let mut speed = None;
     let mut limit = boot.timeout;
     let exit = loop {
         if let Some(status) = child.try_wait()? {
             break status.code();
-        }
-        if speed.is_none() {
-            speed = verdict::speed_scale(&tail.text);
-            if let Some(s) = speed {
-                limit = boot.timeout.mul_f64(s);
-            }
         }
         if started.elapsed() > limit {
             timed_out = true;
@@ -300,6 +299,10 @@ pub fn boot_captured(
             break None;
         }
         if tail.poll() {
+            if speed.is_none() && tail.text.len() <= SPEED_WITHIN {
+                speed = verdict::speed_scale(&tail.text);
+                limit = boot.timeout.mul_f64(speed.unwrap_or(1.0));
+            }
             watch(&tail.text);
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -341,6 +344,7 @@ pub fn boot_captured(
         console,
         output,
         elapsed,
+        speed,
         logs,
     })
 }

@@ -19,7 +19,6 @@ use crate::ktap::{self, Outcome};
 use crate::profile::Profile;
 use crate::project::Project;
 use crate::qemu::{self, Boot, DiskBoot, Logs, Media};
-use crate::verdict;
 use crate::BootOpts;
 
 /// Totals of one guest run.
@@ -58,6 +57,7 @@ impl Tally {
 struct Row {
     name: String,
     what: String,
+    ok: bool,
     verdict: String,
     tally: Tally,
     build: Duration,
@@ -116,7 +116,7 @@ pub fn run(
                 .unwrap_or(&project.images().join("logs"))
                 .join(name.replace('/', "-"));
             let row = run_profile(project, profile, opts, only, m, &name, logs)?;
-            all_passed &= row.verdict == "PASSED";
+            all_passed &= row.ok;
             total.add(&row.tally);
             rows.push(row);
         }
@@ -271,11 +271,12 @@ fn run_profile(
     Ok(Row {
         name: name.to_string(),
         what,
+        ok,
         verdict,
         tally,
         build,
         boot: o.elapsed,
-        speed: verdict::speed_scale(&o.output),
+        speed: o.speed,
     })
 }
 
