@@ -309,6 +309,9 @@ pub struct Fs<S = Vec<u8>> {
     geo: Geometry,
     sb: Super,
     visits: Cell<u64>,
+    /// Blocks handed out for writing since this value was made: equal
+    /// counts mean equal bytes (see [`writes`](Fs::writes)).
+    writes: u64,
 }
 
 impl Clone for Fs<Vec<u8>> {
@@ -318,6 +321,7 @@ impl Clone for Fs<Vec<u8>> {
             geo: self.geo,
             sb: self.sb,
             visits: Cell::new(0),
+            writes: 0,
         }
     }
 }
@@ -384,6 +388,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Fs<S> {
                 ialloc_hint: 1,
             },
             visits: Cell::new(0),
+            writes: 0,
         };
         {
             let b0 = fs.raw_mut(0)?;
@@ -446,6 +451,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Fs<S> {
     }
 
     fn raw_mut(&mut self, b: u32) -> Result<&mut [u8]> {
+        self.writes += 1;
         let start = b as usize * BLOCK_SIZE;
         self.mem
             .as_mut()
@@ -653,6 +659,7 @@ impl<S: AsRef<[u8]>> Fs<S> {
             geo,
             sb,
             visits: Cell::new(0),
+            writes: 0,
         })
     }
 
@@ -710,6 +717,14 @@ impl<S: AsRef<[u8]>> Fs<S> {
             }
             None => self.geo.data_start,
         }
+    }
+
+    /// How many times a block of this value was handed out for writing.
+    /// Every change to the arena goes through that, so while the count
+    /// stays the same, so do the arena's bytes: a fork can reuse the
+    /// reference it kept for an earlier fork.
+    pub fn writes(&self) -> u64 {
+        self.writes
     }
 
     /// Blocks read or written since the last [`reset_visits`](Fs::reset_visits)

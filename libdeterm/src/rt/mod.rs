@@ -39,6 +39,18 @@ pub(crate) struct ChildSlot {
     pub used: bool,
     /// An exec'd child's symbol table (a leaked `Box`), or null.
     pub symbols: *mut alloc::vec::Vec<crate::elf::Symbol>,
+    /// The never-started child holding the file system this child
+    /// started from (its join's reference); several children may share one.
+    pub holder: u64,
+}
+
+/// The file-system reference the next fork can share: a never-started
+/// child (`id`, with [`process::REF_BIT`]) made when this process's file
+/// system had seen `writes` block writes ([`Fs::writes`]).
+#[derive(Clone, Copy)]
+pub(crate) struct FsReference {
+    pub id: u64,
+    pub writes: u64,
 }
 
 /// Everything the runtime keeps, per process.
@@ -51,6 +63,10 @@ pub(crate) struct State {
     /// Bytes of heap mapped at HEAP_BASE (from the boot record).
     pub heap_size: u64,
     pub next_id: u64,
+    /// The reference the next fork shares while the file system is
+    /// unchanged, and the number for the next one made.
+    pub fs_reference: Option<FsReference>,
+    pub next_reference: u64,
     pub fs: MaybeUninit<Fs<&'static mut [u8]>>,
     pub fs_len: u64,
     pub data: [(u64, u64); MAX_DATA],
@@ -114,6 +130,8 @@ pub(crate) fn init(sp: *const u64) {
     st.argv = argv;
     st.envp = envp;
     st.next_id = 1;
+    st.fs_reference = None;
+    st.next_reference = 1;
 
     st.stats = process::JoinStats::default();
     for c in st.children.iter_mut() {

@@ -4,8 +4,10 @@
 //!   child gets its own heap region ([`Heap::split`]) and switches at once
 //!   to the stack of its fork depth, so the only bytes it changes in its
 //!   parent's stack are those its closure writes through references. A
-//!   second, never-started child (ID with [`REF_BIT`]) holds the file
-//!   system as it was at the fork: the reference of the join.
+//!   never-started child (ID with [`REF_BIT`]) holds the file system as it
+//!   was at the fork: the reference of the join. Forks share it while the
+//!   file system does not change, so a run of forks that leave the files
+//!   alone makes one.
 //! - [`Child::join`]: waits (serving the child's I/O requests), merges the
 //!   program's writable segments, the heap and the parent's stack with
 //!   `DET_MERGE`, takes back the child's whole heap region, reconciles the
@@ -33,7 +35,7 @@ use crate::layout::*;
 use crate::serve;
 use crate::sys::{self, DetMerge, Errno};
 
-/// Set in the ID of the file-system reference holder of a child.
+/// Set in the IDs of the file-system reference holders.
 pub const REF_BIT: u64 = 1 << 62;
 
 /// Totals over a process's joins.
@@ -204,6 +206,8 @@ extern "C" fn child_entry(frame: *const Frame) -> ! {
     st.depth = fr.depth;
     st.top = false;
     st.next_id = 1;
+    // The parent's reference holder is not this process's child.
+    st.fs_reference = None;
     st.heap.enter_child(fr.region);
     st.stats = JoinStats::default();
     for c in st.children.iter_mut() {
@@ -235,21 +239,48 @@ pub fn next_id() -> u64 {
     }
 }
 
-/// Before child `id` starts: raises the file system's epoch and keeps the
-/// file system as it is now in a never-started child (`id | REF_BIT`), the
-/// reference of the child's join. Creating a child already gives it a
+/// Before a child starts: the never-started child that keeps the file
+/// system as it is now, the reference of the child's join. The one made
+/// for an earlier fork serves while the file system has not been written
+/// since ([`Fs::writes`]). Otherwise this raises the file system's epoch
+/// and makes a new one. Creating a child already gives it a
 /// copy-on-write image of this process, so the `dput` needs no operation:
 /// `DET_SNAP` would add a merge reference of the whole address space that
 /// nothing ever merges against.
-fn keep_files_reference(id: u64) -> Result<(), Error> {
+fn files_reference(child: u64) -> Result<u64, Error> {
+    let st = state();
+    if let Some(r) = st.fs_reference {
+        if r.writes == fs_mut().writes() {
+            return Ok(r.id);
+        }
+    }
     fs_mut()
         .prepare_fork()
-        .map_err(|error| Error::Fs { child: id, error })?;
+        .map_err(|error| Error::Fs { child, error })?;
+    let id = REF_BIT | st.next_reference;
     sys_err(
         "creating the file-system reference",
-        sys::dput_plain(id | REF_BIT, 0, 0, 0),
-    )
-    .map(|_| ())
+        sys::dput_plain(id, 0, 0, 0),
+    )?;
+    st.next_reference += 1;
+    let old = st.fs_reference.replace(super::FsReference {
+        id,
+        writes: fs_mut().writes(),
+    });
+    if let Some(old) = old {
+        release_reference(old.id);
+    }
+    Ok(id)
+}
+
+/// Kills reference holder `id` once neither a child nor the next fork
+/// needs it.
+fn release_reference(id: u64) {
+    let st = state();
+    let current = st.fs_reference.is_some_and(|r| r.id == id);
+    if !current && !st.children.iter().any(|c| c.used && c.holder == id) {
+        let _ = sys::dput_plain(id, sys::DET_KILL | sys::DET_KILL_POISON, 0, 0);
+    }
 }
 
 /// Forks child `id` running `f` (which may borrow: the caller guarantees
@@ -269,7 +300,7 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
         return Err(Error::TooDeep);
     }
     let slot = take_slot(st)?;
-    keep_files_reference(id)?;
+    let holder = files_reference(id)?;
     let (region, gap) = st.heap.split();
     let f = ManuallyDrop::new(f);
     let frame = Frame {
@@ -311,7 +342,6 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
     }
     if let Err(e) = sys::check(ret) {
         state().heap.abandon(region);
-        let _ = sys::dput_plain(id | REF_BIT, sys::DET_KILL, 0, 0);
         // The closure was not handed over: drop it here.
         drop(ManuallyDrop::into_inner(f));
         return Err(Error::Sys("forking", e));
@@ -323,6 +353,7 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
         exec: false,
         used: true,
         symbols: core::ptr::null_mut(),
+        holder,
     };
     Ok(Child { id })
 }
@@ -447,7 +478,7 @@ pub fn exec(path: &str, args: &[&str]) -> Result<Child, Error> {
     let slot = take_slot(st)?;
     let id = next_id();
     let symbols = elf::symbols(&bytes).unwrap_or_default();
-    keep_files_reference(id)?;
+    let holder = files_reference(id)?;
     let used = fs_mut().used_prefix() as u64 * sys::PAGE;
     // SAFETY: FS_BASE holds this process's file system of fs_len bytes
     // (used ≤ fs_len); it is only read while the loader copies it.
@@ -464,7 +495,6 @@ pub fn exec(path: &str, args: &[&str]) -> Result<Child, Error> {
     };
     if let Err(e) = exec::load(id, &spec) {
         let _ = sys::dput_plain(id, sys::DET_KILL, 0, 0);
-        let _ = sys::dput_plain(id | REF_BIT, sys::DET_KILL, 0, 0);
         return Err(Error::Exec(e));
     }
     sys_err(
@@ -478,6 +508,7 @@ pub fn exec(path: &str, args: &[&str]) -> Result<Child, Error> {
         exec: true,
         used: true,
         symbols: Box::into_raw(Box::new(symbols)),
+        holder,
     };
     Ok(Child { id })
 }
@@ -591,7 +622,7 @@ fn merge(id: u64, gap: (u64, u64)) -> Result<(), Error> {
 }
 
 /// Reconciles the child's file system with ours.
-fn join_fs(id: u64) -> Result<(), Error> {
+fn join_fs(id: u64, holder: u64) -> Result<(), Error> {
     let len = state().fs_len as usize;
     // SAFETY: the two scratch regions are mapped for this process, each
     // fs_len bytes, and used by nothing else.
@@ -613,7 +644,7 @@ fn join_fs(id: u64) -> Result<(), Error> {
         return Ok(());
     }
     exec::copy_fs_rest(id, cbuf).map_err(Error::Exec)?;
-    exec::copy_fs_from(id | REF_BIT, rbuf).map_err(Error::Exec)?;
+    exec::copy_fs_from(holder, rbuf).map_err(Error::Exec)?;
     let fs_err = |error| Error::Fs { child: id, error };
     let child = Fs::open(&*cbuf).map_err(fs_err)?;
     let reference = Fs::open(&*rbuf).map_err(fs_err)?;
@@ -672,7 +703,7 @@ fn join_id(id: u64) -> Result<i32, Error> {
                     reclaim(id, slot.region)?;
                     region_back = true;
                 }
-                join_fs(id)?;
+                join_fs(id, slot.holder)?;
                 state().stats.joins += 1;
                 Ok(s.exit_code)
             }
@@ -693,9 +724,9 @@ fn join_id(id: u64) -> Result<i32, Error> {
         state().heap.forsake(slot.region);
     }
     let _ = sys::dput_plain(id, sys::DET_KILL | sys::DET_KILL_POISON, 0, 0);
-    let _ = sys::dput_plain(id | REF_BIT, sys::DET_KILL | sys::DET_KILL_POISON, 0, 0);
     let st = state();
     st.children[i].used = false;
+    release_reference(slot.holder);
     if !slot.symbols.is_null() {
         // SAFETY: made by Box::into_raw in `exec`, freed once here.
         drop(unsafe { Box::from_raw(slot.symbols) });

@@ -1,6 +1,8 @@
 //! `fsjoin`: children create files and append to a shared log; the parent
 //! sees all of it after the joins, appends in join order. Two children
-//! rewriting one file is a conflict naming the path.
+//! rewriting one file is a conflict naming the path. Forks on either side
+//! of a parent's own file change each join against the files they started
+//! from (the forks before it share one reference, the ones after another).
 
 #![no_std]
 #![no_main]
@@ -58,5 +60,44 @@ fn run() -> i32 {
     }
     let cfg = fs_mut().read_all("/shared/cfg").expect("read");
     println!("/shared/cfg: {}", core::str::from_utf8(&cfg).unwrap_or("?"));
+
+    // c1 and c2 start from the same files; the parent then changes
+    // /shared/cfg, and c3 starts from that and appends to it: no conflict
+    // against what c3 started from. c1 rewrote it: a conflict against what
+    // c1 started from.
+    let c1 = fork(|| {
+        fs_mut().write("/shared/cfg", 0, b"c1c1").expect("write");
+        0
+    })
+    .expect("fork");
+    let c2 = fork(|| {
+        fs_mut().create("/out/c2").expect("create");
+        0
+    })
+    .expect("fork");
+    fs_mut().write("/shared/cfg", 0, b"PPPP").expect("write");
+    let c3 = fork(|| {
+        let cfg = fs_mut().read_all("/shared/cfg").expect("read");
+        let seen = core::str::from_utf8(&cfg).unwrap_or("?");
+        fs_mut().create(&format!("/out/c3-saw-{seen}")).expect("create");
+        fs_mut().append("/shared/cfg", b"+c3").expect("append");
+        0
+    })
+    .expect("fork");
+    c3.join().expect("join c3");
+    c2.join().expect("join c2");
+    match c1.join() {
+        Ok(_) => println!("late: no file conflict?"),
+        Err(e) => println!("late: {e}"),
+    }
+    let names = fs_mut().readdir("/out").expect("readdir");
+    let mut names: alloc::vec::Vec<_> = names.into_iter().map(|(n, _)| n).collect();
+    names.sort();
+    let cfg = fs_mut().read_all("/shared/cfg").expect("read");
+    println!(
+        "late: /out: {}; /shared/cfg: {}",
+        names.join(" "),
+        core::str::from_utf8(&cfg).unwrap_or("?")
+    );
     0
 }

@@ -259,6 +259,8 @@ fn fs_reconciled() -> TestResult {
     has(&r, "/shared/cfg")?;
     has(&r, "changed on both sides")?;
     has(&r, "/shared/cfg: AAAA")?;
+    has(&r, "late: joining child")?;
+    has(&r, "late: /out: c2 c3-saw-PPPPinal child0 child1 child2 child3; /shared/cfg: PPPPinal+c3")?;
     Ok(())
 }
 
