@@ -85,8 +85,11 @@ enum Verb {
     /// pthread one) gives more than one, a run fails, or the guest crashes.
     Check(CheckArgs),
     /// Boot the test profile and run the memory-operation microbenchmark
-    /// (merge per dirty MiB vs memcpy, merge of clean ranges, snapshot vs
-    /// fork); it reports figures and ratios, it does not judge them.
+    /// (merge per dirty MiB vs memcpy, one- and two-sided; merge of clean
+    /// and sparse ranges; snapshot vs fork; libdeterm fork + join of a
+    /// child writing 1, 64 and 4096 pages vs fork() + the same writes +
+    /// waitpid); it reports figures and ratios beside their goals, it does
+    /// not judge them.
     Membench(BootOpts),
     /// Write a profile's disk.img to a block device (a USB stick, a test
     /// machine's disk). Refuses the system disk, a mounted or busy device,

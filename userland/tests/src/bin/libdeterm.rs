@@ -30,6 +30,7 @@ const PROGRAMS: &[&str] = &[
     "cforkjoin",
     "primes",
     "heapsoak",
+    "forkbench",
 ];
 
 const TESTS: &[(&str, Test)] = &[

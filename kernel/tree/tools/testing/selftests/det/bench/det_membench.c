@@ -10,11 +10,20 @@
  *   snapshot / fork                       DET_SNAP (new child, and on an
  *                                         existing one) vs fork() of the
  *                                         same process
+ *   merge of 1 dirty page, 1 GiB / 1 MiB  whether a merge's cost follows the
+ *                                         size of the range it is given
+ *   libdeterm fork + join / fork()        a deterministic program's fork and
+ *                                         join of a child writing k pages
+ *                                         (userland/dettests forkbench, run
+ *                                         by detrun) vs fork() + the same
+ *                                         writes + exit + waitpid here
  *
  * Output: one "name value unit" line per figure, then the ratios.
  */
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "../det_util.h"
 
@@ -88,18 +97,91 @@ static double time_merge(unsigned long id, unsigned char *buf, size_t size,
 	return now_us() - t0;
 }
 
+/* Wall time of one run of `detrun forkbench pages cycles`, in us. */
+static double run_forkbench(unsigned long pages, unsigned long cycles)
+{
+	char p[32], c[32];
+	double t0 = now_us();
+	int status;
+	pid_t pid;
+
+	snprintf(p, sizeof(p), "%lu", pages);
+	snprintf(c, sizeof(c), "%lu", cycles);
+	pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		if (null >= 0)
+			dup2(null, 1);
+		execl("/usr/bin/detrun", "detrun",
+		      "/usr/lib/detlinux/det/forkbench", p, c, (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid ||
+	    !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		fprintf(stderr, "det_membench: forkbench %lu %lu failed\n",
+			pages, cycles);
+		exit(1);
+	}
+	return now_us() - t0;
+}
+
+/*
+ * Per cycle: libdeterm's fork + join of a child writing @pages pages, and
+ * fork() + the same writes + _exit + waitpid of this process, whose heap
+ * is laid out as detrun's (a 512 MiB private mapping, the block in it).
+ */
+static void forkjoin(unsigned long pages, unsigned long cycles)
+{
+	unsigned char *heap = map(512UL << 20), *blk = heap + (1UL << 20);
+	double t[REPS], det_us, fork_us, t0;
+	unsigned long n, i;
+	unsigned int k;
+	pid_t pid;
+
+	touch(heap, (1UL << 20) + pages * PG, 1);
+	for (k = 0; k < REPS; k++) {
+		t0 = now_us();
+		for (n = 0; n < cycles; n++) {
+			pid = fork();
+			if (pid == 0) {
+				for (i = 0; i < pages; i++)
+					blk[i * PG] = n + 2;
+				_exit(0);
+			}
+			waitpid(pid, NULL, 0);
+		}
+		t[k] = (now_us() - t0) / cycles;
+	}
+	fork_us = median(t, REPS);
+	for (k = 0; k < REPS; k++)
+		t[k] = (run_forkbench(pages, cycles) - run_forkbench(pages, 0)) /
+		       cycles;
+	det_us = median(t, REPS);
+	munmap(heap, 512UL << 20);
+	printf("forkjoin_%lu_pages_us %.1f (fork+waitpid %.1f)\n", pages,
+	       det_us, fork_us);
+	printf("ratio forkjoin_%lu_pages/fork %.2f (goal <= 1.5)\n", pages,
+	       det_us / fork_us);
+}
+
 int main(void)
 {
 	const size_t dirty = 32UL << 20, fork_mem = 64UL << 20;
 	static const size_t clean[] = { 16UL << 20, 64UL << 20, 256UL << 20 };
 	unsigned char *a = map(dirty), *b = map(dirty), *big, *mem;
 	double t[REPS], memcpy_us, merge_us, both_us, fork_us, snap_us;
-	double resnap_us, t0;
+	double resnap_us, t0, sparse_us[2];
 	struct det_merge rep;
 	unsigned int i, k;
 	pid_t pid;
 
 	printf("# det_membench: 2 vCPUs as booted; medians of %d runs\n", REPS);
+
+	/* First, while this process is small and not yet a master. */
+	forkjoin(1, 40);
+	forkjoin(64, 40);
+	forkjoin(4096, 8);
 
 	/* fork() of this process, with fork_mem of populated memory. */
 	mem = map(fork_mem);
@@ -200,8 +282,34 @@ int main(void)
 		       clean[i] >> 20, t0, t0 / (clean[i] / PG),
 		       (unsigned long long)rep.copied_pages);
 	}
-	printf("ratio merge_per_dirty_mib/memcpy %.2f (goal <= 2)\n",
+	/* One dirty page in an untouched range of 1 MiB and of 1 GiB. */
+	for (i = 0; i < 2; i++) {
+		size_t size = i ? 1UL << 30 : 1UL << 20;
+		unsigned char *r = mmap(NULL, size, PROT_READ | PROT_WRITE,
+					MAP_PRIVATE | MAP_ANONYMOUS |
+					MAP_NORESERVE, -1, 0);
+
+		if (r == MAP_FAILED) {
+			perror("mmap");
+			return 1;
+		}
+		for (k = 0; k < REPS; k++) {
+			dirty_child(5, r + size / 2, PG, 9 + k);
+			t[k] = time_merge(5, r, size, &rep);
+			check(dput(5, DET_KILL, 0, 0, 0), 0, "DET_KILL");
+		}
+		sparse_us[i] = median(t, REPS);
+		munmap(r, size);
+	}
+	printf("merge_1_page_in_1mib_us %.1f\n", sparse_us[0]);
+	printf("merge_1_page_in_1gib_us %.1f\n", sparse_us[1]);
+
+	printf("ratio merge_per_dirty_mib/memcpy %.2f (goal <= 1.5)\n",
 	       merge_us / memcpy_us);
+	printf("ratio merge_both_sides_per_mib/memcpy %.2f (goal <= 3)\n",
+	       both_us / memcpy_us);
+	printf("ratio merge_1_page_1gib/1mib %.2f (goal <= 2)\n",
+	       sparse_us[1] / sparse_us[0]);
 	printf("ratio snapshot/fork %.2f new child, %.2f existing child (goal <= 2.5)\n",
 	       snap_us / fork_us, resnap_us / fork_us);
 	return 0;
