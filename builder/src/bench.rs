@@ -367,6 +367,7 @@ const COLUMNS: &[&str] = &[
     "hash",
     "pthread_start_ms",
     "det_start_ms",
+    "merge_pct",
     "error",
 ];
 
@@ -435,8 +436,8 @@ fn table(rows: &[Row]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{:<8} {:>9} {:>2} {:>6} {:>12} {:>12} {:>8} {:>8}  match",
-        "demo", "size", "N", "reps", "pthread ms", "det ms", "det÷pth", "thesis"
+        "{:<8} {:>9} {:>2} {:>6} {:>12} {:>12} {:>8} {:>7} {:>8}  match",
+        "demo", "size", "N", "reps", "pthread ms", "det ms", "det÷pth", "merge", "thesis"
     );
     for r in rows {
         let thesis = r
@@ -448,9 +449,12 @@ fn table(rows: &[Row]) -> String {
             (None, Some(d)) => d.clone(),
             (None, None) => "-".into(),
         };
+        let merge = r
+            .get("merge_pct")
+            .map_or("-".to_string(), |m| format!("({m}%)"));
         let _ = writeln!(
             o,
-            "{:<8} {:>9} {:>2} {:>6} {:>12} {:>12} {:>8} {:>8}  {}",
+            "{:<8} {:>9} {:>2} {:>6} {:>12} {:>12} {:>8} {:>7} {:>8}  {}",
             get(r, "demo"),
             get(r, "size"),
             get(r, "cpus"),
@@ -458,6 +462,7 @@ fn table(rows: &[Row]) -> String {
             get(r, "pthread_ms"),
             det_ms,
             ratio,
+            merge,
             thesis,
             match r.get("error") {
                 Some(e) => format!("ERROR {e}"),
@@ -468,8 +473,28 @@ fn table(rows: &[Row]) -> String {
     o
 }
 
-/// One chart per demo with more than one size: det ÷ pthread by size,
-/// one line per N, the thesis's beside; pthread time when no det ran.
+/// One line per N of `key` against size.
+fn per_n(rows: &[&Row], ns: &BTreeSet<u32>, key: &str) -> Vec<Series> {
+    ns.iter()
+        .map(|&n| {
+            let mut points: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|r| num(r, "cpus") == Some(n as f64))
+                .filter_map(|r| Some((num(r, "size")?, num(r, key)?)))
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Series {
+                name: format!("N={n}"),
+                points,
+                dashed: false,
+            }
+        })
+        .collect()
+}
+
+/// Charts (file stem, chart) for each demo with more than one size:
+/// det ÷ pthread by size, one line per N, the thesis's beside (pthread
+/// time when no det ran); and the share of the det run spent in merge.
 fn charts(rows: &[Row]) -> Vec<(String, Chart)> {
     let demos: BTreeSet<&str> = rows.iter().map(|r| get(r, "demo")).collect();
     let mut out = Vec::new();
@@ -490,20 +515,7 @@ fn charts(rows: &[Row]) -> Vec<(String, Chart)> {
             .filter_map(|r| num(r, "cpus"))
             .map(|n| n as u32)
             .collect();
-        let mut series = Vec::new();
-        for &n in &ns {
-            let mut points: Vec<(f64, f64)> = mine
-                .iter()
-                .filter(|r| num(r, "cpus") == Some(n as f64))
-                .filter_map(|r| Some((num(r, "size")?, num(r, key)?)))
-                .collect();
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            series.push(Series {
-                name: format!("N={n}"),
-                points,
-                dashed: false,
-            });
-        }
+        let mut series = per_n(&mine, &ns, key);
         if overhead {
             for &n in &ns {
                 let points: Vec<(f64, f64)> = sizes
@@ -525,7 +537,7 @@ fn charts(rows: &[Row]) -> Vec<(String, Chart)> {
             _ => "matrix side",
         };
         out.push((
-            demo.to_string(),
+            format!("overhead-{demo}"),
             Chart {
                 title: if overhead {
                     format!("{demo}: deterministic overhead")
@@ -542,6 +554,19 @@ fn charts(rows: &[Row]) -> Vec<(String, Chart)> {
                 reference: overhead.then_some(1.0),
             },
         ));
+        let merge = per_n(&mine, &ns, "merge_pct");
+        if overhead && merge.iter().any(|s| !s.points.is_empty()) {
+            out.push((
+                format!("merge-{demo}"),
+                Chart {
+                    title: format!("{demo}: time in merge"),
+                    x_label: x_label.into(),
+                    y_label: "% of the det run".into(),
+                    series: merge,
+                    reference: None,
+                },
+            ));
+        }
     }
     out
 }
@@ -564,9 +589,9 @@ fn write_outputs(project: &Project, dir: &Path, rows: &[Row], guest: Option<Valu
     let table = table(&rows);
     write_atomic(&dir.join("table.txt"), table.as_bytes())?;
     written.extend(["results.csv".to_string(), "table.txt".to_string()]);
-    for (demo, chart) in charts(&rows) {
-        let svg = format!("overhead-{demo}.svg");
-        let png = format!("overhead-{demo}.png");
+    for (stem, chart) in charts(&rows) {
+        let svg = format!("{stem}.svg");
+        let png = format!("{stem}.png");
         write_atomic(&dir.join(&svg), plot::svg(&chart).as_bytes())?;
         write_atomic(&dir.join(&png), &plot::png(&chart))?;
         written.extend([svg, png]);
@@ -582,7 +607,7 @@ fn write_outputs(project: &Project, dir: &Path, rows: &[Row], guest: Option<Valu
 mod tests {
     use super::*;
 
-    const LINE: &str = r#"BENCH demo=lu size=64 cpus=2 reps=40 method=diff pthread_ms=12.5 det_ms=30.1 ratio=2.408 match=yes det=ok hash=00ab ok=yes det_merge_pages=12"#;
+    const LINE: &str = r#"BENCH demo=lu size=64 cpus=2 reps=40 method=diff pthread_ms=12.5 det_ms=30.1 ratio=2.408 match=yes det=ok hash=00ab ok=yes merge_pct=12.5 det_merge_pages=12"#;
 
     #[test]
     fn bench_lines_parse_with_quoted_values() {
@@ -633,6 +658,7 @@ mod tests {
         assert_eq!(json_text(&json!(2.408)), "2.408");
         assert_eq!(json_text(&json!("diff")), "diff");
         assert!(table(&rows).contains("26.5×"));
+        assert!(table(&rows).contains("(12.5%)"));
     }
 
     #[test]
@@ -642,8 +668,11 @@ mod tests {
         b.insert("size".into(), "128".into());
         assert_eq!(charts(&[a.clone()]).len(), 0);
         let c = charts(&[a.clone(), b.clone()]);
-        assert_eq!(c.len(), 1);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].0, "overhead-lu");
         assert_eq!(c[0].1.series.len(), 2, "N=2 and the thesis's N=2");
+        assert_eq!(c[1].0, "merge-lu");
+        assert_eq!(c[1].1.series[0].points, [(64.0, 12.5), (128.0, 12.5)]);
         for r in [&mut a, &mut b] {
             r.remove("ratio");
         }

@@ -75,8 +75,9 @@ enum Verb {
     /// Build the default profile, boot it and run the preinstalled demos.
     Demo(BootOpts),
     /// Measure det ÷ pthread for md5, qsort, matmult and lu in a guest
-    /// (the thesis's Tables 4 and 5); writes images/bench/results.csv,
-    /// results.json, table.txt and overhead-<demo>.svg/.png, and prints the
+    /// (the thesis's Tables 4 and 5) and the share of the det run spent in
+    /// merge; writes images/bench/results.csv, results.json, table.txt,
+    /// overhead-<demo>.svg/.png and merge-<demo>.svg/.png, and prints the
     /// table beside the thesis's figures. See docs/benchmarks.md.
     Bench(BenchArgs),
     /// Run each demo K times per CPU count, with and without background

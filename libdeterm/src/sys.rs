@@ -29,6 +29,7 @@ pub const DET_VM_COPY: u64 = 0x40;
 pub const DET_SNAP: u64 = 0x80;
 pub const DET_MERGE: u64 = 0x100;
 pub const DET_PERM: u64 = 0x200;
+pub const DET_GET_TIMES: u64 = 0x400;
 
 pub const DET_GENERAL_REGS: u64 = 0x1_0000;
 pub const DET_FP_REGS: u64 = 0x2_0000;
@@ -57,6 +58,7 @@ pub const DET_R_KILLED: u32 = 5;
 pub const DET_E_CONFLICT: i32 = 52;
 pub const DET_MERGE_SIZE: usize = 64;
 pub const DET_STATUS_SIZE: usize = 48;
+pub const DET_TIMES_SIZE: usize = 40;
 pub const DET_GENERAL_REGS_SIZE: usize = 216;
 pub const DET_FP_REGS_SIZE: usize = 512;
 pub const DET_XSTATE_HDR_OFFSET: usize = 512;
@@ -91,6 +93,18 @@ pub struct DetMerge {
     pub scanned_pages: u64,
     pub copied_pages: u64,
     pub compared_pages: u64,
+}
+
+/// `struct det_times`: a master's group's time in memory operations, in
+/// nanoseconds ([`times`]).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DetTimes {
+    pub snap_ns: u64,
+    pub merge_ns: u64,
+    pub copy_ns: u64,
+    pub kill_ns: u64,
+    pub calls: u64,
 }
 
 /// `struct user_regs_struct` (the `DET_GENERAL_REGS` set).
@@ -128,6 +142,7 @@ pub struct UserRegs {
 
 const _: () = assert!(core::mem::size_of::<DetStatus>() == DET_STATUS_SIZE);
 const _: () = assert!(core::mem::size_of::<DetMerge>() == DET_MERGE_SIZE);
+const _: () = assert!(core::mem::size_of::<DetTimes>() == DET_TIMES_SIZE);
 const _: () = assert!(core::mem::size_of::<UserRegs>() == DET_GENERAL_REGS_SIZE);
 
 /// A negative system call return value, as a positive errno.
@@ -253,6 +268,23 @@ pub fn dput_plain(child: u64, flags: u64, start: u64, size: u64) -> Result<u64, 
 /// `dput(0, DET_BECOME_MASTER)`.
 pub fn become_master() -> Result<(), Errno> {
     dput_plain(0, DET_BECOME_MASTER, 0, 0).map(|_| ())
+}
+
+/// A master's figures: the time its group has spent in snapshots, merges,
+/// copies and kills (`EACCES` in a deterministic process).
+pub fn times() -> Result<DetTimes, Errno> {
+    let mut t = DetTimes::default();
+    // SAFETY: the kernel writes DET_TIMES_SIZE bytes into `t`.
+    unsafe {
+        dget(
+            0,
+            DET_GET_TIMES,
+            &mut t as *mut DetTimes as u64,
+            DET_TIMES_SIZE as u64,
+            0,
+        )?;
+    }
+    Ok(t)
 }
 
 /// Waits for `child` to stop and returns its full status.
@@ -443,6 +475,7 @@ mod tests {
             ("DET_SNAP", DET_SNAP),
             ("DET_MERGE", DET_MERGE),
             ("DET_PERM", DET_PERM),
+            ("DET_GET_TIMES", DET_GET_TIMES),
             ("DET_GENERAL_REGS", DET_GENERAL_REGS),
             ("DET_FP_REGS", DET_FP_REGS),
             ("DET_XSTATE_REGS", DET_XSTATE_REGS),
@@ -466,6 +499,7 @@ mod tests {
             ("DET_E_CONFLICT", DET_E_CONFLICT as u64),
             ("DET_MERGE_SIZE", DET_MERGE_SIZE as u64),
             ("DET_STATUS_SIZE", DET_STATUS_SIZE as u64),
+            ("DET_TIMES_SIZE", DET_TIMES_SIZE as u64),
             ("DET_GENERAL_REGS_SIZE", DET_GENERAL_REGS_SIZE as u64),
             ("DET_FP_REGS_SIZE", DET_FP_REGS_SIZE as u64),
             ("DET_XSTATE_HDR_OFFSET", DET_XSTATE_HDR_OFFSET as u64),

@@ -52,6 +52,12 @@ Options:
                       ratio=R held=B live=B lost=B free_ranges=N
                       (peak_heap: the most heap held at once by the program
                       and its children, ratio = peak_heap / peak_live)
+                      and where the time went, from the kernel's account:
+                      detrun: time: run_ms=T snapshot_ms=T merge_ms=T
+                      copy_ms=T kill_ms=T calls=N merge_share=P%
+                      (time the whole tree spent creating and snapshotting
+                      children, merging, copying and killing; merge_share
+                      = merge_ms / run_ms)
   -h, --help          show this help
 
 Environment:

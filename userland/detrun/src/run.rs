@@ -43,6 +43,7 @@ pub fn run(o: &Options, heap: (u64, &str)) -> Result<u8, String> {
     // prepare.rs).
     crate::prepare::prepare().map_err(|e| format!("preparing to be a master: {e}"))?;
     sys::become_master().map_err(|e| format!("cannot become a master: {e}"))?;
+    let started = std::time::Instant::now();
     let spec = Spec {
         elf: &bytes,
         args: &args,
@@ -61,13 +62,35 @@ pub fn run(o: &Options, heap: (u64, &str)) -> Result<u8, String> {
         .map_err(|e| format!("starting the program: {e}"))?;
     let st = serve::run(ROOT, &mut Terminal { symbols: &symbols })
         .map_err(|e| format!("waiting for the program: {e}"))?;
+    let elapsed = started.elapsed();
     let fs_len = fsys.as_bytes().len();
     let result = finish(o, &st, &symbols, fs_len);
     if o.stats {
         print_stats(heap);
+        print_times(elapsed);
     }
     let _ = sys::dput_plain(ROOT, sys::DET_KILL | sys::DET_KILL_POISON, 0, 0);
     result
+}
+
+/// The `--stats` time line: the run's wall time and the kernel's account
+/// of the group's time in memory operations (`DET_GET_TIMES`), which only
+/// a master can read.
+fn print_times(run: std::time::Duration) {
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let run_ms = run.as_secs_f64() * 1e3;
+    match sys::times() {
+        Ok(t) => eprintln!(
+            "detrun: time: run_ms={run_ms:.1} snapshot_ms={:.1} merge_ms={:.1} copy_ms={:.1} kill_ms={:.1} calls={} merge_share={:.1}%",
+            ms(t.snap_ns),
+            ms(t.merge_ns),
+            ms(t.copy_ns),
+            ms(t.kill_ns),
+            t.calls,
+            100.0 * ms(t.merge_ns) / run_ms.max(1e-9)
+        ),
+        Err(e) => eprintln!("detrun: time: run_ms={run_ms:.1}; the kernel's account is unavailable: {e}"),
+    }
 }
 
 /// The `--stats` line: the heap figures the root left at its exit or

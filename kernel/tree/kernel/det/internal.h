@@ -71,6 +71,10 @@ struct det_req {
  *		(RLIMIT_NPROC), which keeps counting it while its entry, task
  *		and memory stay pinned until DET_KILL.
  */
+/* What struct det_times accounts, in its order. */
+enum det_time_kind { DET_T_SNAP, DET_T_MERGE, DET_T_COPY, DET_T_KILL,
+		     DET_T_CALLS, DET_T_NR };
+
 struct det_proc {
 	refcount_t		ref;
 	struct rcu_head		rcu;
@@ -89,6 +93,8 @@ struct det_proc {
 	struct mm_struct	*mm;
 	struct mm_struct	*snap;
 	struct ucounts		*nproc;
+	/* A master's: its group's time in memory operations (account.c). */
+	atomic64_t		times[DET_T_NR];
 };
 
 /* process.c */
@@ -123,6 +129,9 @@ int det_check_outside(struct mm_struct *mm);
 
 /* cpu.c */
 void det_cpu_fork(struct task_struct *p);
+
+void det_account(enum det_time_kind kind, u64 start_ns);
+int det_get_times(struct det_proc *me, unsigned long buf);
 
 /* regs.c */
 int det_regs(struct det_proc *d, bool put, unsigned long flags,

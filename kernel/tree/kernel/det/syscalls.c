@@ -20,6 +20,7 @@
 
 #include <linux/mman.h>
 #include <linux/syscalls.h>
+#include <linux/timekeeping.h>
 #include <linux/uaccess.h>
 
 #include "internal.h"
@@ -30,7 +31,8 @@
 #define DET_PUT_OPS	(DET_REGS | DET_BECOME_MASTER | DET_KILL | \
 			 DET_ALLOW_SIGNALS | DET_VM_ZERO | DET_VM_COPY | \
 			 DET_SNAP | DET_PERM)
-#define DET_GET_OPS	(DET_REGS | DET_GET_STATUS | DET_VM_COPY | DET_MERGE)
+#define DET_GET_OPS	(DET_REGS | DET_GET_STATUS | DET_VM_COPY | DET_MERGE | \
+			 DET_GET_TIMES)
 #define DET_PROT_MASK	(DET_PROT_READ | DET_PROT_WRITE | DET_PROT_EXEC)
 
 static unsigned long det_opflags_allowed(unsigned long op)
@@ -89,7 +91,8 @@ static int det_check_args(bool put, unsigned long child, unsigned long flags,
 	if ((op & DET_REGS) && !opf)
 		return -EINVAL;
 	if ((flags & DET_START) &&
-	    (op & (DET_BECOME_MASTER | DET_ALLOW_SIGNALS | DET_KILL)))
+	    (op & (DET_BECOME_MASTER | DET_ALLOW_SIGNALS | DET_KILL |
+		   DET_GET_TIMES)))
 		return -EINVAL;
 
 	switch (op) {
@@ -129,6 +132,11 @@ static int det_check_args(bool put, unsigned long child, unsigned long flags,
 		    !PAGE_ALIGNED(dststart - start))
 			return -EINVAL;
 		break;
+	case DET_GET_TIMES:
+		if (child || !start || size != sizeof(struct det_times) ||
+		    dststart)
+			return -EINVAL;
+		break;
 	case DET_MERGE:
 		/* @dststart is the report pointer. */
 		if (!det_range_ok(start, size))
@@ -149,7 +157,7 @@ static int det_check_caller(struct det_proc *me, unsigned long flags)
 	if (!me)
 		return -EPERM;
 	if (!me->master &&
-	    (op == DET_ALLOW_SIGNALS ||
+	    (op == DET_ALLOW_SIGNALS || op == DET_GET_TIMES ||
 	     (op == DET_GET_STATUS && (flags & DET_DONT_WAIT))))
 		return -EACCES;
 	return 0;
@@ -248,6 +256,7 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
 	unsigned long op = flags & DET_OP_MASK;
 	bool created = false;
 	struct det_proc *d;
+	u64 t0;
 	long ret;
 
 	ret = det_check_args(true, child, flags, start, size, dststart);
@@ -270,9 +279,13 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
 			if (ret)
 				return ret;
 		}
-		return det_kill(me, d);
+		t0 = ktime_get_ns();
+		ret = det_kill(me, d);
+		det_account(DET_T_KILL, t0);
+		return ret;
 	}
 
+	t0 = ktime_get_ns();
 	if (!d) {
 		d = det_create(me, child);
 		if (IS_ERR(d))
@@ -282,21 +295,29 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
 		ret = det_wait_stopped(me, d);
 		if (ret)
 			return ret;
+		t0 = ktime_get_ns();
 	}
 
 	ret = 0;
 	switch (op & ~DET_REGS) {
 	case DET_SNAP:
 		ret = det_snap(d, created);
+		det_account(DET_T_SNAP, t0);
 		break;
 	case DET_VM_ZERO:
 	case DET_PERM:
 		ret = det_vm_map(d, op == DET_VM_ZERO, start, size,
 				 det_prot(flags));
+		det_account(DET_T_COPY, t0);
 		break;
 	case DET_VM_COPY:
 		ret = det_vm_copy(d, true, start, size, dststart);
+		det_account(DET_T_COPY, t0);
 		break;
+	default:
+		/* Creating a child copies the caller's address space. */
+		if (created)
+			det_account(DET_T_SNAP, t0);
 	}
 	if (ret)
 		return ret;
@@ -330,6 +351,9 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
  *		%DET_MERGE - three-way merge of the child's changes since
  *		its snapshot in [@start, @start+@size) into the caller;
  *		@dststart: a struct det_merge report, or 0.
+ *		%DET_GET_TIMES (masters only) - with @child 0, write the
+ *		group's struct det_times to @start (@size == its size); no
+ *		child, no wait.
  *		%DET_START - after the operation, set the child running.
  * @start:	user address, as the operation requires; otherwise 0.
  * @size:	byte count, as the operation requires; otherwise 0.
@@ -349,7 +373,7 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
  *   argument not 0 (@child in the size query), %DET_START with the size
  *   query, or @size not what the operation needs;
  * - %EPERM: the caller is a legacy process;
- * - %EACCES: %DET_DONT_WAIT from a deterministic process;
+ * - %EACCES: %DET_DONT_WAIT or %DET_GET_TIMES from a deterministic process;
  * - %ESRCH: no child @child;
  * - %ECHILD: %DET_REGS or %DET_START on a child that has exited;
  * - %EINTR: a master's wait was interrupted by a signal it allowed, or the
@@ -369,6 +393,7 @@ SYSCALL_DEFINE5(dget, unsigned long, child, unsigned long, flags,
 	unsigned long op = flags & DET_OP_MASK;
 	struct det_status st;
 	struct det_proc *d;
+	u64 t0;
 	long ret;
 
 	BUILD_BUG_ON(sizeof(struct det_status) != DET_STATUS_SIZE);
@@ -382,6 +407,8 @@ SYSCALL_DEFINE5(dget, unsigned long, child, unsigned long, flags,
 		return ret;
 	if (op == DET_REGS && !start && !size)
 		return det_regs_size(flags);
+	if (op == DET_GET_TIMES)
+		return det_get_times(me, start);
 
 	d = xa_load(&me->children, child);
 	if (!d)
@@ -398,12 +425,16 @@ SYSCALL_DEFINE5(dget, unsigned long, child, unsigned long, flags,
 			return ret;
 	}
 	if (op == DET_VM_COPY) {
+		t0 = ktime_get_ns();
 		ret = det_vm_copy(d, false, start, size, dststart);
+		det_account(DET_T_COPY, t0);
 		if (ret)
 			return ret;
 	}
 	if (op == DET_MERGE) {
+		t0 = ktime_get_ns();
 		ret = det_merge(d, start, size, dststart);
+		det_account(DET_T_MERGE, t0);
 		if (ret)
 			return ret;
 	}

@@ -65,8 +65,9 @@ impl Impl {
         let mut c = match self {
             Impl::Pthread => Command::new(bin(PTHREAD)),
             Impl::Det => {
+                // --stats: the kernel's account of merge time, on stderr.
                 let mut c = Command::new(bin(DETRUN));
-                c.arg(bin(DET));
+                c.arg("--stats").arg(bin(DET));
                 c
             }
         };
@@ -84,6 +85,9 @@ pub struct Run {
     pub ok: bool,
     /// Wall time from start to exit, measured here.
     pub elapsed: Duration,
+    /// The deterministic version's time in merges, in ms (`detrun
+    /// --stats`, from the kernel's account); `None` for pthreads.
+    pub merge_ms: Option<f64>,
 }
 
 impl Run {
@@ -125,11 +129,18 @@ pub fn run(imp: Impl, args: &[String]) -> Result<Run, String> {
     let line = line.ok_or_else(err)?;
     let hash = report::value(&line, "hash").ok_or_else(err)?.to_string();
     let ok = report::value(&line, "ok") == Some("yes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let merge_ms = stderr
+        .lines()
+        .find(|l| l.starts_with("detrun: time:"))
+        .and_then(|l| report::value(l, "merge_ms"))
+        .and_then(|v| v.parse().ok());
     Ok(Run {
         line,
         hash,
         ok,
         elapsed,
+        merge_ms,
     })
 }
 

@@ -52,6 +52,8 @@
 #define DET_SNAP		0x00000080 /* put: COW copy + reference */
 #define DET_MERGE		0x00000100 /* get: three-way merge */
 #define DET_PERM		0x00000200 /* put: set page protection */
+#define DET_GET_TIMES		0x00000400 /* get: the group's time in memory
+				    * operations (masters only) */
 
 /*
  * Memory operations (see docs/kernel.md and docs/det-merge.7.md):
@@ -185,7 +187,28 @@ struct det_merge {
 	__u64 compared_pages;
 };
 
+/**
+ * struct det_times - what a master's dget(0, DET_GET_TIMES, &t, sizeof(t), 0)
+ * writes: the time its whole group (the master and every deterministic
+ * process below it, past and present) spent in the memory operations of
+ * dput() and dget(), in nanoseconds of the monotonic clock.  Only a master
+ * may read it: a deterministic process never sees a clock.
+ * @snap_ns:	creating children and DET_SNAP.
+ * @merge_ns:	DET_MERGE.
+ * @copy_ns:	DET_VM_COPY, DET_VM_ZERO and DET_PERM.
+ * @kill_ns:	DET_KILL, until the child and its subtree are gone.
+ * @calls:	the calls counted.
+ */
+struct det_times {
+	__u64 snap_ns;
+	__u64 merge_ns;
+	__u64 copy_ns;
+	__u64 kill_ns;
+	__u64 calls;
+};
+
 #define DET_MERGE_SIZE		64 /* sizeof(struct det_merge) */
+#define DET_TIMES_SIZE		40 /* sizeof(struct det_times) */
 #define DET_STATUS_SIZE		48 /* sizeof(struct det_status) */
 #define DET_GENERAL_REGS_SIZE	216 /* sizeof(struct user_regs_struct) */
 #define DET_FP_REGS_SIZE	512 /* sizeof(struct user_fpregs_struct) */

@@ -18,7 +18,7 @@
 //!
 //! ```text
 //! BENCH-PLAN total=28 det=yes online_cpus=2
-//! BENCH demo=lu size=64 cpus=2 reps=40 method=diff pthread_ms=12.5 det_ms=30.1 ratio=2.408 match=yes det=ok hash=… ok=yes pthread_start_ms=4.0 det_start_ms=9.1
+//! BENCH demo=lu size=64 cpus=2 reps=40 method=diff pthread_ms=12.5 det_ms=30.1 ratio=2.408 match=yes det=ok hash=… ok=yes pthread_start_ms=4.0 det_start_ms=9.1 merge_pct=12.5
 //! BENCH-DONE
 //! ```
 //!
@@ -26,8 +26,11 @@
 //! `match` says whether both printed the same result hash; `*_start_ms` is
 //! the start-up the difference removed. `det=missing` when the
 //! deterministic version is not installed (then only the pthread figures
-//! are real), `det=error` with `error="..."` when it failed. Keys the
-//! deterministic demo adds after `ok` are passed on as `det_<key>`.
+//! are real), `det=error` with `error="..."` when it failed. `merge_pct`
+//! is the share of the deterministic run spent in `DET_MERGE`, from the
+//! kernel's account (`detrun --stats`), per repetition by the same method
+//! as the time. Keys the deterministic demo adds after `ok` are passed on
+//! as `det_<key>`.
 
 use det_demos_harness::{
     args, number_list, online_cpus, pin, run, say, start, usable_cpus, Demo, Impl, Run,
@@ -149,6 +152,15 @@ fn measure(o: &Options, at: Point, det: bool) -> String {
     }
 }
 
+/// Merge ms per repetition of a deterministic run (the kernel's account),
+/// by the same method as its time.
+fn merge_per_rep(r1: &Run, r2: Option<&Run>, reps: u64) -> Option<f64> {
+    match r2 {
+        Some(r2) => Some(((r2.merge_ms? - r1.merge_ms?) / reps as f64).max(0.0)),
+        None => Some(r1.merge_ms? / reps as f64),
+    }
+}
+
 /// Time of `reps` repetitions: the median of `--trials` runs.
 fn timed(o: &Options, at: Point, imp: Impl, reps: u64) -> Result<(f64, Run), String> {
     let mut runs = Vec::new();
@@ -171,9 +183,11 @@ fn per_rep(
 ) -> Result<(f64, f64, Run), String> {
     let (t1, r) = timed(o, at, imp, reps)?;
     if !differential {
-        return Ok((t1 / reps as f64, 0.0, r));
+        let merge_ms = merge_per_rep(&r, None, reps);
+        return Ok((t1 / reps as f64, 0.0, Run { merge_ms, ..r }));
     }
     let (t2, r2) = timed(o, at, imp, 2 * reps)?;
+    let merge_ms = merge_per_rep(&r, Some(&r2), reps);
     // Different repetition counts hash different inputs: keep the
     // smaller run's line, but both must have passed their checks.
     let each = ((t2 - t1) / reps as f64).max(0.0);
@@ -182,6 +196,7 @@ fn per_rep(
         (t1 - each * reps as f64).max(0.0),
         Run {
             ok: r.ok && r2.ok,
+            merge_ms,
             ..r
         },
     ))
@@ -233,6 +248,10 @@ fn measure_inner(o: &Options, at: Point, det: bool) -> Result<String, String> {
         p_start * 1e3,
         d_start * 1e3,
     ));
+    // The thesis's parenthesised figure: time in merge, % of the det run.
+    if let Some(m) = d.merge_ms {
+        rest.push_str(&format!(" merge_pct={:.1}", 100.0 * m / (d_each * 1e3).max(1e-9)));
+    }
     // Whatever the deterministic demo reports after `ok` (merge figures).
     if let Some((_, after)) = d.line.split_once(" ok=") {
         for kv in after.split(' ').skip(1) {
