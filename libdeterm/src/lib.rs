@@ -15,6 +15,7 @@ extern crate std;
 
 extern crate alloc;
 
+pub mod arch;
 pub mod elf;
 pub mod exec;
 pub mod fs;

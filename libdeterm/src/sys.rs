@@ -3,10 +3,9 @@
 //!
 //! Usable from deterministic programs and from legacy masters (`detrun`)
 //! alike: nothing here depends on the runtime. Struct sizes are pinned at
-//! compile time against the header's `DET_*_SIZE` values. All `unsafe` of
-//! the system-call layer lives in this file.
+//! compile time against the header's `DET_*_SIZE` values. The system-call
+//! instruction itself is in [`crate::arch`].
 
-use core::arch::asm;
 use core::fmt;
 
 /// `dput`, `dget`, `dret` (x86_64 only).
@@ -205,33 +204,7 @@ pub fn check(ret: i64) -> Result<u64, Errno> {
     }
 }
 
-/// A raw system call with up to six arguments.
-///
-/// # Safety
-/// The call must not violate memory safety: pointer arguments must be
-/// valid for what the kernel does with them.
-#[inline(always)]
-pub unsafe fn syscall6(nr: u64, a: [u64; 6]) -> i64 {
-    let ret: i64;
-    // SAFETY: the caller vouches for the arguments; the `syscall`
-    // instruction clobbers rcx and r11 only, which are declared.
-    unsafe {
-        asm!(
-            "syscall",
-            inlateout("rax") nr as i64 => ret,
-            in("rdi") a[0],
-            in("rsi") a[1],
-            in("rdx") a[2],
-            in("r10") a[3],
-            in("r8") a[4],
-            in("r9") a[5],
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    ret
-}
+pub use crate::arch::syscall6;
 
 /// `dput(child, flags, start, size, dststart)`.
 ///

@@ -10,7 +10,7 @@
 pub mod capi;
 pub mod io;
 pub mod process;
-mod start;
+pub(crate) mod start;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::fmt::Write;
@@ -302,13 +302,7 @@ pub fn fatal(msg: core::fmt::Arguments<'_>) -> ! {
     stop()
 }
 
-/// Stops the process as a fault (`ud2`: SIGILL, an implicit `dret`).
-pub(crate) fn stop() -> ! {
-    loop {
-        // SAFETY: ud2 raises #UD and touches no memory.
-        unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
-    }
-}
+pub(crate) use crate::arch::stop;
 
 struct ReportWriter<'a>(&'a mut Report);
 

@@ -21,7 +21,6 @@
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::arch::asm;
 use core::fmt;
 use core::marker::PhantomData;
 use core::mem::{ManuallyDrop, MaybeUninit};
@@ -198,10 +197,10 @@ unsafe fn call_closure<F: FnOnce() -> i32>(p: *mut u8) -> i32 {
 }
 
 /// A child's first Rust code, on its own stack.
-extern "C" fn child_entry(frame: *const Frame) -> ! {
+extern "C" fn child_entry(frame: *const u8) -> ! {
     // SAFETY: the frame lies in the parent's stack frame, copied by the
     // snapshot and never written by the child.
-    let fr = unsafe { &*frame };
+    let fr = unsafe { &*(frame as *const Frame) };
     let st = state();
     st.depth = fr.depth;
     st.top = false;
@@ -310,36 +309,17 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
         depth: st.depth + 1,
     };
     let (_, stack_hi) = stack_range(st.depth + 1);
-    let ret: i64;
-    // SAFETY: dput(id, DET_SNAP | DET_START) creates the child as a copy
-    // of this process. In the child it returns 0 and the child at once
-    // moves to its own stack and calls `child_entry`, which never returns,
-    // so the child writes nothing in this frame. In the parent it returns
-    // the child's status and the asm falls through. rcx and r11 (clobbered
-    // by `syscall`) are declared as early outputs so no input lives there.
-    unsafe {
-        asm!(
-            "syscall",
-            "test rax, rax",
-            "jnz 2f",
-            "mov rsp, {stack}",
-            "mov rdi, {frame}",
-            "call {entry}",
-            "ud2",
-            "2:",
-            stack = in(reg) stack_hi,
-            frame = in(reg) &frame as *const Frame,
-            entry = sym child_entry,
-            inlateout("rax") sys::NR_DPUT as i64 => ret,
-            in("rdi") id,
-            in("rsi") sys::DET_SNAP | sys::DET_START,
-            in("rdx") 0u64,
-            in("r10") 0u64,
-            in("r8") 0u64,
-            out("rcx") _,
-            out("r11") _,
-        );
-    }
+    // SAFETY: `frame` lives in this stack frame, which the child's copy
+    // keeps and never writes; `child_entry` takes it and never returns;
+    // `stack_hi` is the top of the child's own stack, unused so far.
+    let ret = unsafe {
+        crate::arch::snap_start_and_enter(
+            id,
+            stack_hi,
+            &frame as *const Frame as *const u8,
+            child_entry,
+        )
+    };
     if let Err(e) = sys::check(ret) {
         state().heap.abandon(region);
         // The closure was not handed over: drop it here.
@@ -541,14 +521,6 @@ impl serve::Host for Parent {
     }
 }
 
-/// The current stack pointer.
-fn sp() -> u64 {
-    let sp: u64;
-    // SAFETY: reads rsp only.
-    unsafe { asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
-    sp
-}
-
 /// Merges the child's changes to the program's writable segments, the
 /// heap and this process's stack (above the current frame).
 ///
@@ -580,7 +552,11 @@ fn merge(id: u64, gap: (u64, u64)) -> Result<(), Error> {
         ranges[n] = (HEAP_BASE, heap_end, "heap");
         n += 1;
     }
-    ranges[n] = (sp() & !(sys::PAGE - 1), stack_hi, "stack");
+    ranges[n] = (
+        crate::arch::stack_pointer() & !(sys::PAGE - 1),
+        stack_hi,
+        "stack",
+    );
     n += 1;
     for &(lo, hi, what) in &ranges[..n] {
         if lo >= hi {

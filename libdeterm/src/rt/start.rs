@@ -1,32 +1,19 @@
-//! `_start` and the `mem*` symbols the compiler expects, for programs that
-//! link no libc (x86_64).
+//! The program's start and the C symbols the compiler and the prebuilt
+//! libraries expect, for programs that link no libc.
 //!
-//! `_start` hands the initial stack pointer to [`super::init`], then calls
-//! the program's `main(argc, argv, envp)` (a C function, or a Rust one made
-//! with [`crate::main!`]) and exits with its return value. The `mem*`
-//! functions use `rep movsb`/`rep stosb` so the compiler cannot turn them
-//! back into calls to themselves.
-
-use core::arch::{asm, global_asm};
-
-global_asm!(
-    ".globl _start",
-    ".type _start,@function",
-    "_start:",
-    "xor ebp, ebp",
-    "mov rdi, rsp",
-    "and rsp, -16",
-    "call {entry}",
-    "ud2",
-    entry = sym start_rust,
-);
+//! `_start` (in [`crate::arch`]) hands the initial stack pointer to
+//! [`start_rust`], which runs [`super::init`], then calls the program's
+//! `main(argc, argv, envp)` (a C function, or a Rust one made with
+//! [`crate::main!`]) and exits with its return value. `memcpy`, `memmove`
+//! and `memset` are in [`crate::arch`]; `memcmp`, `bcmp` and `strlen` are
+//! plain Rust here.
 
 extern "C" {
     /// The program's entry point.
     fn main(argc: i32, argv: *const *const u8, envp: *const *const u8) -> i32;
 }
 
-extern "C" fn start_rust(sp: *const u64) -> ! {
+pub(crate) extern "C" fn start_rust(sp: *const u64) -> ! {
     super::init(sp);
     let st = super::state();
     // SAFETY: `main` is the program's C-ABI entry point; argv and envp are
@@ -49,51 +36,6 @@ macro_rules! main {
             $f()
         }
     };
-}
-
-/// # Safety
-/// C `memcpy`: `n` bytes, valid and non-overlapping.
-#[no_mangle]
-pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    // SAFETY: the caller's contract; rep movsb copies exactly n bytes
-    // forwards (the direction flag is clear by the ABI).
-    unsafe {
-        asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _, inout("rsi") src => _,
-             options(nostack, preserves_flags));
-    }
-    dst
-}
-
-/// # Safety
-/// C `memmove`: `n` bytes, valid, possibly overlapping.
-#[no_mangle]
-pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    if (dst as usize).wrapping_sub(src as usize) >= n {
-        // Forward copy is safe: dst is below src or past its end.
-        // SAFETY: as memcpy, with no harmful overlap forwards.
-        unsafe { memcpy(dst, src, n) };
-    } else {
-        // SAFETY: backwards from the last byte, with the direction flag
-        // set for the copy only.
-        unsafe {
-            asm!("std", "rep movsb", "cld",
-                 inout("rcx") n => _, inout("rdi") dst.add(n - 1) => _,
-                 inout("rsi") src.add(n - 1) => _, options(nostack));
-        }
-    }
-    dst
-}
-
-/// # Safety
-/// C `memset`: `n` writable bytes.
-#[no_mangle]
-pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
-    // SAFETY: the caller's contract; rep stosb stores exactly n bytes.
-    unsafe {
-        asm!("rep stosb", inout("rcx") n => _, inout("rdi") dst => _, in("al") c as u8,
-             options(nostack, preserves_flags));
-    }
-    dst
 }
 
 /// # Safety

@@ -1,0 +1,167 @@
+//! Everything in libdeterm that only x86_64 can do, in one place (as
+//! rustix and origin keep theirs): the `syscall` instruction, the program's
+//! `_start`, the fork that moves the child to its own stack, the stop on a
+//! fault, reading the stack pointer, and the `mem*` primitives the compiler
+//! may call. detlinux's `dput`, `dget` and `dret` are x86_64 system calls
+//! only, so there is no other port; any other target stops at
+//! `compile_error!` in `arch/mod.rs`.
+
+use core::arch::asm;
+#[cfg(determ_rt)]
+use core::arch::global_asm;
+
+/// A raw system call with up to six arguments.
+///
+/// # Safety
+/// The call must not violate memory safety: pointer arguments must be
+/// valid for what the kernel does with them.
+#[inline(always)]
+pub unsafe fn syscall6(nr: u64, a: [u64; 6]) -> i64 {
+    let ret: i64;
+    // SAFETY: the caller vouches for the arguments; the `syscall`
+    // instruction clobbers rcx and r11 only, which are declared.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") nr as i64 => ret,
+            in("rdi") a[0],
+            in("rsi") a[1],
+            in("rdx") a[2],
+            in("r10") a[3],
+            in("r8") a[4],
+            in("r9") a[5],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+#[cfg(determ_rt)]
+global_asm!(
+    ".globl _start",
+    ".type _start,@function",
+    "_start:",
+    "xor ebp, ebp",
+    "mov rdi, rsp",
+    "and rsp, -16",
+    "call {entry}",
+    "ud2",
+    entry = sym crate::rt::start::start_rust,
+);
+
+/// `dput(id, DET_SNAP | DET_START)`: creates child `id` as a copy of this
+/// process and starts it. The child, where the call returns 0, moves at
+/// once to `stack_hi` and calls `entry(frame)`; the parent gets the raw
+/// result.
+///
+/// # Safety
+/// `stack_hi` must be the top of a stack no one uses, `frame` must stay
+/// valid in the child's copy for as long as `entry` reads it, and `entry`
+/// must never return.
+#[cfg(determ_rt)]
+pub unsafe fn snap_start_and_enter(
+    id: u64,
+    stack_hi: u64,
+    frame: *const u8,
+    entry: extern "C" fn(*const u8) -> !,
+) -> i64 {
+    let ret: i64;
+    // SAFETY: in the child the call returns 0 and the child moves to its
+    // own stack and calls `entry`, which never returns, so it writes
+    // nothing in the caller's frame; in the parent it returns the child's
+    // status and the asm falls through. rcx and r11 (clobbered by
+    // `syscall`) are declared as early outputs so no input lives there;
+    // the other inputs survive the call in both processes.
+    unsafe {
+        asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rsp, {stack}",
+            "mov rdi, {frame}",
+            "call {entry}",
+            "ud2",
+            "2:",
+            stack = in(reg) stack_hi,
+            frame = in(reg) frame,
+            entry = in(reg) entry,
+            inlateout("rax") crate::sys::NR_DPUT as i64 => ret,
+            in("rdi") id,
+            in("rsi") crate::sys::DET_SNAP | crate::sys::DET_START,
+            in("rdx") 0u64,
+            in("r10") 0u64,
+            in("r8") 0u64,
+            out("rcx") _,
+            out("r11") _,
+        );
+    }
+    ret
+}
+
+/// Stops the process as a fault (`ud2`: SIGILL, an implicit `dret`).
+#[cfg(determ_rt)]
+pub fn stop() -> ! {
+    loop {
+        // SAFETY: ud2 raises #UD and touches no memory.
+        unsafe { asm!("ud2", options(nomem, nostack)) };
+    }
+}
+
+/// The current stack pointer.
+#[cfg(determ_rt)]
+pub fn stack_pointer() -> u64 {
+    let sp: u64;
+    // SAFETY: reads rsp only.
+    unsafe { asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    sp
+}
+
+/// # Safety
+/// C `memcpy`: `n` bytes, valid and non-overlapping.
+#[cfg(determ_rt)]
+#[no_mangle]
+pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    // SAFETY: the caller's contract; rep movsb copies exactly n bytes
+    // forwards (the direction flag is clear by the ABI).
+    unsafe {
+        asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _, inout("rsi") src => _,
+             options(nostack, preserves_flags));
+    }
+    dst
+}
+
+/// # Safety
+/// C `memmove`: `n` bytes, valid, possibly overlapping.
+#[cfg(determ_rt)]
+#[no_mangle]
+pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    if (dst as usize).wrapping_sub(src as usize) >= n {
+        // Forward copy is safe: dst is below src or past its end.
+        // SAFETY: as memcpy, with no harmful overlap forwards.
+        unsafe { memcpy(dst, src, n) };
+    } else {
+        // SAFETY: backwards from the last byte, with the direction flag
+        // set for the copy only.
+        unsafe {
+            asm!("std", "rep movsb", "cld",
+                 inout("rcx") n => _, inout("rdi") dst.add(n - 1) => _,
+                 inout("rsi") src.add(n - 1) => _, options(nostack));
+        }
+    }
+    dst
+}
+
+/// # Safety
+/// C `memset`: `n` writable bytes.
+#[cfg(determ_rt)]
+#[no_mangle]
+pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
+    // SAFETY: the caller's contract; rep stosb stores exactly n bytes.
+    unsafe {
+        asm!("rep stosb", inout("rcx") n => _, inout("rdi") dst => _, in("al") c as u8,
+             options(nostack, preserves_flags));
+    }
+    dst
+}
