@@ -79,7 +79,9 @@ fn run() -> i32 {
     let c3 = fork(|| {
         let cfg = fs_mut().read_all("/shared/cfg").expect("read");
         let seen = core::str::from_utf8(&cfg).unwrap_or("?");
-        fs_mut().create(&format!("/out/c3-saw-{seen}")).expect("create");
+        fs_mut()
+            .create(&format!("/out/c3-saw-{seen}"))
+            .expect("create");
         fs_mut().append("/shared/cfg", b"+c3").expect("append");
         0
     })

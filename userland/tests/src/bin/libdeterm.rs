@@ -261,7 +261,10 @@ fn fs_reconciled() -> TestResult {
     has(&r, "changed on both sides")?;
     has(&r, "/shared/cfg: AAAA")?;
     has(&r, "late: joining child")?;
-    has(&r, "late: /out: c2 c3-saw-PPPPinal child0 child1 child2 child3; /shared/cfg: PPPPinal+c3")?;
+    has(
+        &r,
+        "late: /out: c2 c3-saw-PPPPinal child0 child1 child2 child3; /shared/cfg: PPPPinal+c3",
+    )?;
     Ok(())
 }
 

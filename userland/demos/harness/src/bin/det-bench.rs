@@ -250,7 +250,10 @@ fn measure_inner(o: &Options, at: Point, det: bool) -> Result<String, String> {
     ));
     // The thesis's parenthesised figure: time in merge, % of the det run.
     if let Some(m) = d.merge_ms {
-        rest.push_str(&format!(" merge_pct={:.1}", 100.0 * m / (d_each * 1e3).max(1e-9)));
+        rest.push_str(&format!(
+            " merge_pct={:.1}",
+            100.0 * m / (d_each * 1e3).max(1e-9)
+        ));
     }
     // Whatever the deterministic demo reports after `ok` (merge figures).
     if let Some((_, after)) = d.line.split_once(" ok=") {
