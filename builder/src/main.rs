@@ -19,6 +19,7 @@ mod gpt;
 mod initramfs;
 mod kernel;
 mod ktap;
+mod pe;
 mod plot;
 mod profile;
 mod progress;

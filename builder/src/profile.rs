@@ -391,16 +391,12 @@ fn parse_layer(path: &Path, text: &str) -> Result<Layer, ProfileError> {
 mod tests {
     use super::*;
 
-    struct Tree(PathBuf);
+    struct Tree(tempfile::TempDir);
 
     impl Tree {
         fn new(files: &[(&str, &str)]) -> Tree {
-            let dir = std::env::temp_dir().join(format!(
-                "det-profile-test-{}-{:?}",
-                std::process::id(),
-                std::thread::current().id()
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path();
             std::fs::create_dir_all(dir.join("configs")).unwrap();
             std::fs::create_dir_all(dir.join("kernel/config")).unwrap();
             std::fs::write(dir.join("kernel/config/base.config"), "").unwrap();
@@ -408,16 +404,11 @@ mod tests {
             for (name, text) in files {
                 std::fs::write(dir.join("configs").join(name), text).unwrap();
             }
-            Tree(dir)
+            Tree(tmp)
         }
         fn load(&self, name: &str) -> Result<Profile> {
-            Profile::load(&self.0.join("configs"), &self.0, name)
-        }
-    }
-
-    impl Drop for Tree {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
+            let root = self.0.path();
+            Profile::load(&root.join("configs"), root, name)
         }
     }
 

@@ -700,8 +700,8 @@ mod tests {
 
     #[test]
     fn missing_ovmf_is_a_clear_error_and_nothing_is_written() {
-        let root = std::env::temp_dir().join(format!("det-ovmf-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
         let fw = root.join("fw");
         let run = root.join("run");
         fs::create_dir_all(&fw).unwrap();
@@ -721,7 +721,6 @@ mod tests {
             }
             Firmware::Bios => panic!("expected UEFI"),
         }
-        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
