@@ -1,11 +1,10 @@
 //! Checks that would otherwise be review comments, as tests, so that
 //! `cargo test` fails where CI would: formatting, module docs on every Rust
-//! file, a `// SAFETY:` comment above every `unsafe` block, docs that name
-//! every verb.
+//! file, the workspace's lint policy (clippy; a `// SAFETY:` comment above
+//! every `unsafe` block), a README that names every verb.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -49,31 +48,37 @@ fn every_file_has_module_docs() {
     }
 }
 
+/// The workspace's lint policy (`[workspace.lints]` in Cargo.toml; every
+/// crate opts in) holds: clippy finds no lint at level deny, such as an
+/// unsafe block without a `// SAFETY:` comment. Checked twice: for the
+/// host and guest builds, and for the deterministic build, which alone
+/// compiles libdeterm's runtime (`--cfg determ_rt`).
 #[test]
-fn every_unsafe_block_has_a_safety_comment() {
-    // Spelled in two parts so that this file does not match itself.
-    let needle = concat!("unsafe", " {");
-    for path in sources() {
-        let text = fs::read_to_string(&path).expect("readable");
-        let lines: Vec<&str> = text.lines().collect();
-        for (i, line) in lines.iter().enumerate() {
-            let code = line.split("//").next().unwrap_or_default();
-            if !code.contains(needle) {
-                continue;
-            }
-            // The comment block right above must contain `SAFETY:`.
-            let documented = lines[..i]
-                .iter()
-                .rev()
-                .take_while(|l| l.trim_start().starts_with("//"))
-                .any(|l| l.contains("// SAFETY:"));
-            assert!(
-                documented,
-                "{}:{}: unsafe block without a `// SAFETY:` comment above it",
-                path.display(),
-                i + 1
-            );
-        }
+fn clippy_finds_no_denied_lint() {
+    let det = [
+        &["--profile", "det", "--target", crate::userland::TARGET][..],
+        crate::userland::DET_PACKAGES,
+    ]
+    .concat();
+    let runs: [(&str, &[&str], &str); 2] = [
+        ("host", &["--workspace", "--all-targets"], ""),
+        ("det", &det, "--cfg\x1fdeterm_rt"),
+    ];
+    for (name, args, rustflags) in runs {
+        let out = crate::deps::command("cargo")
+            .current_dir(root())
+            .args(["clippy", "--locked", "--quiet", "--message-format=short"])
+            .args(args)
+            .env("CARGO_TARGET_DIR", root().join("target/clippy").join(name))
+            .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
+            .env_remove("RUSTFLAGS")
+            .output()
+            .expect("running cargo clippy");
+        assert!(
+            out.status.success(),
+            "cargo clippy ({name} build) found a denied lint:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -89,6 +94,19 @@ fn code_is_formatted() {
         "cargo fmt --all --check found unformatted code (run `cargo fmt --all`):\n{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+#[test]
+fn readme_names_every_verb() {
+    use clap::CommandFactory;
+    let readme = fs::read_to_string(root().join("README.md")).expect("README.md");
+    for verb in crate::Cli::command().get_subcommands() {
+        let name = verb.get_name();
+        assert!(
+            readme.contains(&format!("cargo det {name}")),
+            "README.md does not show `cargo det {name}`"
+        );
+    }
 }
 
 #[test]

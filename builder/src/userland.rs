@@ -178,6 +178,21 @@ pub struct Det {
 /// Where the SDK's `determ.h` is in the source tree.
 pub const DETERM_H: &str = "libdeterm/include/determ.h";
 
+/// The cargo package arguments of the deterministic build (the `det`
+/// profile, `--cfg determ_rt`): its programs and `libdeterm.a`.
+pub const DET_PACKAGES: &[&str] = &[
+    "-p",
+    "det-progs",
+    "--features",
+    "det-progs/det",
+    "-p",
+    "determ-capi",
+    "-p",
+    "det-demos-det",
+    "--features",
+    "det-demos-det/det",
+];
+
 /// Builds `userland/dettests` and `libdeterm.a` with libdeterm's runtime,
 /// then the C test programs against them.
 pub fn build_det(project: &Project) -> Result<Det> {
@@ -190,9 +205,7 @@ pub fn build_det(project: &Project) -> Result<Det> {
         .args(["build", "--profile", "det", "--locked"])
         .arg("--message-format=json-render-diagnostics")
         .args(["--target", TARGET])
-        .args(["-p", "det-progs", "--features", "det-progs/det"])
-        .args(["-p", "determ-capi"])
-        .args(["-p", "det-demos-det", "--features", "det-demos-det/det"])
+        .args(DET_PACKAGES)
         .env("CARGO_TARGET_DIR", &target_dir)
         .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
         .env_remove("RUSTFLAGS")
