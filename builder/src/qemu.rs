@@ -650,7 +650,10 @@ fn probe_kvm(project: &Project, image: &Image) -> Accel {
     {
         return Accel::Tcg;
     }
-    let memo = project.cache("kvm-probe").join(&image.kernel.key[..16]);
+    let qemu = crate::progress::first_line("qemu-system-x86_64", "--version").unwrap_or_default();
+    let mut key = crate::fsutil::Key::new("kvm-probe");
+    key.field("kernel", &image.kernel.key).field("qemu", qemu);
+    let memo = project.cache("kvm-probe").join(&key.hex()[..16]);
     if let Ok(v) = fs::read_to_string(&memo) {
         return if v == "kvm" { Accel::Kvm } else { Accel::Tcg };
     }
