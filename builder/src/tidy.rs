@@ -1,7 +1,8 @@
 //! Checks that would otherwise be review comments, as tests, so that
 //! `cargo test` fails where CI would: formatting, module docs on every Rust
 //! file, the workspace's lint policy (clippy; a `// SAFETY:` comment above
-//! every `unsafe` block), a README that names every verb.
+//! every `unsafe` block), a README that names every verb, and `determ.h`'s
+//! copies of kernel numbers checked against the UAPI header.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,52 @@ fn clippy_finds_no_denied_lint() {
             "cargo clippy ({name} build) found a denied lint:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+/// The `#define NAME number` lines of a C header.
+fn numeric_defines(header: &str) -> Vec<(&str, u64)> {
+    header
+        .lines()
+        .filter_map(|line| {
+            let mut w = line.split_whitespace();
+            let (Some("#define"), Some(name), Some(val)) = (w.next(), w.next(), w.next()) else {
+                return None;
+            };
+            let v = match val.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => val.parse(),
+            };
+            Some((name, v.ok()?))
+        })
+        .collect()
+}
+
+/// `determ.h` mirrors a few kernel numbers for C programs: each has the
+/// value the kernel's UAPI header (or, for errnos, Linux) gives it.
+#[test]
+fn determ_h_agrees_with_the_uapi_header() {
+    use rustix::io::Errno;
+    let read = |p: &str| fs::read_to_string(root().join(p)).expect(p);
+    let determ_h = read(crate::userland::DETERM_H);
+    let uapi_h = read("kernel/tree/include/uapi/linux/det.h");
+    let uapi = numeric_defines(&uapi_h);
+    let errnos = [
+        ("DET_EBADE", Errno::BADE),
+        ("DET_EFAULT", Errno::FAULT),
+        ("DET_ESRCH", Errno::SRCH),
+    ];
+    let mirrors = numeric_defines(&determ_h);
+    assert!(mirrors.len() >= 6, "found only {mirrors:?}");
+    for (name, value) in mirrors {
+        let want = match errnos.iter().find(|(n, _)| *n == name) {
+            Some((_, e)) => e.raw_os_error() as u64,
+            None => match uapi.iter().find(|(n, _)| *n == name) {
+                Some((_, v)) => *v,
+                None => panic!("determ.h's {name} is not in the UAPI header"),
+            },
+        };
+        assert_eq!(value, want, "determ.h's {name}");
     }
 }
 
