@@ -98,7 +98,7 @@ pub struct Inputs<'a> {
 
 /// The command line built into a profile's disk (docs/disk-image.md).
 pub fn builtin_cmdline(profile: &Profile) -> String {
-    if profile.disk.channels == "harness" {
+    if profile.disk.channels == crate::profile::Channels::Harness {
         crate::qemu::harness_cmdline(profile, profile.boot.cpus, &profile.boot.run, &[])
     } else {
         crate::build::cmdline(profile)
@@ -167,7 +167,8 @@ fn key(inputs: &Inputs) -> Result<String> {
         .field("epoch", p.build.source_date_epoch.to_le_bytes())
         .field("tools", tool_versions()?.join("\n"))
         .field("builder", include_str!("disk.rs"))
-        .field("gpt", include_str!("gpt.rs"));
+        .field("gpt", include_str!("gpt.rs"))
+        .field("pe", include_str!("pe.rs"));
     Ok(k.hex())
 }
 
