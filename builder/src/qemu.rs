@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 
 use crate::build::{self, Image};
 use crate::deps;
-use crate::profile::Profile;
+use crate::profile::{AccelChoice, Profile};
 use crate::project::Project;
 use crate::verdict::{self, Classification, RunLogs, Verdict};
 use crate::BootOpts;
@@ -133,14 +133,10 @@ pub enum Accel {
 
 impl Boot {
     pub fn resolve(project: &Project, profile: &Profile, image: &Image, o: &BootOpts) -> Boot {
-        let want = o
-            .accel
-            .clone()
-            .unwrap_or_else(|| profile.boot.accel.clone());
-        let accel = match want.as_str() {
-            "tcg" => Accel::Tcg,
-            "kvm" => Accel::Kvm,
-            _ => probe_kvm(project, image),
+        let accel = match o.accel.unwrap_or(profile.boot.accel) {
+            AccelChoice::Tcg => Accel::Tcg,
+            AccelChoice::Kvm => Accel::Kvm,
+            AccelChoice::Auto => probe_kvm(project, image),
         };
         Boot {
             accel,
