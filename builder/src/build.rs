@@ -240,8 +240,8 @@ mod tests {
 
     #[test]
     fn publish_swaps_whole_directories() {
-        let root = std::env::temp_dir().join(format!("det-publish-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
         let dir = root.join("out");
         let stage = root.join("stage");
         fs::create_dir_all(&stage).unwrap();
@@ -254,6 +254,5 @@ mod tests {
         assert!(!dir.join("a").exists());
         assert_eq!(fs::read_to_string(dir.join("b")).unwrap(), "2");
         assert!(stage.join("a").exists(), "old contents left for removal");
-        fs::remove_dir_all(&root).unwrap();
     }
 }

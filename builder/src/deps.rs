@@ -55,7 +55,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("cc", "gcc", "rustc's linker; the kernel's HOSTCC checks"),
     ("qemu-system-x86_64", "qemu-system-x86", "booting images"),
     ("objcopy", "binutils", "the unified kernel image"),
-    ("objdump", "binutils", "reading the UKI stub's sections"),
+    (
+        "objdump",
+        "binutils",
+        "kernel build (EFI stub relocation check)",
+    ),
     ("mkfs.fat", "dosfstools", "the disk image's EFI partition"),
     ("mmd", "mtools", "the disk image's EFI partition"),
     ("mcopy", "mtools", "the disk image's EFI partition"),

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::deps;
 use crate::fsutil::{self, Key};
 use crate::gpt::{self, Partition, Table, SECTOR};
+use crate::pe;
 use crate::profile::Profile;
 use crate::project::Project;
 
@@ -97,7 +98,7 @@ pub struct Inputs<'a> {
 
 /// The command line built into a profile's disk (docs/disk-image.md).
 pub fn builtin_cmdline(profile: &Profile) -> String {
-    if profile.disk.channels == "harness" {
+    if profile.disk.channels == crate::profile::Channels::Harness {
         crate::qemu::harness_cmdline(profile, profile.boot.cpus, &profile.boot.run, &[])
     } else {
         crate::build::cmdline(profile)
@@ -166,7 +167,8 @@ fn key(inputs: &Inputs) -> Result<String> {
         .field("epoch", p.build.source_date_epoch.to_le_bytes())
         .field("tools", tool_versions()?.join("\n"))
         .field("builder", include_str!("disk.rs"))
-        .field("gpt", include_str!("gpt.rs"));
+        .field("gpt", include_str!("gpt.rs"))
+        .field("pe", include_str!("pe.rs"));
     Ok(k.hex())
 }
 
@@ -329,35 +331,6 @@ fn tool(program: &str, epoch: u64) -> Command {
     c
 }
 
-/// PE sections of the stub: (name, vma, size) from `objdump -h`.
-fn pe_sections(path: &Path) -> Result<Vec<(String, u64, u64)>> {
-    let out = deps::command("objdump")
-        .arg("-h")
-        .arg(path)
-        .output()
-        .context("running objdump (binutils)")?;
-    if !out.status.success() {
-        bail!(
-            "objdump -h {}: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let mut v = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() >= 7 && f[0].parse::<u32>().is_ok() {
-            let size = u64::from_str_radix(f[2], 16)?;
-            let vma = u64::from_str_radix(f[3], 16)?;
-            v.push((f[1].to_string(), vma, size));
-        }
-    }
-    if v.is_empty() {
-        bail!("{}: no sections found", path.display());
-    }
-    Ok(v)
-}
-
 fn align_up(x: u64, a: u64) -> u64 {
     x.div_ceil(a) * a
 }
@@ -384,9 +357,10 @@ fn make_uki(inputs: &Inputs, dir: &Path, out: &Path) -> Result<()> {
     fs::write(&osrel, &inputs.os_release)?;
     let cmdline = dir.join("cmdline");
     fs::write(&cmdline, format!("{}\0", inputs.cmdline))?;
-    let stub_end = pe_sections(stub)?
+    let stub_end = pe::sections(&fs::read(stub)?)
+        .with_context(|| stub.display().to_string())?
         .iter()
-        .map(|(_, vma, size)| vma + size)
+        .map(pe::Section::end)
         .max()
         .unwrap_or(0);
     let files: [(&str, &Path); 4] = [
@@ -586,9 +560,8 @@ mod tests {
         let mut profile = Profile::load(&root.join("configs"), root, "test").unwrap();
         profile.disk.esp_mib = 40;
         profile.disk.data_mib = 8;
-        let dir = std::env::temp_dir().join(format!("det-disk-twice-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         fs::write(dir.join("bzImage"), vec![0x4d; 300_000]).unwrap();
         fs::write(dir.join("initrd"), vec![0x1f; 100_000]).unwrap();
         let inputs = Inputs {
@@ -645,7 +618,6 @@ mod tests {
             why.contains("partition 1 (detlinux-esp)") && why.contains("/SYSLINUX.CFG"),
             "{why}"
         );
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -425,19 +425,18 @@ mod tests {
 
     #[test]
     fn a_regular_file_is_not_a_block_device() {
-        let p = std::env::temp_dir().join(format!("det-flash-nb-{}", std::process::id()));
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        let p = tmp.path();
         fs::write(&p, b"").unwrap();
         let e = Target::probe(&p).unwrap_err().to_string();
         assert!(e.contains("not a block device"), "{e}");
         assert_eq!(fs::metadata(&p).unwrap().len(), 0, "nothing written");
-        fs::remove_file(&p).unwrap();
     }
 
     #[test]
     fn writing_moves_the_backup_gpt_to_the_end_and_verifies() {
-        let dir = std::env::temp_dir().join(format!("det-flash-w-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let total = 4096u64; // 2 MiB image
         let table = gpt::Table {
             disk_guid: gpt::derived_guid(&"12".repeat(32)),
@@ -491,6 +490,5 @@ mod tests {
         let mut s = fs::File::create(&small).unwrap();
         assert!(write_image(&mut s, 512, &dir.join("disk.img")).is_err());
         assert_eq!(fs::metadata(&small).unwrap().len(), 0);
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

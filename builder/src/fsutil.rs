@@ -149,8 +149,8 @@ mod tests {
 
     #[test]
     fn atomic_write_leaves_no_temporary_on_failure() {
-        let dir = std::env::temp_dir().join(format!("det-fsutil-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let target = dir.join("out.bin");
         write_atomic(&target, b"first").unwrap();
         let err = write_atomic_with(&target, |w| {
@@ -164,13 +164,12 @@ mod tests {
             1,
             "temporary left behind"
         );
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn walk_is_sorted_and_relative() {
-        let dir = std::env::temp_dir().join(format!("det-walk-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         fs::create_dir_all(dir.join("b/c")).unwrap();
         fs::write(dir.join("b/c/z"), "").unwrap();
         fs::write(dir.join("a"), "").unwrap();
@@ -178,6 +177,5 @@ mod tests {
         let files = walk_files(&dir).unwrap();
         let files: Vec<_> = files.iter().map(|p| p.to_str().unwrap()).collect();
         assert_eq!(files, ["a", "b/a", "b/c/z"]);
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -156,15 +156,34 @@ impl Tree {
             .collect()
     }
 
-    /// Hash of the whole content, for the cache key.
+    /// The cache key: the whole content and the writer (this file, and
+    /// the locked versions of the crates that write the cpio and gzip
+    /// bytes), so a change to how the bytes are written is a cache miss.
     fn key(&self, mtime: u32) -> String {
         let mut k = Key::new("initramfs");
+        k.field("writer", include_str!("initramfs.rs"));
+        for package in writer_crates() {
+            k.field("crate", package);
+        }
         k.field("mtime", mtime.to_le_bytes());
         for (path, node) in &self.nodes {
             k.field("path", path).field("node", format!("{node:?}"));
         }
         k.hex()
     }
+}
+
+/// The Cargo.lock entries (name, version, checksum) of the crates that
+/// write the archive's bytes, as locked when the builder was compiled.
+fn writer_crates() -> Vec<&'static str> {
+    include_str!("../../Cargo.lock")
+        .split("[[package]]")
+        .map(str::trim)
+        .filter(|p| {
+            let name = p.lines().find_map(|l| l.strip_prefix("name = "));
+            matches!(name, Some("\"cpio\"" | "\"flate2\"" | "\"miniz_oxide\""))
+        })
+        .collect()
 }
 
 pub struct Initramfs {
@@ -269,6 +288,21 @@ pub fn build(project: &Project, profile: &Profile, userland: &Userland) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_key_covers_the_cpio_and_gzip_crates() {
+        let names: Vec<&str> = writer_crates()
+            .iter()
+            .filter_map(|p| p.lines().next())
+            .collect();
+        for c in ["cpio", "flate2", "miniz_oxide"] {
+            assert!(
+                names.contains(&format!("name = \"{c}\"").as_str()),
+                "{names:?}"
+            );
+        }
+        assert!(writer_crates().iter().all(|p| p.contains("version = ")));
+    }
 
     fn sample() -> Tree {
         let mut t = Tree::default();

@@ -234,7 +234,7 @@ impl Inputs {
 
         let epoch = profile.build.source_date_epoch;
         let env = vec![
-            ("KBUILD_BUILD_TIMESTAMP", kbuild_timestamp(epoch)),
+            ("KBUILD_BUILD_TIMESTAMP", kbuild_timestamp(epoch)?),
             ("KBUILD_BUILD_USER", "detlinux".to_string()),
             ("KBUILD_BUILD_HOST", "detlinux".to_string()),
             ("KBUILD_BUILD_VERSION", "1".to_string()),
@@ -596,39 +596,13 @@ fn kernel_version(src: &Path) -> Result<String> {
     Ok(v)
 }
 
-/// `date -u -d @epoch` style, as UTS_VERSION shows it.
-pub fn kbuild_timestamp(epoch: u64) -> String {
-    let days = (epoch / 86400) as i64;
-    let secs = epoch % 86400;
-    let (y, m, d) = civil_from_days(days);
-    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MON: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{} {} {:>2} {:02}:{:02}:{:02} UTC {}",
-        WD[(days % 7) as usize],
-        MON[(m - 1) as usize],
-        d,
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        y
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
-pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// `date -u -d @epoch` style, as UTS_VERSION shows it:
+/// `Thu Jan  1 00:00:00 UTC 1970`.
+pub fn kbuild_timestamp(epoch: u64) -> Result<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp(i64::try_from(epoch)?)?;
+    Ok(t.format(time::macros::format_description!(
+        "[weekday repr:short] [month repr:short] [day padding:space] [hour]:[minute]:[second] UTC [year]"
+    ))?)
 }
 
 /// An exclusive flock, released on drop: two builders never share a cache
@@ -660,13 +634,13 @@ mod tests {
 
     #[test]
     fn timestamps_look_like_date() {
-        assert_eq!(kbuild_timestamp(0), "Thu Jan  1 00:00:00 UTC 1970");
+        assert_eq!(kbuild_timestamp(0).unwrap(), "Thu Jan  1 00:00:00 UTC 1970");
         assert_eq!(
-            kbuild_timestamp(1_767_225_600),
+            kbuild_timestamp(1_767_225_600).unwrap(),
             "Thu Jan  1 00:00:00 UTC 2026"
         );
         assert_eq!(
-            kbuild_timestamp(951_782_400),
+            kbuild_timestamp(951_782_400).unwrap(),
             "Tue Feb 29 00:00:00 UTC 2000"
         );
     }
@@ -687,8 +661,8 @@ mod tests {
 
     #[test]
     fn config_check_names_file_and_line() {
-        let dir = std::env::temp_dir().join(format!("det-kcfg-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let cfg = dir.join(".config");
         fs::write(&cfg, "CONFIG_A=y\n# CONFIG_B is not set\n").unwrap();
         let frag = PathBuf::from("kernel/config/x.config");
@@ -701,7 +675,6 @@ mod tests {
         let e = check_config(&cfg, &bad).unwrap_err().to_string();
         assert!(e.contains("x.config:2: CONFIG_B=y did not hold"), "{e}");
         assert!(!e.contains("CONFIG_C"), "{e}");
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     fn inputs(overlay: &[(&str, &str)], patches: &[(&str, &str)]) -> Inputs {
@@ -727,8 +700,8 @@ mod tests {
 
     #[test]
     fn sync_applies_restores_and_writes_only_what_changed() {
-        let dir = std::env::temp_dir().join(format!("det-sync-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let src = dir.join("linux");
         let pristine = dir.join(".det-pristine");
         fs::create_dir_all(src.join("kernel")).unwrap();
@@ -778,44 +751,35 @@ mod tests {
             .to_string();
         assert!(e.contains("0002-bad.patch does not apply"), "{e}");
         assert_eq!(read("kernel/fork.c"), "int fork;\nint more;\n");
-        fs::remove_dir_all(&dir).unwrap();
     }
 
-    struct FakeProject(PathBuf);
+    struct FakeProject(tempfile::TempDir);
 
     impl FakeProject {
-        fn new(tag: &str, profile: &str) -> FakeProject {
-            let root = std::env::temp_dir().join(format!("det-kproj-{tag}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&root);
+        fn new(profile: &str) -> FakeProject {
+            let tmp = tempfile::tempdir().unwrap();
+            let root = tmp.path();
             fs::create_dir_all(root.join("configs")).unwrap();
             fs::create_dir_all(root.join("kernel/config")).unwrap();
             fs::write(root.join("kernel/config/base.config"), "CONFIG_SMP=y\n").unwrap();
             fs::write(root.join("configs/p.toml"), profile).unwrap();
-            FakeProject(root)
+            FakeProject(tmp)
         }
         fn gather(&self) -> Result<Inputs> {
             let project = Project {
-                root: self.0.clone(),
+                root: self.0.path().to_path_buf(),
             };
             let profile = project.profile("p")?;
-            let cache = self.0.join("cache");
+            let cache = self.0.path().join("cache");
             fs::create_dir_all(&cache)?;
             Inputs::gather(&project, &profile, &cache)
         }
     }
 
-    impl Drop for FakeProject {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[test]
     fn missing_tarball_is_a_clear_error() {
-        let p = FakeProject::new(
-            "missing",
-            "[kernel]\ntarball = \"no/such.tar.xz\"\nfragments = [\"base\"]\n",
-        );
+        let p =
+            FakeProject::new("[kernel]\ntarball = \"no/such.tar.xz\"\nfragments = [\"base\"]\n");
         let e = p.gather().err().expect("must fail").to_string();
         assert!(e.contains("no/such.tar.xz not found"), "{e}");
         assert!(e.contains("kernel.tarball"), "{e}");
@@ -823,14 +787,11 @@ mod tests {
 
     #[test]
     fn pinned_sha256_mismatch_is_refused() {
-        let p = FakeProject::new(
-            "pin",
-            &format!(
-                "[kernel]\ntarball = \"t.tar.xz\"\nsha256 = \"{}\"\nfragments = [\"base\"]\n",
-                "ab".repeat(32)
-            ),
-        );
-        fs::write(p.0.join("t.tar.xz"), "not really a tarball").unwrap();
+        let p = FakeProject::new(&format!(
+            "[kernel]\ntarball = \"t.tar.xz\"\nsha256 = \"{}\"\nfragments = [\"base\"]\n",
+            "ab".repeat(32)
+        ));
+        fs::write(p.0.path().join("t.tar.xz"), "not really a tarball").unwrap();
         let e = p.gather().err().expect("must fail").to_string();
         assert!(e.contains(&format!("pins {}", "ab".repeat(32))), "{e}");
         assert!(
@@ -842,9 +803,8 @@ mod tests {
 
     #[test]
     fn corrupt_tarball_is_a_clear_error_and_leaves_nothing() {
-        let dir = std::env::temp_dir().join(format!("det-corrupt-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let t = dir.join("bad.tar.xz");
         fs::write(&t, b"\xfd7zXZ\0garbage").unwrap();
         let root = dir.join("src-x");
@@ -856,7 +816,6 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left.len(), 1, "left behind: {left:?}");
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod gpt;
 mod initramfs;
 mod kernel;
 mod ktap;
+mod pe;
 mod plot;
 mod profile;
 mod progress;
@@ -191,10 +192,9 @@ pub struct ProfileArg {
 /// Options for every verb that boots a guest.
 #[derive(Args, Clone)]
 pub struct BootOpts {
-    /// Accelerator: `auto` uses KVM only when a time-boxed probe shows that it
-    /// works, else TCG.
-    #[arg(long, value_parser = ["auto", "tcg", "kvm"])]
-    pub accel: Option<String>,
+    /// Accelerator (overrides the profile).
+    #[arg(long, value_enum)]
+    pub accel: Option<profile::AccelChoice>,
     /// Guest CPUs (overrides the profile).
     #[arg(long)]
     pub cpus: Option<u32>,

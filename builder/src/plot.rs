@@ -1,18 +1,20 @@
 //! Line charts as SVG and PNG, for `cargo det bench`.
 //!
 //! A [`Chart`] is laid out once into a list of shapes ([`Shape`]) in pixel
-//! coordinates; [`svg`] writes them as SVG text and [`png`] rasterizes
-//! them (lines, dots, and text in a built-in 5×7 pixel font) into an RGB
-//! PNG. No fonts, libraries or tools are needed, and the same data always
-//! gives the same bytes.
+//! coordinates; [`svg`] writes them as SVG text and [`png`] draws them
+//! with `embedded-graphics` (integer lines and circles, its 7×13 Latin-1
+//! bitmap font) into an RGB image that the `png` crate encodes. No fonts
+//! or tools are read from the host, and the same data always gives the
+//! same bytes.
 
+use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::io::Write as _;
 
-use flate2::write::ZlibEncoder;
-use flate2::Compression;
-
-use crate::gpt::crc32;
+use embedded_graphics::mono_font::{iso_8859_1::FONT_7X13, MonoTextStyle};
+use embedded_graphics::pixelcolor::Rgb888;
+use embedded_graphics::prelude::*;
+use embedded_graphics::primitives::{Circle, Line, PrimitiveStyle};
+use embedded_graphics::text::{Alignment, Baseline, Text, TextStyleBuilder};
 
 /// One line of a chart.
 pub struct Series {
@@ -321,191 +323,109 @@ pub fn svg(chart: &Chart) -> String {
     o
 }
 
-/// An RGB canvas.
-struct Canvas {
-    px: Vec<u8>,
+/// An RGB image, row by row, that embedded-graphics draws into.
+struct Canvas(Vec<u8>);
+
+impl OriginDimensions for Canvas {
+    fn size(&self) -> Size {
+        Size::new(WIDTH, HEIGHT)
+    }
 }
 
-impl Canvas {
-    fn new() -> Canvas {
-        Canvas {
-            px: vec![255; (WIDTH * HEIGHT * 3) as usize],
-        }
-    }
+impl DrawTarget for Canvas {
+    type Color = Rgb888;
+    type Error = Infallible;
 
-    fn set(&mut self, x: i64, y: i64, c: Rgb) {
-        if x >= 0 && y >= 0 && (x as u32) < WIDTH && (y as u32) < HEIGHT {
-            let i = ((y as u32 * WIDTH + x as u32) * 3) as usize;
-            self.px[i..i + 3].copy_from_slice(&c);
-        }
-    }
-
-    fn square(&mut self, x: i64, y: i64, size: u32, c: Rgb) {
-        let lo = -(size as i64 - 1) / 2;
-        for dy in lo..lo + size as i64 {
-            for dx in lo..lo + size as i64 {
-                self.set(x + dx, y + dy, c);
+    fn draw_iter<I: IntoIterator<Item = Pixel<Rgb888>>>(
+        &mut self,
+        pixels: I,
+    ) -> Result<(), Infallible> {
+        for Pixel(p, c) in pixels {
+            if let (Ok(x @ 0..WIDTH), Ok(y @ 0..HEIGHT)) = (u32::try_from(p.x), u32::try_from(p.y))
+            {
+                let i = ((y * WIDTH + x) * 3) as usize;
+                self.0[i..i + 3].copy_from_slice(&[c.r(), c.g(), c.b()]);
             }
         }
+        Ok(())
     }
+}
 
-    fn line(&mut self, from: (f64, f64), to: (f64, f64), c: Rgb, width: u32, dashed: bool) {
-        let steps = (to.0 - from.0)
-            .abs()
-            .max((to.1 - from.1).abs())
-            .ceil()
-            .max(1.0) as i64;
-        for i in 0..=steps {
-            if dashed && (i / 5) % 2 == 1 {
-                continue;
-            }
-            let t = i as f64 / steps as f64;
-            let x = from.0 + (to.0 - from.0) * t;
-            let y = from.1 + (to.1 - from.1) * t;
-            self.square(x.round() as i64, y.round() as i64, width, c);
-        }
-    }
+fn point((x, y): (f64, f64)) -> Point {
+    Point::new(x.round() as i32, y.round() as i32)
+}
 
-    /// Text in the 5×7 font at scale 2 (10×14 per glyph, 12 advance);
-    /// `at.1` is the baseline.
-    fn text(&mut self, at: (f64, f64), text: &str, anchor: Anchor, c: Rgb) {
-        let width = text.chars().count() as f64 * 12.0;
-        let x0 = match anchor {
-            Anchor::Start => at.0,
-            Anchor::Middle => at.0 - width / 2.0,
-            Anchor::End => at.0 - width,
-        }
-        .round() as i64;
-        let y0 = at.1.round() as i64 - 13;
-        for (n, ch) in text.chars().enumerate() {
-            let rows = glyph(ch);
-            for (r, bits) in rows.iter().enumerate() {
-                for col in 0..5 {
-                    if bits & (0x10 >> col) != 0 {
-                        let (x, y) = (x0 + n as i64 * 12 + col * 2, y0 + r as i64 * 2);
-                        for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-                            self.set(x + dx, y + dy, c);
-                        }
-                    }
-                }
-            }
-        }
+fn rgb(c: Rgb) -> Rgb888 {
+    Rgb888::new(c[0], c[1], c[2])
+}
+
+/// The drawn pieces of a line: all of it, or 6-pixel dashes 4 pixels
+/// apart (the SVG's `stroke-dasharray="6 4"`).
+fn dashes(from: (f64, f64), to: (f64, f64), dashed: bool) -> Vec<((f64, f64), (f64, f64))> {
+    let len = (to.0 - from.0).hypot(to.1 - from.1);
+    if !dashed || len == 0.0 {
+        return vec![(from, to)];
     }
+    let at = |d: f64| {
+        let t = d.min(len) / len;
+        (from.0 + (to.0 - from.0) * t, from.1 + (to.1 - from.1) * t)
+    };
+    (0..)
+        .map(|i| f64::from(i) * 10.0)
+        .take_while(|d| *d < len)
+        .map(|d| (at(d), at(d + 6.0)))
+        .collect()
 }
 
 /// The chart as a PNG file's bytes.
 pub fn png(chart: &Chart) -> Vec<u8> {
-    let mut c = Canvas::new();
+    let mut c = Canvas(vec![255; (WIDTH * HEIGHT * 3) as usize]);
     for shape in chart.layout() {
-        match shape {
+        let Ok(()) = match shape {
             Shape::Line {
                 from,
                 to,
                 color,
                 width,
                 dashed,
-            } => c.line(from, to, color, width, dashed),
-            Shape::Dot { at, color } => {
-                c.square(at.0.round() as i64, at.1.round() as i64, 7, color)
-            }
+            } => dashes(from, to, dashed).into_iter().try_for_each(|(a, b)| {
+                Line::new(point(a), point(b))
+                    .into_styled(PrimitiveStyle::with_stroke(rgb(color), width))
+                    .draw(&mut c)
+            }),
+            Shape::Dot { at, color } => Circle::with_center(point(at), 7)
+                .into_styled(PrimitiveStyle::with_fill(rgb(color)))
+                .draw(&mut c),
             Shape::Text {
                 at,
                 text,
                 anchor,
                 color,
-            } => c.text(at, &text, anchor, color),
-        }
+            } => {
+                let alignment = match anchor {
+                    Anchor::Start => Alignment::Left,
+                    Anchor::Middle => Alignment::Center,
+                    Anchor::End => Alignment::Right,
+                };
+                let style = TextStyleBuilder::new()
+                    .alignment(alignment)
+                    .baseline(Baseline::Alphabetic)
+                    .build();
+                let font = MonoTextStyle::new(&FONT_7X13, rgb(color));
+                Text::with_text_style(&text, point(at), font, style)
+                    .draw(&mut c)
+                    .map(drop)
+            }
+        };
     }
-    encode_png(&c.px)
-}
-
-fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    let start = out.len();
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    let crc = crc32(&out[start..]);
-    out.extend_from_slice(&crc.to_be_bytes());
-}
-
-/// 8-bit RGB, no interlace, filter 0 on every row.
-fn encode_png(rgb: &[u8]) -> Vec<u8> {
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&WIDTH.to_be_bytes());
-    ihdr.extend_from_slice(&HEIGHT.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    chunk(&mut out, b"IHDR", &ihdr);
-    let mut raw = Vec::with_capacity(rgb.len() + HEIGHT as usize);
-    for row in rgb.chunks((WIDTH * 3) as usize) {
-        raw.push(0);
-        raw.extend_from_slice(row);
-    }
-    let mut z = ZlibEncoder::new(Vec::new(), Compression::new(6));
-    z.write_all(&raw).expect("writing to memory");
-    let data = z.finish().expect("writing to memory");
-    chunk(&mut out, b"IDAT", &data);
-    chunk(&mut out, b"IEND", &[]);
+    let mut out = Vec::new();
+    let mut png = png::Encoder::new(&mut out, WIDTH, HEIGHT);
+    png.set_color(png::ColorType::Rgb);
+    png.set_depth(png::BitDepth::Eight);
+    png.write_header()
+        .and_then(|mut w| w.write_image_data(&c.0))
+        .expect("encoding to memory");
     out
-}
-
-/// 5×7 glyphs, one byte per row, bit 4 leftmost. Lowercase letters are
-/// drawn as capitals; anything unknown as a small box.
-fn glyph(c: char) -> [u8; 7] {
-    match c.to_ascii_uppercase() {
-        ' ' => [0; 7],
-        '0' => [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E],
-        '1' => [0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E],
-        '2' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F],
-        '3' => [0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E],
-        '4' => [0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02],
-        '5' => [0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E],
-        '6' => [0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E],
-        '7' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
-        '8' => [0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E],
-        '9' => [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
-        'A' => [0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
-        'B' => [0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E],
-        'C' => [0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E],
-        'D' => [0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C],
-        'E' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F],
-        'F' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10],
-        'G' => [0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F],
-        'H' => [0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
-        'I' => [0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E],
-        'J' => [0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C],
-        'K' => [0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11],
-        'L' => [0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F],
-        'M' => [0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11],
-        'N' => [0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11],
-        'O' => [0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
-        'P' => [0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10],
-        'Q' => [0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D],
-        'R' => [0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11],
-        'S' => [0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E],
-        'T' => [0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04],
-        'U' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
-        'V' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04],
-        'W' => [0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A],
-        'X' => [0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11],
-        'Y' => [0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04],
-        'Z' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F],
-        '.' => [0, 0, 0, 0, 0, 0x0C, 0x0C],
-        ',' => [0, 0, 0, 0, 0x0C, 0x04, 0x08],
-        ':' => [0, 0x0C, 0x0C, 0, 0x0C, 0x0C, 0],
-        '-' => [0, 0, 0, 0x1F, 0, 0, 0],
-        '+' => [0, 0x04, 0x04, 0x1F, 0x04, 0x04, 0],
-        '=' => [0, 0, 0x1F, 0, 0x1F, 0, 0],
-        '/' => [0, 0x01, 0x02, 0x04, 0x08, 0x10, 0],
-        '(' => [0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02],
-        ')' => [0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08],
-        '%' => [0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03],
-        '×' | '*' => [0, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0],
-        '÷' => [0, 0x04, 0, 0x1F, 0, 0x04, 0],
-        '²' => [0x0C, 0x02, 0x04, 0x0E, 0, 0, 0],
-        '_' => [0, 0, 0, 0, 0, 0, 0x1F],
-        _ => [0, 0x1F, 0x11, 0x11, 0x11, 0x1F, 0],
-    }
 }
 
 #[cfg(test)]
@@ -547,16 +467,28 @@ mod tests {
     #[test]
     fn png_is_well_formed_and_reproducible() {
         let a = png(&sample());
-        assert_eq!(&a[..8], b"\x89PNG\r\n\x1a\n");
-        assert_eq!(&a[12..16], b"IHDR");
-        assert_eq!(u32::from_be_bytes(a[16..20].try_into().unwrap()), WIDTH);
-        // IHDR's CRC covers its type and data.
-        assert_eq!(
-            u32::from_be_bytes(a[29..33].try_into().unwrap()),
-            crc32(&a[12..29])
-        );
-        assert!(a.ends_with(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]));
+        let mut r = png::Decoder::new(std::io::Cursor::new(&a))
+            .read_info()
+            .unwrap();
+        let mut px = vec![0; r.output_buffer_size().unwrap()];
+        let info = r.next_frame(&mut px).unwrap();
+        assert_eq!((info.width, info.height), (WIDTH, HEIGHT));
+        assert_eq!(info.color_type, png::ColorType::Rgb);
+        assert!(px.chunks(3).any(|p| p == PALETTE[0]), "a series is drawn");
         assert_eq!(a, png(&sample()));
+    }
+
+    #[test]
+    fn dashes_cover_the_line_six_on_four_off() {
+        assert_eq!(
+            dashes((0.0, 0.0), (5.0, 0.0), true),
+            vec![((0.0, 0.0), (5.0, 0.0))]
+        );
+        let d = dashes((0.0, 0.0), (0.0, 25.0), true);
+        assert_eq!(d.len(), 3);
+        assert_eq!(d[1], ((0.0, 10.0), (0.0, 16.0)));
+        assert_eq!(d[2], ((0.0, 20.0), (0.0, 25.0)));
+        assert_eq!(dashes((1.0, 1.0), (1.0, 1.0), true).len(), 1);
     }
 
     #[test]

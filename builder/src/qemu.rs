@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 
 use crate::build::{self, Image};
 use crate::deps;
-use crate::profile::Profile;
+use crate::profile::{AccelChoice, Profile};
 use crate::project::Project;
 use crate::verdict::{self, Classification, RunLogs, Verdict};
 use crate::BootOpts;
@@ -133,14 +133,10 @@ pub enum Accel {
 
 impl Boot {
     pub fn resolve(project: &Project, profile: &Profile, image: &Image, o: &BootOpts) -> Boot {
-        let want = o
-            .accel
-            .clone()
-            .unwrap_or_else(|| profile.boot.accel.clone());
-        let accel = match want.as_str() {
-            "tcg" => Accel::Tcg,
-            "kvm" => Accel::Kvm,
-            _ => probe_kvm(project, image),
+        let accel = match o.accel.unwrap_or(profile.boot.accel) {
+            AccelChoice::Tcg => Accel::Tcg,
+            AccelChoice::Kvm => Accel::Kvm,
+            AccelChoice::Auto => probe_kvm(project, image),
         };
         Boot {
             accel,
@@ -650,7 +646,10 @@ fn probe_kvm(project: &Project, image: &Image) -> Accel {
     {
         return Accel::Tcg;
     }
-    let memo = project.cache("kvm-probe").join(&image.kernel.key[..16]);
+    let qemu = crate::progress::first_line("qemu-system-x86_64", "--version").unwrap_or_default();
+    let mut key = crate::fsutil::Key::new("kvm-probe");
+    key.field("kernel", &image.kernel.key).field("qemu", qemu);
+    let memo = project.cache("kvm-probe").join(&key.hex()[..16]);
     if let Ok(v) = fs::read_to_string(&memo) {
         return if v == "kvm" { Accel::Kvm } else { Accel::Tcg };
     }
@@ -700,8 +699,8 @@ mod tests {
 
     #[test]
     fn missing_ovmf_is_a_clear_error_and_nothing_is_written() {
-        let root = std::env::temp_dir().join(format!("det-ovmf-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
         let fw = root.join("fw");
         let run = root.join("run");
         fs::create_dir_all(&fw).unwrap();
@@ -721,7 +720,6 @@ mod tests {
             }
             Firmware::Bios => panic!("expected UEFI"),
         }
-        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -260,26 +260,12 @@ fn inputs(project: &Project, image: &build::Image) -> Result<Value> {
     }))
 }
 
-/// `YYYY-MM-DDThh:mm:ssZ` for a Unix time (proleptic Gregorian, UTC).
-pub fn iso8601(t: u64) -> String {
-    let days = (t / 86400) as i64;
-    let secs = t % 86400;
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+/// `YYYY-MM-DDThh:mm:ssZ` for a Unix time (UTC).
+pub fn iso8601(t: u64) -> Result<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp(i64::try_from(t)?)?;
+    Ok(t.format(time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+    ))?)
 }
 
 fn spdx_id(s: &str) -> String {
@@ -435,7 +421,7 @@ fn sbom(project: &Project, inputs: &Value, epoch: u64) -> Result<Value> {
         "name": format!("detlinux-{}", version()),
         "documentNamespace": format!("https://detlinux.invalid/spdx/detlinux-{}-{}", version(), &ns[..16]),
         "creationInfo": {
-            "created": iso8601(epoch),
+            "created": iso8601(epoch)?,
             "creators": [format!("Tool: detlinux-builder-{}", version())],
         },
         "packages": packages,
@@ -556,9 +542,9 @@ mod tests {
 
     #[test]
     fn iso8601_from_epoch() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
-        assert_eq!(iso8601(1_767_225_600), "2026-01-01T00:00:00Z");
-        assert_eq!(iso8601(951_782_400 + 3661), "2000-02-29T01:01:01Z");
+        assert_eq!(iso8601(0).unwrap(), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(1_767_225_600).unwrap(), "2026-01-01T00:00:00Z");
+        assert_eq!(iso8601(951_782_400 + 3661).unwrap(), "2000-02-29T01:01:01Z");
     }
 
     /// A small release written with the real writers, then damaged.
@@ -596,7 +582,8 @@ mod tests {
 
     #[test]
     fn an_intact_release_verifies_and_one_changed_byte_is_caught() {
-        let dir = std::env::temp_dir().join(format!("det-release-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         fake_release(&dir);
         let rel = dir.join("rel");
         assert_eq!(verify_dir(&rel).unwrap(), Vec::<String>::new());
@@ -614,12 +601,12 @@ mod tests {
             p.iter().any(|p| p.starts_with("manifest.json: sha256")),
             "{p:?}"
         );
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn tarball_is_identical_whatever_the_file_times() {
-        let dir = std::env::temp_dir().join(format!("det-release-t-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         fake_release(&dir);
         let one = fs::read(dir.join("rel/t.tar.gz")).unwrap();
         let f = fs::File::options()
@@ -630,6 +617,5 @@ mod tests {
         fake_release(&dir);
         assert_eq!(one, fs::read(dir.join("rel/t.tar.gz")).unwrap());
         assert_eq!(&one[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 3]);
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,11 +1,11 @@
 //! Checks that would otherwise be review comments, as tests, so that
 //! `cargo test` fails where CI would: formatting, module docs on every Rust
-//! file, a `// SAFETY:` comment above every `unsafe` block, docs that name
-//! every verb.
+//! file, the workspace's lint policy (clippy; a `// SAFETY:` comment above
+//! every `unsafe` block), a README that names every verb, and `determ.h`'s
+//! copies of kernel numbers checked against the UAPI header.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -49,31 +49,83 @@ fn every_file_has_module_docs() {
     }
 }
 
+/// The workspace's lint policy (`[workspace.lints]` in Cargo.toml; every
+/// crate opts in) holds: clippy finds no lint at level deny, such as an
+/// unsafe block without a `// SAFETY:` comment. Checked twice: for the
+/// host and guest builds, and for the deterministic build, which alone
+/// compiles libdeterm's runtime (`--cfg determ_rt`).
 #[test]
-fn every_unsafe_block_has_a_safety_comment() {
-    // Spelled in two parts so that this file does not match itself.
-    let needle = concat!("unsafe", " {");
-    for path in sources() {
-        let text = fs::read_to_string(&path).expect("readable");
-        let lines: Vec<&str> = text.lines().collect();
-        for (i, line) in lines.iter().enumerate() {
-            let code = line.split("//").next().unwrap_or_default();
-            if !code.contains(needle) {
-                continue;
-            }
-            // The comment block right above must contain `SAFETY:`.
-            let documented = lines[..i]
-                .iter()
-                .rev()
-                .take_while(|l| l.trim_start().starts_with("//"))
-                .any(|l| l.contains("// SAFETY:"));
-            assert!(
-                documented,
-                "{}:{}: unsafe block without a `// SAFETY:` comment above it",
-                path.display(),
-                i + 1
-            );
-        }
+fn clippy_finds_no_denied_lint() {
+    let det = [
+        &["--profile", "det", "--target", crate::userland::TARGET][..],
+        crate::userland::DET_PACKAGES,
+    ]
+    .concat();
+    let runs: [(&str, &[&str], &str); 2] = [
+        ("host", &["--workspace", "--all-targets"], ""),
+        ("det", &det, "--cfg\x1fdeterm_rt"),
+    ];
+    for (name, args, rustflags) in runs {
+        let out = crate::deps::command("cargo")
+            .current_dir(root())
+            .args(["clippy", "--locked", "--quiet", "--message-format=short"])
+            .args(args)
+            .env("CARGO_TARGET_DIR", root().join("target/clippy").join(name))
+            .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
+            .env_remove("RUSTFLAGS")
+            .output()
+            .expect("running cargo clippy");
+        assert!(
+            out.status.success(),
+            "cargo clippy ({name} build) found a denied lint:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The `#define NAME number` lines of a C header.
+fn numeric_defines(header: &str) -> Vec<(&str, u64)> {
+    header
+        .lines()
+        .filter_map(|line| {
+            let mut w = line.split_whitespace();
+            let (Some("#define"), Some(name), Some(val)) = (w.next(), w.next(), w.next()) else {
+                return None;
+            };
+            let v = match val.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => val.parse(),
+            };
+            Some((name, v.ok()?))
+        })
+        .collect()
+}
+
+/// `determ.h` mirrors a few kernel numbers for C programs: each has the
+/// value the kernel's UAPI header (or, for errnos, Linux) gives it.
+#[test]
+fn determ_h_agrees_with_the_uapi_header() {
+    use rustix::io::Errno;
+    let read = |p: &str| fs::read_to_string(root().join(p)).expect(p);
+    let determ_h = read(crate::userland::DETERM_H);
+    let uapi_h = read("kernel/tree/include/uapi/linux/det.h");
+    let uapi = numeric_defines(&uapi_h);
+    let errnos = [
+        ("DET_EBADE", Errno::BADE),
+        ("DET_EFAULT", Errno::FAULT),
+        ("DET_ESRCH", Errno::SRCH),
+    ];
+    let mirrors = numeric_defines(&determ_h);
+    assert!(mirrors.len() >= 6, "found only {mirrors:?}");
+    for (name, value) in mirrors {
+        let want = match errnos.iter().find(|(n, _)| *n == name) {
+            Some((_, e)) => e.raw_os_error() as u64,
+            None => match uapi.iter().find(|(n, _)| *n == name) {
+                Some((_, v)) => *v,
+                None => panic!("determ.h's {name} is not in the UAPI header"),
+            },
+        };
+        assert_eq!(value, want, "determ.h's {name}");
     }
 }
 
@@ -89,6 +141,19 @@ fn code_is_formatted() {
         "cargo fmt --all --check found unformatted code (run `cargo fmt --all`):\n{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+#[test]
+fn readme_names_every_verb() {
+    use clap::CommandFactory;
+    let readme = fs::read_to_string(root().join("README.md")).expect("README.md");
+    for verb in crate::Cli::command().get_subcommands() {
+        let name = verb.get_name();
+        assert!(
+            readme.contains(&format!("cargo det {name}")),
+            "README.md does not show `cargo det {name}`"
+        );
+    }
 }
 
 #[test]

@@ -3,12 +3,13 @@
 //! Rust programs are built by cargo for `x86_64-unknown-linux-gnu` with
 //! `+crt-static` into `target/guest/`, with source paths remapped so the
 //! binaries do not depend on where the tree is checked out. The kernel's C
-//! selftests (`tools/testing/selftests/det/*.c` from the patched source
-//! tree) are compiled with `gcc -static` against the kernel's own UAPI
-//! headers.
+//! selftests and microbenchmarks (`tools/testing/selftests/det/*.c` and
+//! `bench/*.c` from the project's own `kernel/tree`, not from the shared
+//! kernel source tree) are compiled with `gcc -static` against this
+//! kernel's installed UAPI headers.
 //!
-//! Deterministic programs (`userland/dettests`, no_std) and `libdeterm.a`
-//! are a second cargo invocation: `--cfg determ_rt` compiles libdeterm's
+//! Deterministic programs (`userland/dettests` and the deterministic demo
+//! `demo-det`, no_std) and `libdeterm.a` are a second cargo invocation: `--cfg determ_rt` compiles libdeterm's
 //! runtime in, the `det` profile sets `panic=abort`, and their own target
 //! directory keeps those flags from touching the other builds. The C test
 //! programs in `userland/dettests/c/` are compiled with gcc against
@@ -28,8 +29,9 @@ use crate::progress::{self, Step};
 use crate::project::Project;
 
 pub const TARGET: &str = "x86_64-unknown-linux-gnu";
-/// Where test programs and demos live in the image.
+/// Where the in-guest test programs live in the image.
 pub const TESTS_DIR: &str = "usr/lib/detlinux/tests";
+/// Where the demo tour (what `det.run=demos` runs) lives.
 pub const DEMOS_DIR: &str = "usr/lib/detlinux/demos";
 /// Where the deterministic test programs (run by `detrun`) live.
 pub const DET_DIR: &str = "usr/lib/detlinux/det";
@@ -169,7 +171,7 @@ fn build_rust(project: &Project, profile: &Profile) -> Result<Vec<Program>> {
 
 /// The deterministic programs and the C SDK library.
 pub struct Det {
-    /// Rust and C test programs, for [`DET_DIR`].
+    /// Rust and C test programs (for [`DET_DIR`]) and `demo-det`.
     pub programs: Vec<Program>,
     /// `libdeterm.a` (cargo's `libdeterm_c.a`).
     pub staticlib: PathBuf,
@@ -178,8 +180,23 @@ pub struct Det {
 /// Where the SDK's `determ.h` is in the source tree.
 pub const DETERM_H: &str = "libdeterm/include/determ.h";
 
-/// Builds `userland/dettests` and `libdeterm.a` with libdeterm's runtime,
-/// then the C test programs against them.
+/// The cargo package arguments of the deterministic build (the `det`
+/// profile, `--cfg determ_rt`): its programs and `libdeterm.a`.
+pub const DET_PACKAGES: &[&str] = &[
+    "-p",
+    "det-progs",
+    "--features",
+    "det-progs/det",
+    "-p",
+    "determ-capi",
+    "-p",
+    "det-demos-det",
+    "--features",
+    "det-demos-det/det",
+];
+
+/// Builds `userland/dettests`, `demo-det` and `libdeterm.a` with
+/// libdeterm's runtime, then the C test programs against them.
 pub fn build_det(project: &Project) -> Result<Det> {
     let step = Step::new("userland: building deterministic programs");
     let mut flags = guest_rustflags(project);
@@ -190,9 +207,7 @@ pub fn build_det(project: &Project) -> Result<Det> {
         .args(["build", "--profile", "det", "--locked"])
         .arg("--message-format=json-render-diagnostics")
         .args(["--target", TARGET])
-        .args(["-p", "det-progs", "--features", "det-progs/det"])
-        .args(["-p", "determ-capi"])
-        .args(["-p", "det-demos-det", "--features", "det-demos-det/det"])
+        .args(DET_PACKAGES)
         .env("CARGO_TARGET_DIR", &target_dir)
         .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
         .env_remove("RUSTFLAGS")

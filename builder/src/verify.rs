@@ -18,6 +18,7 @@ use anyhow::{bail, Context, Result};
 use crate::deps;
 use crate::fsutil;
 use crate::gpt::{self, SECTOR};
+use crate::pe;
 use crate::project::Project;
 use crate::release;
 
@@ -62,8 +63,12 @@ pub fn run(project: &Project, keep: bool) -> Result<ExitCode> {
     eprintln!("verify: building the release here");
     release::build(project)?;
 
-    let tmp = std::env::temp_dir().join(format!("det-verify-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&tmp);
+    // Kept on any failure (for a look at the clean tree); removed below
+    // when every artifact matches.
+    let tmp = tempfile::Builder::new()
+        .prefix("det-verify-")
+        .tempdir()?
+        .keep();
     let clone = tmp.join("src");
     fs::create_dir_all(tmp.join("home"))?;
     let status = deps::command("git")
@@ -189,7 +194,7 @@ pub fn compare(a: &Path, b: &Path) -> Result<Option<String>> {
     } else if name == "disk.img" {
         diff_disk(a, b, &da, offset)?
     } else if name.ends_with(".efi") {
-        pe_section_at(a, offset)?
+        Some(pe_section_at(&da, offset))
     } else if name.ends_with(".json") || name == "SHA256SUMS" {
         let la = String::from_utf8_lossy(&da);
         let lb = String::from_utf8_lossy(&db);
@@ -342,11 +347,12 @@ fn diff_disk(pa: &Path, pb: &Path, a: &[u8], offset: usize) -> Result<Option<Str
 }
 
 fn diff_fat(a: &Path, b: &Path, offset: u64) -> Result<Option<String>> {
-    let tmp = std::env::temp_dir().join(format!("det-verify-fat-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&tmp);
+    let tmp = tempfile::Builder::new()
+        .prefix("det-verify-fat-")
+        .tempdir()?;
     let mut trees = Vec::new();
     for (img, side) in [(a, "a"), (b, "b")] {
-        let dir = tmp.join(side);
+        let dir = tmp.path().join(side);
         fs::create_dir_all(&dir)?;
         let ok = deps::command("mcopy")
             .env("MTOOLS_SKIP_CHECK", "1")
@@ -360,7 +366,6 @@ fn diff_fat(a: &Path, b: &Path, offset: u64) -> Result<Option<String>> {
             .map(|o| o.status.success())
             .unwrap_or(false);
         if !ok {
-            let _ = fs::remove_dir_all(&tmp);
             return Ok(None);
         }
         let mut files = BTreeMap::new();
@@ -369,7 +374,7 @@ fn diff_fat(a: &Path, b: &Path, offset: u64) -> Result<Option<String>> {
         }
         trees.push(files);
     }
-    let _ = fs::remove_dir_all(&tmp);
+    drop(tmp);
     let (ta, tb) = (&trees[0], &trees[1]);
     let names: std::collections::BTreeSet<&PathBuf> = ta.keys().chain(tb.keys()).collect();
     let first = names
@@ -379,20 +384,19 @@ fn diff_fat(a: &Path, b: &Path, offset: u64) -> Result<Option<String>> {
     Ok(first)
 }
 
-/// The PE section (from `objdump -h`) holding file offset `offset`.
-fn pe_section_at(path: &Path, offset: usize) -> Result<Option<String>> {
-    let out = deps::command("objdump").arg("-h").arg(path).output()?;
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() >= 7 && f[0].parse::<u32>().is_ok() {
-            let size = u64::from_str_radix(f[2], 16)?;
-            let off = u64::from_str_radix(f[5], 16)?;
-            if (off..off + size).contains(&(offset as u64)) {
-                return Ok(Some(format!("PE section {}", f[1])));
-            }
-        }
+/// The PE section holding file offset `offset` of `image`.
+fn pe_section_at(image: &[u8], offset: usize) -> String {
+    let offset = offset as u64;
+    let Ok(sections) = pe::sections(image) else {
+        return "PE image whose section table does not parse".into();
+    };
+    match sections
+        .iter()
+        .find(|s| (s.file.0..s.file.0 + s.file.1).contains(&offset))
+    {
+        Some(s) => format!("PE section {}", s.name),
+        None => "PE headers".into(),
     }
-    Ok(Some("PE headers".into()))
 }
 
 #[cfg(test)]

@@ -3,10 +3,12 @@
 //! ```text
 //! KTAP version 1
 //! 1..2
-//!     KTAP version 1          <- each program's own output, indented by
-//!     # Subtest: boot            4 spaces as it arrives; init adds no
-//!     1..9                       `# Subtest:` line, the program prints
-//!     ok 1 proc_mounted          its own (the ktap crate does)
+//! # DET-SPEED scale=1.00 work_ms=… reference_ms=…
+//!     # Subtest: boot          <- init names each program before it runs
+//!     KTAP version 1           <- then the program's own output, indented
+//!     # Subtest: boot             by 4 spaces as it arrives (Rust programs
+//!     1..9                        name themselves again through the ktap
+//!     ok 1 proc_mounted           crate; kselftest's C harness does not)
 //!     ...
 //! ok 1 boot
 //! not ok 2 sched # exit status 1
