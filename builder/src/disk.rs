@@ -206,9 +206,12 @@ fn assemble(inputs: &Inputs, key: &str, dir: &Path, final_dir: &Path) -> Result<
     let total = data_start + data_sectors + ALIGN / SECTOR;
 
     let uki = dir.join("detlinux.efi");
-    make_uki(inputs, dir, &uki)?;
+    make_uki(inputs, &disk_line(&inputs.cmdline), dir, &uki)?;
+    let tour_uki = dir.join("tour.efi");
+    make_uki(inputs, &tour_line(&inputs.cmdline), dir, &tour_uki)?;
     let esp = dir.join("esp.img");
-    let esp_files = make_esp(inputs, dir, &uki, &esp, esp_start, esp_sectors)?;
+    let esp_files = make_esp(inputs, dir, [&uki, &tour_uki], &esp, esp_start, esp_sectors)?;
+    fs::remove_file(&tour_uki)?;
     let data = dir.join("data.img");
     make_data(p, &data, data_sectors, epoch)?;
 
@@ -375,7 +378,7 @@ pub fn section_vmas(stub_end: u64, sizes: &[(&str, u64)]) -> Vec<(String, u64)> 
 }
 
 /// The UKI: the systemd stub plus `.osrel`, `.cmdline`, `.initrd`, `.linux`.
-fn make_uki(inputs: &Inputs, dir: &Path, out: &Path) -> Result<()> {
+fn make_uki(inputs: &Inputs, line: &str, dir: &Path, out: &Path) -> Result<()> {
     let stub = Path::new(STUB);
     if !stub.is_file() {
         bail!("{STUB} not found (package systemd-boot-efi)");
@@ -383,7 +386,7 @@ fn make_uki(inputs: &Inputs, dir: &Path, out: &Path) -> Result<()> {
     let osrel = dir.join("osrel");
     fs::write(&osrel, &inputs.os_release)?;
     let cmdline = dir.join("cmdline");
-    fs::write(&cmdline, format!("{}\0", inputs.cmdline))?;
+    fs::write(&cmdline, format!("{line}\0"))?;
     let stub_end = pe_sections(stub)?
         .iter()
         .map(|(_, vma, size)| vma + size)
@@ -449,17 +452,36 @@ fn pe_checksum(pe: &[u8]) -> u32 {
     (sum as u32).wrapping_add(pe.len() as u32)
 }
 
+/// The line a disk boots with: the profile's, plus where the data
+/// partition is, so init waits for it (USB and NVMe disks appear late)
+/// and finds it by name on whatever disk the image was written to.
+pub fn disk_line(cmdline: &str) -> String {
+    format!("{cmdline} det.data={DATA_LABEL}")
+}
+
+/// The boot entry that shows the demos: the disk's line with `det.tour=1`
+/// (init runs `tour` on the screen, then its shell).
+pub fn tour_line(cmdline: &str) -> String {
+    format!("{} det.tour=1", disk_line(cmdline))
+}
+
 /// syslinux's configuration: the same kernel, initramfs and command line.
+/// No menu and no wait: holding Shift (or Caps Lock on) at boot gives the
+/// `boot:` prompt, where `tour` picks the entry that shows the demos.
 pub fn syslinux_cfg(cmdline: &str) -> String {
     format!(
-        "# detlinux: legacy BIOS boot (docs/disk-image.md)\nSERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT detlinux\nLABEL detlinux\n  LINUX /LINUX/BZIMAGE\n  INITRD /LINUX/INITRD.GZ\n  APPEND {cmdline}\n"
+        "# detlinux: legacy BIOS boot (docs/disk-image.md)\nSERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT detlinux\n\
+         LABEL detlinux\n  LINUX /LINUX/BZIMAGE\n  INITRD /LINUX/INITRD.GZ\n  APPEND {}\n\
+         LABEL tour\n  LINUX /LINUX/BZIMAGE\n  INITRD /LINUX/INITRD.GZ\n  APPEND {}\n",
+        disk_line(cmdline),
+        tour_line(cmdline)
     )
 }
 
 fn make_esp(
     inputs: &Inputs,
     dir: &Path,
-    uki: &Path,
+    [uki, tour_uki]: [&Path; 2],
     esp: &Path,
     start: u64,
     sectors: u64,
@@ -492,11 +514,19 @@ fn make_esp(
     fs::write(&cfg, syslinux_cfg(&inputs.cmdline))?;
     let img = esp.to_str().context("non-UTF-8 path")?;
     run(
-        tool("mmd", epoch).args(["-i", img, "::/EFI", "::/EFI/BOOT", "::/LINUX"]),
+        tool("mmd", epoch).args([
+            "-i",
+            img,
+            "::/EFI",
+            "::/EFI/BOOT",
+            "::/EFI/DETLINUX",
+            "::/LINUX",
+        ]),
         "mmd (ESP directories)",
     )?;
-    let files: [(&Path, &str); 4] = [
+    let files: [(&Path, &str); 5] = [
         (uki, "::/EFI/BOOT/BOOTX64.EFI"),
+        (tour_uki, "::/EFI/DETLINUX/TOUR.EFI"),
         (inputs.bzimage, "::/LINUX/BZIMAGE"),
         (inputs.initramfs, "::/LINUX/INITRD.GZ"),
         (&cfg, "::/SYSLINUX.CFG"),
@@ -651,7 +681,12 @@ mod tests {
     #[test]
     fn syslinux_boots_the_same_command_line() {
         let cfg = syslinux_cfg("console=ttyS0 det.run=tests");
-        assert!(cfg.contains("\n  APPEND console=ttyS0 det.run=tests\n"));
+        assert!(cfg.contains(
+            "DEFAULT detlinux\nLABEL detlinux\n  LINUX /LINUX/BZIMAGE\n  INITRD /LINUX/INITRD.GZ\n  APPEND console=ttyS0 det.run=tests det.data=detlinux-data\n"
+        ));
+        assert!(cfg.contains(
+            "LABEL tour\n  LINUX /LINUX/BZIMAGE\n  INITRD /LINUX/INITRD.GZ\n  APPEND console=ttyS0 det.run=tests det.data=detlinux-data det.tour=1\n"
+        ));
         assert!(cfg.contains("SERIAL 0 115200"));
     }
 }
