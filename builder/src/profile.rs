@@ -69,6 +69,9 @@ pub struct DiskCfg {
     pub channels: String,
     /// `cargo det test` also boots the disk image under UEFI and BIOS.
     pub test_boots: bool,
+    /// `cargo det test` also boots this profile's disk.img like a PC (no
+    /// serial port, USB keyboard, VGA; checked by OCR); empty: no PC boots.
+    pub pc_profile: String,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +104,7 @@ struct DiskLayer {
     data_mib: Option<Spanned<i64>>,
     channels: Option<Spanned<String>>,
     test_boots: Option<bool>,
+    pc_profile: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -217,6 +221,7 @@ impl Profile {
                 data_mib: 64,
                 channels: "console".into(),
                 test_boots: false,
+                pc_profile: String::new(),
             },
             build: BuildCfg {
                 source_date_epoch: 1_767_225_600, // 2026-01-01T00:00:00Z
@@ -324,6 +329,20 @@ impl Profile {
         }
         if let Some(v) = d.test_boots {
             self.disk.test_boots = v;
+        }
+        if let Some(v) = d.pc_profile {
+            let span = v.span();
+            let v = v.into_inner();
+            let name_ok = v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !name_ok {
+                return Err(src.error(
+                    span,
+                    format!("disk.pc_profile: {v:?} is not a profile name"),
+                ));
+            }
+            self.disk.pc_profile = v;
         }
         if let Some(v) = l.build.source_date_epoch {
             self.build.source_date_epoch = in_range(
