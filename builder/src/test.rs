@@ -234,14 +234,21 @@ fn run_pc(
                 "{tag} ok   prompt on the screen after {:.1} s (wall, QEMU start to the first screen read showing it)",
                 seen.to_prompt.as_secs_f64()
             );
-            let line = seen
+            // The output lines as read (they may wrap, OCR may add a stray
+            // character: see pc::shows_output).
+            let typed = pc::normalized(PC_COMMAND);
+            let lines: Vec<&str> = seen
                 .screen
                 .lines()
-                .find(|l| PC_EXPECT.iter().all(|e| l.contains(e)))
-                .unwrap_or("");
+                .filter(|l| {
+                    let n = pc::normalized(l);
+                    !n.contains(&typed) && PC_EXPECT.iter().any(|e| n.contains(e))
+                })
+                .map(str::trim)
+                .collect();
             println!(
                 "{tag} ok   typed `{PC_COMMAND}`, the screen read: {}",
-                line.trim()
+                lines.join(" / ")
             );
             println!("{tag} ok   the power button powered it off");
             true
