@@ -206,7 +206,20 @@ fn shell(config: &Config, reaper: &Reaper) -> Result<i32, String> {
     }
     // HOME may be missing from the image; the shell works without it.
     let _ = fs::create_dir_all("/root");
-    let env: Vec<(&str, &str)> = ENV.iter().copied().chain([("PS1", SHELL_PROMPT)]).collect();
+    // The shells' PATH also reaches `tour`, which the welcome offers (it
+    // lives with the demos det.run=demos runs).
+    let path = format!("{}:{DEMOS_DIR}", ENV[0].1);
+    let env: Vec<(&str, &str)> = ENV
+        .iter()
+        .map(|&(k, v)| {
+            if k == "PATH" {
+                (k, path.as_str())
+            } else {
+                (k, v)
+            }
+        })
+        .chain([("PS1", SHELL_PROMPT)])
+        .collect();
     let mut pids = Vec::new();
     for (i, (name, terminal)) in terminals.iter().enumerate() {
         if screen(name) {
