@@ -125,6 +125,7 @@ pub fn run(pc: &Pc) -> Result<Seen> {
     let mut guest = Guest::start(pc)?;
     let result = guest.session(pc);
     guest.stop();
+    let _ = fs::remove_file(pc.logs.join("qmp.sock"));
     match &result {
         Ok(_) => guest.screens.keep_last()?,
         Err(e) => {
