@@ -166,10 +166,13 @@ pub fn build(project: &Project, profile: &Profile) -> Result<Image> {
 }
 
 /// The kernel command line a profile boots with, outside the QEMU harness
-/// (the harness adds its own channel settings).
+/// (the harness adds its own channel settings). Kernel messages go to the
+/// serial port and the screen; the screen (`tty0`) comes last, so it is
+/// /dev/console: a PC without a serial port still has a working console,
+/// and init serves a shell on both where both exist.
 pub fn cmdline(profile: &Profile) -> String {
     let mut c = format!(
-        "console=tty0 console=ttyS0,115200 panic=-1 {}",
+        "console=ttyS0,115200 console=tty0 panic=-1 {}",
         run_arg(&profile.boot.run)
     );
     if !profile.boot.cmdline.trim().is_empty() {

@@ -66,6 +66,16 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("syslinux", "syslinux", "BIOS boots of the disk image"),
     ("mke2fs", "e2fsprogs", "the disk image's data partition"),
     ("busybox", "busybox-static", "the guest shell"),
+    (
+        "tesseract",
+        "tesseract-ocr",
+        "reading the guest's screen in the PC boot test (OCR)",
+    ),
+    (
+        "losetup",
+        "mount",
+        "the PC boot test: a loop device to flash and boot as a USB stick",
+    ),
     // What gcc runs.
     ("as", "binutils", "gcc's assembler"),
     ("ld", "binutils", "gcc's linker"),
@@ -181,6 +191,11 @@ pub const FILES: &[(&str, &str, &str)] = &[
         crate::disk::GPTMBR,
         "syslinux-common",
         "BIOS boots of the disk image",
+    ),
+    (
+        "/usr/share/tesseract-ocr/5/tessdata/eng.traineddata",
+        "tesseract-ocr-eng",
+        "tesseract's English data (the PC boot test)",
     ),
 ];
 

@@ -208,9 +208,27 @@ fn assemble(inputs: &Inputs, key: &str, dir: &Path, final_dir: &Path) -> Result<
     let total = data_start + data_sectors + ALIGN / SECTOR;
 
     let uki = dir.join("detlinux.efi");
-    make_uki(inputs, dir, &uki)?;
+    make_uki(inputs, &disk_line(&inputs.cmdline), dir, &uki)?;
+    // The tour entry is for people at a screen: a harness disk (test,
+    // debug) runs tests, and a debug kernel's second UKI would not fit.
+    let tour_uki = dir.join("tour.efi");
+    let tour = has_tour(p);
+    if tour {
+        make_uki(inputs, &tour_line(&inputs.cmdline), dir, &tour_uki)?;
+    }
     let esp = dir.join("esp.img");
-    let esp_files = make_esp(inputs, dir, &uki, &esp, esp_start, esp_sectors)?;
+    let esp_files = make_esp(
+        inputs,
+        dir,
+        &uki,
+        tour.then_some(tour_uki.as_path()),
+        &esp,
+        esp_start,
+        esp_sectors,
+    )?;
+    if tour {
+        fs::remove_file(&tour_uki)?;
+    }
     let data = dir.join("data.img");
     make_data(p, &data, data_sectors, epoch)?;
 
@@ -348,7 +366,7 @@ pub fn section_vmas(stub_end: u64, sizes: &[(&str, u64)]) -> Vec<(String, u64)> 
 }
 
 /// The UKI: the systemd stub plus `.osrel`, `.cmdline`, `.initrd`, `.linux`.
-fn make_uki(inputs: &Inputs, dir: &Path, out: &Path) -> Result<()> {
+fn make_uki(inputs: &Inputs, line: &str, dir: &Path, out: &Path) -> Result<()> {
     let stub = Path::new(STUB);
     if !stub.is_file() {
         bail!("{STUB} not found (package systemd-boot-efi)");
@@ -356,7 +374,7 @@ fn make_uki(inputs: &Inputs, dir: &Path, out: &Path) -> Result<()> {
     let osrel = dir.join("osrel");
     fs::write(&osrel, &inputs.os_release)?;
     let cmdline = dir.join("cmdline");
-    fs::write(&cmdline, format!("{}\0", inputs.cmdline))?;
+    fs::write(&cmdline, format!("{line}\0"))?;
     let stub_end = pe::sections(&fs::read(stub)?)
         .with_context(|| stub.display().to_string())?
         .iter()
@@ -423,17 +441,48 @@ fn pe_checksum(pe: &[u8]) -> u32 {
     (sum as u32).wrapping_add(pe.len() as u32)
 }
 
+/// The line a disk boots with: the profile's, plus where the data
+/// partition is, so init waits for it (USB and NVMe disks appear late)
+/// and finds it by name on whatever disk the image was written to.
+pub fn disk_line(cmdline: &str) -> String {
+    format!("{cmdline} det.data={DATA_LABEL}")
+}
+
+/// Whether a profile's disk has the tour entries: disks made for people
+/// (`disk.channels = "console"`), not for the harness.
+pub fn has_tour(p: &Profile) -> bool {
+    p.disk.channels == crate::profile::Channels::Console
+}
+
+/// The boot entry that shows the demos: the disk's line with `det.tour=1`
+/// (init runs `tour` on the screen, then its shell).
+pub fn tour_line(cmdline: &str) -> String {
+    format!("{} det.tour=1", disk_line(cmdline))
+}
+
 /// syslinux's configuration: the same kernel, initramfs and command line.
-pub fn syslinux_cfg(cmdline: &str) -> String {
-    format!(
-        "# detlinux: legacy BIOS boot (docs/disk-image.md)\nSERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT detlinux\nLABEL detlinux\n  LINUX /LINUX/BZIMAGE\n  INITRD /LINUX/INITRD.GZ\n  APPEND {cmdline}\n"
-    )
+/// No menu and no wait: holding Shift (or Caps Lock on) at boot gives the
+/// `boot:` prompt, where `tour` picks the entry that shows the demos.
+pub fn syslinux_cfg(cmdline: &str, tour: bool) -> String {
+    let mut cfg = format!(
+        "# detlinux: legacy BIOS boot (docs/disk-image.md)\nSERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT detlinux\n\
+         LABEL detlinux\n  LINUX /LINUX/BZIMAGE\n  INITRD /LINUX/INITRD.GZ\n  APPEND {}\n",
+        disk_line(cmdline)
+    );
+    if tour {
+        cfg.push_str(&format!(
+            "LABEL tour\n  LINUX /LINUX/BZIMAGE\n  INITRD /LINUX/INITRD.GZ\n  APPEND {}\n",
+            tour_line(cmdline)
+        ));
+    }
+    cfg
 }
 
 fn make_esp(
     inputs: &Inputs,
     dir: &Path,
     uki: &Path,
+    tour_uki: Option<&Path>,
     esp: &Path,
     start: u64,
     sectors: u64,
@@ -463,18 +512,29 @@ fn make_esp(
     set_fat32_volume_id(esp, volid)?;
 
     let cfg = dir.join("syslinux.cfg");
-    fs::write(&cfg, syslinux_cfg(&inputs.cmdline))?;
+    fs::write(&cfg, syslinux_cfg(&inputs.cmdline, tour_uki.is_some()))?;
     let img = esp.to_str().context("non-UTF-8 path")?;
     run(
-        tool("mmd", epoch).args(["-i", img, "::/EFI", "::/EFI/BOOT", "::/LINUX"]),
+        tool("mmd", epoch).args([
+            "-i",
+            img,
+            "::/EFI",
+            "::/EFI/BOOT",
+            "::/EFI/DETLINUX",
+            "::/LINUX",
+        ]),
         "mmd (ESP directories)",
     )?;
-    let files: [(&Path, &str); 4] = [
-        (uki, "::/EFI/BOOT/BOOTX64.EFI"),
-        (inputs.bzimage, "::/LINUX/BZIMAGE"),
-        (inputs.initramfs, "::/LINUX/INITRD.GZ"),
-        (&cfg, "::/SYSLINUX.CFG"),
-    ];
+    let files: Vec<(&Path, &str)> = [
+        (Some(uki), "::/EFI/BOOT/BOOTX64.EFI"),
+        (tour_uki, "::/EFI/DETLINUX/TOUR.EFI"),
+        (Some(inputs.bzimage), "::/LINUX/BZIMAGE"),
+        (Some(inputs.initramfs), "::/LINUX/INITRD.GZ"),
+        (Some(cfg.as_path()), "::/SYSLINUX.CFG"),
+    ]
+    .into_iter()
+    .filter_map(|(src, dst)| Some((src?, dst)))
+    .collect();
     let mut entries = Vec::new();
     for (src, dst) in files {
         run(
@@ -601,7 +661,7 @@ mod tests {
         // verify names the FAT file that differs inside the ESP.
         let b_img = dir.join("b/disk.img");
         let esp = t.partitions[0].offset();
-        fs::write(dir.join("cfg"), syslinux_cfg("console=ttyS1")).unwrap();
+        fs::write(dir.join("cfg"), syslinux_cfg("console=ttyS1", false)).unwrap();
         let ok = deps::command("mcopy")
             .env("MTOOLS_SKIP_CHECK", "1")
             .args(["-o", "-i"])
@@ -622,8 +682,15 @@ mod tests {
 
     #[test]
     fn syslinux_boots_the_same_command_line() {
-        let cfg = syslinux_cfg("console=ttyS0 det.run=tests");
-        assert!(cfg.contains("\n  APPEND console=ttyS0 det.run=tests\n"));
+        let cfg = syslinux_cfg("console=ttyS0 det.run=tests", true);
+        assert!(cfg.contains(
+            "DEFAULT detlinux\nLABEL detlinux\n  LINUX /LINUX/BZIMAGE\n  INITRD /LINUX/INITRD.GZ\n  APPEND console=ttyS0 det.run=tests det.data=detlinux-data\n"
+        ));
+        assert!(cfg.contains(
+            "LABEL tour\n  LINUX /LINUX/BZIMAGE\n  INITRD /LINUX/INITRD.GZ\n  APPEND console=ttyS0 det.run=tests det.data=detlinux-data det.tour=1\n"
+        ));
         assert!(cfg.contains("SERIAL 0 115200"));
+        let no_tour = syslinux_cfg("console=ttyS0", false);
+        assert!(!no_tour.contains("LABEL tour") && no_tour.contains("LABEL detlinux"));
     }
 }

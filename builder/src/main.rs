@@ -19,6 +19,7 @@ mod gpt;
 mod initramfs;
 mod kernel;
 mod ktap;
+mod pc;
 mod pe;
 mod plot;
 mod profile;
@@ -70,8 +71,10 @@ enum Verb {
     Run(RunArgs),
     /// Run the host tests, then boot the test and debug profiles and run the
     /// in-guest test programs (the test profile's boot test also from
-    /// disk.img under UEFI and BIOS); ends with a per-boot time table and
-    /// exits non-zero on any failure or time limit (TIMEOUT).
+    /// disk.img under UEFI and BIOS, then the default disk.img booted like a
+    /// PC: no serial port, a command typed on the USB keyboard, the VGA
+    /// screen read by OCR); ends with a per-boot time table and exits
+    /// non-zero on any failure or time limit (TIMEOUT).
     Test(TestArgs),
     /// Build the default profile, boot it and run the preinstalled demos.
     Demo(BootOpts),
@@ -246,11 +249,14 @@ struct TestArgs {
     /// Skip the disk boots: by default a profile with `disk.test_boots`
     /// (the test profile) also runs the boot test (or the --only programs)
     /// from disk.img under OVMF (UEFI) and under SeaBIOS (BIOS), each its
-    /// own run in the tally.
+    /// own run in the tally; then the disk.img of its `disk.pc_profile`
+    /// booted like a PC (UEFI from NVMe, BIOS from a USB stick written by
+    /// flash to a loop device), read by OCR. This skips those too.
     #[arg(long)]
     no_disk: bool,
     /// Keep each run's logs in DIR/<run> instead of images/logs/<run>/
-    /// (runs: `test`, `test-uefi`, `test-bios`, `debug`).
+    /// (runs: `test`, `test-uefi`, `test-bios`, `test-pc-uefi-nvme`,
+    /// `test-pc-bios-usb`, `debug`).
     #[arg(long)]
     logs: Option<PathBuf>,
 }

@@ -61,7 +61,7 @@ pub struct BootCfg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Channels {
-    /// One serial console, for real machines.
+    /// The serial port and the screen, for real machines.
     Console,
     /// The three channels of docs/boot-protocol.md, for QEMU runs.
     Harness,
@@ -89,6 +89,9 @@ pub struct DiskCfg {
     pub channels: Channels,
     /// `cargo det test` also boots the disk image under UEFI and BIOS.
     pub test_boots: bool,
+    /// `cargo det test` also boots this profile's disk.img like a PC (no
+    /// serial port, USB keyboard, VGA; checked by OCR); empty: no PC boots.
+    pub pc_profile: String,
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +124,7 @@ struct DiskLayer {
     data_mib: Option<Spanned<i64>>,
     channels: Option<Channels>,
     test_boots: Option<bool>,
+    pc_profile: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -237,6 +241,7 @@ impl Profile {
                 data_mib: 64,
                 channels: Channels::Console,
                 test_boots: false,
+                pc_profile: String::new(),
             },
             build: BuildCfg {
                 source_date_epoch: 1_767_225_600, // 2026-01-01T00:00:00Z
@@ -328,6 +333,20 @@ impl Profile {
         }
         if let Some(v) = d.test_boots {
             self.disk.test_boots = v;
+        }
+        if let Some(v) = d.pc_profile {
+            let span = v.span();
+            let v = v.into_inner();
+            let name_ok = v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !name_ok {
+                return Err(src.error(
+                    span,
+                    format!("disk.pc_profile: {v:?} is not a profile name"),
+                ));
+            }
+            self.disk.pc_profile = v;
         }
         if let Some(v) = l.build.source_date_epoch {
             self.build.source_date_epoch = in_range(

@@ -7,15 +7,17 @@
 //! into one verdict: PASSED, FAILED, BOOT_ERROR, CRASHED or TIMEOUT.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::build;
 use crate::deps;
 use crate::ktap::{self, Outcome};
+use crate::pc;
 use crate::profile::Profile;
 use crate::project::Project;
 use crate::qemu::{self, Boot, DiskBoot, Logs, Media};
@@ -120,6 +122,27 @@ pub fn run(
             total.add(&row.tally);
             rows.push(row);
         }
+        // Then another profile's disk.img booted like a PC, read by OCR.
+        if disk && !profile.disk.pc_profile.is_empty() {
+            let scale = rows
+                .iter()
+                .find(|r| r.name == profile.name)
+                .and_then(|r| r.speed)
+                .unwrap_or(1.0);
+            for (firmware, storage) in PC_BOOTS {
+                let name = format!("{}/pc-{}-{}", profile.name, firmware.name(), storage.name());
+                let logs = logs
+                    .as_ref()
+                    .unwrap_or(&project.images().join("logs"))
+                    .join(name.replace('/', "-"));
+                let row = run_pc(
+                    project, profile, opts, *firmware, *storage, scale, &name, logs,
+                )?;
+                all_passed &= row.ok;
+                total.add(&row.tally);
+                rows.push(row);
+            }
+        }
     }
     print_table(&rows);
     if rows.len() > 1 {
@@ -133,11 +156,179 @@ pub fn run(
     })
 }
 
+/// The PC boots of a profile with `disk.pc_profile`: UEFI from an NVMe
+/// disk (the published disk.img), and BIOS from a USB stick that `flash`
+/// wrote (a loop device). Few and short: each is one boot to a prompt,
+/// one command, the power button.
+const PC_BOOTS: &[(DiskBoot, pc::Storage)] = &[
+    (DiskBoot::Uefi, pc::Storage::Nvme),
+    (DiskBoot::Bios, pc::Storage::Usb),
+];
+
+/// What the PC boots type, and what its output line must contain: a
+/// deterministic demo, run by detrun, reporting its result.
+const PC_COMMAND: &str = "detrun /usr/bin/demo-det md5";
+const PC_EXPECT: &[&str] = &["impl=det", "hash=", "ok=yes"];
+
+/// One PC boot of `profile.disk.pc_profile`'s disk.img (see [`pc`]).
+#[allow(clippy::too_many_arguments)]
+fn run_pc(
+    project: &Project,
+    profile: &Profile,
+    opts: &BootOpts,
+    firmware: DiskBoot,
+    storage: pc::Storage,
+    scale: f64,
+    name: &str,
+    logs: PathBuf,
+) -> Result<Row> {
+    let started = Instant::now();
+    let target = project.profile(&profile.disk.pc_profile)?;
+    let image = build::build(project, &target)?;
+    let boot = Boot::resolve(project, &target, &image, opts);
+    fs::create_dir_all(&logs)?;
+    // A USB stick is the published image as `flash` writes it, to a loop
+    // device: the bytes written are the bytes that boot.
+    let stick = match storage {
+        pc::Storage::Usb => Some(LoopDevice::flashed(&image.disk_image, &logs)?),
+        pc::Storage::Nvme => None,
+    };
+    let disk = stick
+        .as_ref()
+        .map_or(image.disk_image.as_path(), |s| s.device.as_path());
+    let what = format!(
+        "{} on {} via {}{}",
+        project.show(&image.disk_image),
+        storage.name(),
+        firmware.name(),
+        if stick.is_some() {
+            " (flashed to a loop device)"
+        } else {
+            ""
+        }
+    );
+    eprintln!(
+        "booting {what} like a PC: VGA, USB keyboard, no serial port; reading the screen by OCR"
+    );
+    let build = started.elapsed();
+    let pc = pc::Pc {
+        disk,
+        firmware,
+        storage,
+        accel: boot.accel,
+        cpus: boot.cpus,
+        memory_mib: boot.memory_mib,
+        scale,
+        command: PC_COMMAND,
+        expect: PC_EXPECT,
+        logs: logs.clone(),
+    };
+    let booted = Instant::now();
+    let result = pc::run(&pc);
+    let elapsed = booted.elapsed();
+    drop(stick);
+    let tag = format!("[{name}]");
+    let ok = match &result {
+        Ok(seen) => {
+            println!(
+                "{tag} ok   prompt on the screen after {:.1} s (wall, QEMU start to the first screen read showing it)",
+                seen.to_prompt.as_secs_f64()
+            );
+            // The output lines as read (they may wrap, OCR may add a stray
+            // character: see pc::shows_output).
+            let typed = pc::normalized(PC_COMMAND);
+            let lines: Vec<&str> = seen
+                .screen
+                .lines()
+                .filter(|l| {
+                    let n = pc::normalized(l);
+                    !n.contains(&typed) && PC_EXPECT.iter().any(|e| n.contains(e))
+                })
+                .map(str::trim)
+                .collect();
+            println!(
+                "{tag} ok   typed `{PC_COMMAND}`, the screen read: {}",
+                lines.join(" / ")
+            );
+            println!("{tag} ok   the power button powered it off");
+            true
+        }
+        Err(e) => {
+            println!("{tag} FAIL {e:#}");
+            println!(
+                "{tag} screenshots and their OCR text: {}",
+                project.show(&logs)
+            );
+            false
+        }
+    };
+    let tally = Tally {
+        passed: usize::from(ok),
+        failed: usize::from(!ok),
+        ..Tally::default()
+    };
+    Ok(Row {
+        name: name.to_string(),
+        what,
+        ok,
+        verdict: if ok { "PASSED" } else { "FAILED" }.to_string(),
+        tally,
+        build,
+        boot: elapsed,
+        speed: Some(scale),
+    })
+}
+
+/// A loop device over a file in a run's log directory, with a disk image
+/// written to it by `flash`; detached and removed when dropped.
+struct LoopDevice {
+    device: PathBuf,
+    file: PathBuf,
+}
+
+impl LoopDevice {
+    fn flashed(image: &Path, dir: &Path) -> Result<LoopDevice> {
+        let file = dir.join("stick.img");
+        // Larger than the image, as a real stick is: flash moves the
+        // backup GPT to the end.
+        let size = fs::metadata(image)?.len() + (16 << 20);
+        fs::File::create(&file)?.set_len(size)?;
+        let out = deps::command("losetup")
+            .args(["--find", "--show"])
+            .arg(&file)
+            .output()
+            .context("running losetup")?;
+        if !out.status.success() {
+            let _ = fs::remove_file(&file);
+            bail!(
+                "losetup --find --show {}: {}",
+                file.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let device = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let stick = LoopDevice { device, file };
+        crate::flash::run(image, &stick.device, true)
+            .with_context(|| format!("flashing {}", stick.device.display()))?;
+        Ok(stick)
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = deps::command("losetup")
+            .arg("-d")
+            .arg(&self.device)
+            .status();
+        let _ = fs::remove_file(&self.file);
+    }
+}
+
 /// The per-boot time table: where the suite's time went.
 fn print_table(rows: &[Row]) {
     println!();
     println!(
-        "{:<12} {:<8} {:>8} {:>8} {:>6}  {:<34} what",
+        "{:<18} {:<8} {:>8} {:>8} {:>6}  {:<34} what",
         "run", "verdict", "build s", "boot s", "speed", "results"
     );
     let mut build = Duration::ZERO;
@@ -146,7 +337,7 @@ fn print_table(rows: &[Row]) {
         build += r.build;
         boot += r.boot;
         println!(
-            "{:<12} {:<8} {:>8.1} {:>8.1} {:>6}  {:<34} {}",
+            "{:<18} {:<8} {:>8.1} {:>8.1} {:>6}  {:<34} {}",
             r.name,
             r.verdict,
             r.build.as_secs_f64(),
@@ -157,7 +348,7 @@ fn print_table(rows: &[Row]) {
         );
     }
     println!(
-        "{:<12} {:<8} {:>8.1} {:>8.1}",
+        "{:<18} {:<8} {:>8.1} {:>8.1}",
         "total",
         "",
         build.as_secs_f64(),

@@ -6,8 +6,10 @@
 //! output. Any SIGCHLD leads to reaping every ended child; output is handed
 //! to a sink as it arrives; a deadline kills the program's process group.
 
-use std::io::{self, PipeReader, Read};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, PipeReader, Read, Write};
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Child, Command};
 use std::time::Instant;
 
@@ -28,12 +30,49 @@ const DRAIN_LIMIT: usize = 1 << 20;
 /// The waiter. Create it before starting any child.
 pub struct Reaper {
     signals: ChildSignals,
+    /// The ACPI power button's event device, if the machine has one: a
+    /// press powers the machine off cleanly (see [`PowerButton`]).
+    button: Option<PowerButton>,
 }
 
 impl Reaper {
     pub fn new() -> Result<Reaper, String> {
         let signals = ChildSignals::new().map_err(|e| format!("cannot watch SIGCHLD: {e}"))?;
-        Ok(Reaper { signals })
+        Ok(Reaper {
+            signals,
+            button: PowerButton::find(),
+        })
+    }
+
+    /// Waits until one of `pids` ends (reaping every other child that
+    /// ends meanwhile); returns which one and how.
+    pub fn wait_any(&self, pids: &[u32]) -> Result<(u32, Exit), String> {
+        loop {
+            if let Some(ended) = self.reap_matching(|p| pids.contains(&p))? {
+                return Ok(ended);
+            }
+            let mut fds = vec![sys::poll_input(self.signals.as_fd())];
+            if let Some(b) = &self.button {
+                fds.push(sys::poll_input(b.file.as_fd()));
+            }
+            sys::poll(&mut fds, None).map_err(|e| format!("poll: {e}"))?;
+            if fds[0].revents != 0 {
+                self.signals
+                    .clear()
+                    .map_err(|e| format!("reading SIGCHLD: {e}"))?;
+            }
+            self.check_button(fds.get(1));
+        }
+    }
+
+    /// Powers off if the power button's entry in a poll reports a press.
+    fn check_button(&self, fd: Option<&libc::pollfd>) {
+        if let (Some(b), Some(fd)) = (&self.button, fd) {
+            if fd.revents != 0 && b.pressed() {
+                let _ = writeln!(io::stderr(), "init: power button pressed, powering off");
+                sys::power_off();
+            }
+        }
     }
 
     /// Starts `cmd`. SIGCHLD is unblocked meanwhile, so that the program
@@ -86,7 +125,13 @@ impl Reaper {
             if let Some(pipe) = &output {
                 fds.push(sys::poll_input(pipe.as_fd()));
             }
+            if let Some(b) = &self.button {
+                fds.push(sys::poll_input(b.file.as_fd()));
+            }
             sys::poll(&mut fds, timeout).map_err(|e| format!("poll: {e}"))?;
+            if self.button.is_some() {
+                self.check_button(fds.last());
+            }
             if fds[0].revents != 0 {
                 self.signals
                     .clear()
@@ -105,16 +150,78 @@ impl Reaper {
 
     /// Reaps every ended child; returns how `pid` ended if it did.
     fn reap_all(&self, pid: u32) -> Result<Option<Exit>, String> {
+        Ok(self.reap_matching(|p| p == pid)?.map(|(_, exit)| exit))
+    }
+
+    /// Reaps every ended child; returns the first one `wanted` picks, if any.
+    fn reap_matching(&self, wanted: impl Fn(u32) -> bool) -> Result<Option<(u32, Exit)>, String> {
         let mut ended = None;
         loop {
             match sys::reap().map_err(|e| format!("waitpid: {e}"))? {
-                Reaped::Child(p, exit) if p == pid => ended = Some(exit),
+                Reaped::Child(p, exit) if wanted(p) => {
+                    ended.get_or_insert((p, exit));
+                }
                 Reaped::Child(..) => {}
                 Reaped::NoneEnded => return Ok(ended),
                 Reaped::NoChildren if ended.is_some() => return Ok(ended),
-                Reaped::NoChildren => return Err(format!("process {pid} is not a child of init")),
+                Reaped::NoChildren => {
+                    return Err("the process waited for is not a child of init".to_string())
+                }
             }
         }
+    }
+}
+
+/// The ACPI power button, as an evdev device (`CONFIG_ACPI_BUTTON`,
+/// `CONFIG_INPUT_EVDEV`). Nothing else in the image listens to it.
+struct PowerButton {
+    file: File,
+}
+
+/// `EV_KEY` and `KEY_POWER` of `<linux/input-event-codes.h>`.
+const EV_KEY: u16 = 1;
+const KEY_POWER: u16 = 116;
+/// `struct input_event` on x86_64: a 16-byte timeval, type, code, value.
+const EVENT_SIZE: usize = 24;
+
+impl PowerButton {
+    /// The first event device named "Power Button" (the ACPI driver's
+    /// name for the fixed and the device button alike).
+    fn find() -> Option<PowerButton> {
+        let mut names: Vec<String> = fs::read_dir("/sys/class/input")
+            .ok()?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("event"))
+            .collect();
+        names.sort();
+        let name = names.into_iter().find(|n| {
+            fs::read_to_string(format!("/sys/class/input/{n}/device/name"))
+                .is_ok_and(|s| s.trim() == "Power Button")
+        })?;
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(format!("/dev/input/{name}"))
+            .ok()?;
+        Some(PowerButton { file })
+    }
+
+    /// Reads the queued events; true if one is a press of the power key.
+    fn pressed(&self) -> bool {
+        let mut buf = [0u8; EVENT_SIZE * 16];
+        let mut pressed = false;
+        while let Ok(n) = (&self.file).read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            for ev in buf[..n].chunks_exact(EVENT_SIZE) {
+                let kind = u16::from_ne_bytes([ev[16], ev[17]]);
+                let code = u16::from_ne_bytes([ev[18], ev[19]]);
+                let value = i32::from_ne_bytes([ev[20], ev[21], ev[22], ev[23]]);
+                pressed |= kind == EV_KEY && code == KEY_POWER && value == 1;
+            }
+        }
+        pressed
     }
 }
 

@@ -9,6 +9,8 @@
 //! | `det.tests=a,b`      | only these test programs                       | all            |
 //! | `det.cpus=N`         | CPUs the host gave the guest (tests read it)   |                |
 //! | `det.test_timeout=S` | seconds before a test program is killed, times the speed factor ([`crate::speed`]) | `600` |
+//! | `det.tour=1`         | shell mode: run `tour` on the screen before its shell | `0`     |
+//! | `det.data=LABEL`     | the data partition's GPT name; init waits for it (disk boots) | `detlinux-data`, no wait |
 //!
 //! Any other `det.` key is an error, so a typo (`det.test=boot`) cannot
 //! silently run everything. Keys without the `det.` prefix belong to the
@@ -30,6 +32,8 @@ const KNOWN_KEYS: &[&str] = &[
     "det.tests",
     "det.cpus",
     "det.test_timeout",
+    "det.tour",
+    "det.data",
 ];
 
 const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(600);
@@ -55,6 +59,8 @@ pub struct Config {
     /// `None`: all installed test programs.
     pub tests: Option<Vec<String>>,
     pub test_timeout: Duration,
+    /// Shell mode: run the demo tour on the screen first (`det.tour=1`).
+    pub tour: bool,
 }
 
 /// The status channel named by `det.status=`, read on its own so that
@@ -118,11 +124,24 @@ impl Config {
             None => DEFAULT_TEST_TIMEOUT,
         };
 
+        let tour = match get("det.tour") {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(other) => return Err(format!("det.tour: `{other}` is not 0 or 1")),
+        };
+
+        if let Some(label) = get("det.data") {
+            if label.is_empty() || label.contains('/') {
+                return Err(format!("det.data: `{label}` is not a partition name"));
+            }
+        }
+
         Ok(Config {
             mode,
             out,
             tests,
             test_timeout,
+            tour,
         })
     }
 }
@@ -201,6 +220,7 @@ mod tests {
         assert_eq!(c.out, PathBuf::from("/dev/console"));
         assert_eq!(c.tests, None);
         assert_eq!(c.test_timeout, Duration::from_secs(600));
+        assert!(!c.tour);
         assert_eq!(status_path(&parse("")), PathBuf::from("/dev/console"));
     }
 
@@ -295,6 +315,17 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn tour_and_data() {
+        assert!(config("det.tour=1").unwrap().tour);
+        assert!(!config("det.tour=0").unwrap().tour);
+        assert!(config("det.tour=yes").unwrap_err().contains("not 0 or 1"));
+        assert!(config("det.data=detlinux-data").is_ok());
+        assert!(config("det.data=a/b")
+            .unwrap_err()
+            .contains("not a partition"));
     }
 
     #[test]

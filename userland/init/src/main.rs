@@ -37,6 +37,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use child::Reaper;
 use config::{Config, CONSOLE};
@@ -106,9 +107,9 @@ fn main() {
 fn boot(io: &mut Channels) -> Result<i32, String> {
     mount_all(MOUNTS)?;
     reopen_stdio_on_console()?;
-    mount_data();
     let text = read_cmdline()?;
     let params = cmdline::parse(&text);
+    mount_data(cmdline::last_value(&params, "det.data"));
     io.open_status(&config::status_path(&params))?;
     io.status(&format!(
         "DET-INIT start uptime_ms={}",
@@ -140,13 +141,38 @@ fn mount_all(mounts: &[Mount]) -> Result<(), String> {
 const DATA_LABEL: &str = "detlinux-data";
 const DATA_DIR: &str = "/data";
 
-/// Mounts the partition named [`DATA_LABEL`] (ext4) at [`DATA_DIR`]. Never
-/// fails the boot: without such a partition (a `-kernel` boot) nothing
-/// happens; if mounting fails, a note goes to the console and the boot
-/// goes on.
-fn mount_data() {
-    let Some(dev) = find_partition(DATA_LABEL) else {
-        return;
+/// How long a disk boot (`det.data=LABEL`) waits for its data partition:
+/// USB and NVMe disks appear asynchronously, seconds after init starts on
+/// a slow machine. Catches a missing disk, not a slow one.
+const DATA_WAIT: Duration = Duration::from_secs(60);
+
+/// Mounts the partition with the GPT name `wanted` (from `det.data=`, which
+/// disk.img's command line carries), else [`DATA_LABEL`], as ext4 at
+/// [`DATA_DIR`]. The partition is found by its name, never by a device
+/// name, so it mounts from whatever disk the image was written to. With
+/// `wanted`, init waits up to [`DATA_WAIT`] for it to appear. Never fails
+/// the boot: without such a partition (a `-kernel` boot) nothing happens;
+/// if mounting fails, a note goes to the console and the boot goes on.
+fn mount_data(wanted: Option<&str>) {
+    let label = wanted.unwrap_or(DATA_LABEL);
+    let deadline = Instant::now() + DATA_WAIT;
+    let dev = loop {
+        match find_partition(label) {
+            Some(dev) => break dev,
+            None if wanted.is_some() && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            None => {
+                if wanted.is_some() {
+                    let _ = writeln!(
+                        io::stderr(),
+                        "init: no partition named {label} after {} s; no {DATA_DIR}",
+                        DATA_WAIT.as_secs()
+                    );
+                }
+                return;
+            }
+        }
     };
     let result = fs::create_dir_all(DATA_DIR)
         .and_then(|()| sys::mount(&dev, DATA_DIR, "ext4", libc::MS_NOATIME, ""));
@@ -181,10 +207,33 @@ fn is_mounted(m: &Mount) -> bool {
     })
 }
 
-/// Stdio on the devtmpfs console (the kernel opened the initramfs's).
+/// Stdio on the devtmpfs console (the kernel opened the initramfs's). When
+/// the console cannot be opened (its last `console=` is a serial port the
+/// machine does not have), the screen's first terminal, else /dev/null:
+/// init still serves a shell on every terminal that works (modes::shell).
 fn reopen_stdio_on_console() -> Result<(), String> {
-    let console = open_rw(Path::new(CONSOLE)).map_err(|e| format!("open {CONSOLE}: {e}"))?;
-    sys::replace_stdio(&console).map_err(|e| format!("dup2 {CONSOLE}: {e}"))
+    let mut first_error = None;
+    for path in [CONSOLE, "/dev/tty1", "/dev/null"] {
+        match open_rw(Path::new(path)) {
+            Ok(file) => {
+                sys::replace_stdio(&file).map_err(|e| format!("dup2 {path}: {e}"))?;
+                if let Some(e) = first_error {
+                    let _ = writeln!(
+                        io::stderr(),
+                        "init: cannot open {CONSOLE} ({e}); using {path}"
+                    );
+                }
+                return Ok(());
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(format!(
+        "open {CONSOLE}: {}",
+        first_error.map_or(String::new(), |e| e.to_string())
+    ))
 }
 
 fn read_cmdline() -> Result<String, String> {

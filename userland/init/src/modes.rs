@@ -42,7 +42,7 @@ pub fn run(config: &Config, out: &File, reaper: &Reaper) -> Result<i32, String> 
     match &config.mode {
         Mode::Tests => tests(config, out, reaper),
         Mode::Demos => demos(out, reaper),
-        Mode::Shell => shell(reaper),
+        Mode::Shell => shell(config, reaper),
         Mode::Command(cmd) => command(cmd, out, reaper),
     }
 }
@@ -154,24 +154,146 @@ fn demos(out: &File, reaper: &Reaper) -> Result<i32, String> {
     Ok(status)
 }
 
-/// An interactive busybox sh on the console's terminal, as the leader of
-/// a new session with that terminal as its controlling terminal (so job
-/// control and ^C work).
-fn shell(reaper: &Reaper) -> Result<i32, String> {
-    let tty = console_terminal();
-    let terminal = OpenOptions::new()
+/// What a person sees first on a screen (a VT terminal), before the prompt.
+pub const WELCOME: &str = "\
+detlinux: Linux 6.12 with deterministic process groups (dput, dget, dret).
+A deterministic program's output depends on its input only, never on timing.
+
+Try:  tour                            every demo, deterministic beside pthread
+      detrun /usr/bin/demo-det gauss  a demo (md5 qsort matmult lu gauss)
+      demo-pthread gauss              its pthread twin: results may differ
+Docs: README.md and docs/ in the detlinux source tree (docs/disk-image.md).
+Power off: type exit, or press the power button.
+";
+
+/// The screen's console terminal: `tty0` in the console list means the
+/// foreground VT, which is tty1 at boot.
+const SCREEN: &str = "tty1";
+
+/// An interactive busybox sh on every terminal of the console (each
+/// `console=` the machine really has): the screen and the serial port
+/// where present. A missing serial port is normal and skipped. Each shell
+/// leads a new session with its terminal as the controlling terminal (so
+/// job control and ^C work). A screen first shows [`WELCOME`]; with
+/// `det.tour=1` the first terminal (the screen if there is one) runs
+/// `tour` before its shell. Returns when the first shell exits.
+fn shell(config: &Config, reaper: &Reaper) -> Result<i32, String> {
+    let mut terminals = Vec::new();
+    for name in console_terminals() {
+        match open_terminal(&name) {
+            Ok(file) => terminals.push((name, file)),
+            Err(e) => eprintln!("init: no shell on /dev/{name}: {e}"),
+        }
+    }
+    if terminals.is_empty() {
+        let tty = console_terminal();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(&tty)
+            .map_err(|e| format!("cannot open {}: {e}", tty.display()))?;
+        terminals.push((tty.display().to_string(), file));
+    }
+    // The screen first, if there is one: it is where a tour is watched.
+    let display = has_display();
+    let screen = |name: &str| display && is_screen(name);
+    terminals.sort_by_key(|(name, _)| !screen(name));
+    if terminals.iter().any(|(name, _)| screen(name)) {
+        // Boot chatter (USB devices arriving) would scroll the welcome
+        // away; warnings and worse still reach every console.
+        let _ = fs::write("/proc/sys/kernel/printk", "4");
+    }
+    // HOME may be missing from the image; the shell works without it.
+    let _ = fs::create_dir_all("/root");
+    // The shells' PATH also reaches `tour`, which the welcome offers (it
+    // lives with the demos det.run=demos runs).
+    let path = format!("{}:{DEMOS_DIR}", ENV[0].1);
+    let env: Vec<(&str, &str)> = ENV
+        .iter()
+        .map(|&(k, v)| {
+            if k == "PATH" {
+                (k, path.as_str())
+            } else {
+                (k, v)
+            }
+        })
+        .chain([("PS1", SHELL_PROMPT)])
+        .collect();
+    let mut pids = Vec::new();
+    for (i, (name, terminal)) in terminals.iter().enumerate() {
+        if screen(name) {
+            // Clear the screen, then the welcome (the VT maps \n to \r\n).
+            let _ = (&*terminal).write_all(format!("\x1b[H\x1b[J{WELCOME}\n").as_bytes());
+        }
+        let argv: &[&str] = if config.tour && i == 0 {
+            &[
+                "/bin/sh",
+                "-c",
+                "tour; echo; echo 'tour done; this is a shell (exit powers off)'; exec /bin/sh",
+            ]
+        } else {
+            &["/bin/sh"]
+        };
+        let pid = sys::spawn_session_leader(argv, &env, "/root", terminal.as_fd())
+            .map_err(|e| format!("cannot start /bin/sh on {name}: {e}"))?;
+        pids.push(pid);
+    }
+    drop(terminals);
+    let (_, exit) = reaper.wait_any(&pids)?;
+    Ok(exit.status())
+}
+
+/// Whether the VTs are drawn on a real display (VGA text or a
+/// framebuffer), not only on the dummy console of a machine without one.
+fn has_display() -> bool {
+    let Ok(entries) = fs::read_dir("/sys/class/vtconsole") else {
+        return false;
+    };
+    entries.filter_map(|e| e.ok()).any(|e| {
+        let name = fs::read_to_string(e.path().join("name")).unwrap_or_default();
+        let bound = fs::read_to_string(e.path().join("bind")).unwrap_or_default();
+        bound.trim() == "1" && !name.contains("dummy")
+    })
+}
+
+/// Whether the terminal `name` is a VT (the screen and keyboard).
+fn is_screen(name: &str) -> bool {
+    name.strip_prefix("tty")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The kernel console's terminals (/sys/class/tty/console/active), `tty0`
+/// as [`SCREEN`], without duplicates.
+fn console_terminals() -> Vec<String> {
+    let active = fs::read_to_string("/sys/class/tty/console/active").unwrap_or_default();
+    let mut names: Vec<String> = Vec::new();
+    for name in active.split_whitespace() {
+        let name = if name == "tty0" { SCREEN } else { name };
+        if !name.contains('/') && !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
+/// Opens `/dev/<name>` for a shell. A serial port without a UART behind
+/// it (the kernel registers 4 whether or not they exist) is an error.
+fn open_terminal(name: &str) -> io::Result<File> {
+    if name.starts_with("ttyS") {
+        let kind = fs::read_to_string(format!("/sys/class/tty/{name}/type")).unwrap_or_default();
+        if kind.trim() == "0" {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "no serial port there",
+            ));
+        }
+    }
+    OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_NOCTTY)
-        .open(&tty)
-        .map_err(|e| format!("cannot open {}: {e}", tty.display()))?;
-    // HOME may be missing from the image; the shell works without it.
-    let _ = fs::create_dir_all("/root");
-    let env: Vec<(&str, &str)> = ENV.iter().copied().chain([("PS1", SHELL_PROMPT)]).collect();
-    let pid = sys::spawn_session_leader(&["/bin/sh"], &env, "/root", terminal.as_fd())
-        .map_err(|e| format!("cannot start /bin/sh: {e}"))?;
-    drop(terminal);
-    Ok(wait(reaper, pid)?.status())
+        .open(Path::new("/dev").join(name))
 }
 
 /// `/bin/sh -c CMD` with stdin on /dev/null and stdout+stderr to `out`.
