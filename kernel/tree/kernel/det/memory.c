@@ -78,6 +78,91 @@ static unsigned long det_pfn_tag(unsigned long pfn)
 
 #define DET_GUP_BATCH	64
 
+/* ---- the parent's references on a child's address spaces ---- */
+
+/*
+ * Replace child @d's address space (if @mm) and reference (if @snap) with
+ * these, taking over the caller's references.  A child that died of a
+ * signal has released its memory for good (det_mm_release()): then the
+ * new ones are dropped instead.
+ */
+void det_mm_set(struct det_proc *d, struct mm_struct *mm,
+		struct mm_struct *snap)
+{
+	struct mm_struct *old_mm = mm, *old_snap = snap;
+
+	spin_lock(&d->lock);
+	if (d->state != DET_S_EXCEPT_DEAD) {
+		if (mm) {
+			old_mm = d->mm;
+			d->mm = mm;
+		}
+		if (snap) {
+			old_snap = d->snap;
+			d->snap = snap;
+		}
+	}
+	spin_unlock(&d->lock);
+	if (old_mm)
+		mmput(old_mm);
+	if (old_snap)
+		mmput(old_snap);
+}
+
+/*
+ * Drop the parent's references on child @d's address space and reference:
+ * when the child is forgotten, and as soon as it dies of a signal, so that
+ * an out-of-memory kill frees the child's memory at once.
+ */
+void det_mm_release(struct det_proc *d)
+{
+	struct mm_struct *mm, *snap;
+
+	spin_lock(&d->lock);
+	mm = d->mm;
+	snap = d->snap;
+	d->mm = NULL;
+	d->snap = NULL;
+	spin_unlock(&d->lock);
+	if (mm)
+		mmput(mm);
+	if (snap)
+		mmput(snap);
+}
+
+/*
+ * References of the caller's own on child @d's address space and (if
+ * @snap) its reference, for an operation: -ECHILD once the child died of a
+ * signal (its memory is gone), -ENODATA if it has no snapshot.
+ */
+static int det_mm_get(struct det_proc *d, struct mm_struct **mm,
+		      struct mm_struct **snap)
+{
+	int ret = 0;
+
+	spin_lock(&d->lock);
+	*mm = d->mm;
+	if (snap)
+		*snap = d->snap;
+	if (!*mm)
+		ret = -ECHILD;
+	else if (snap && !*snap)
+		ret = -ENODATA;
+	if (!ret) {
+		mmget(*mm);
+		if (snap)
+			mmget(*snap);
+	}
+	spin_unlock(&d->lock);
+	return ret;
+}
+
+/* Has child @d died of a signal since the operation began? */
+static bool det_killed(struct det_proc *d)
+{
+	return READ_ONCE(d->state) == DET_S_EXCEPT_DEAD;
+}
+
 /* ---- requests the child runs in its own context ---- */
 
 static int det_req_zero(struct det_req *r)
@@ -163,7 +248,7 @@ int det_vm_map(struct det_proc *d, bool zero, unsigned long start,
  */
 int det_snap(struct det_proc *d, bool created)
 {
-	struct mm_struct *mm = current->mm, *child = NULL, *ref, *old;
+	struct mm_struct *mm = current->mm, *child = NULL, *ref;
 	struct det_req r = { .fn = det_req_install };
 	int ret;
 
@@ -194,112 +279,12 @@ int det_snap(struct det_proc *d, bool created)
 			mmput(ref);
 			return ret;
 		}
-		old = d->mm;
-		d->mm = child;
-		if (old)
-			mmput(old);
 	}
-	old = d->snap;
-	d->snap = ref;
-	if (old)
-		mmput(old);
+	det_mm_set(d, child, ref);
 	return 0;
 }
 
 /* ---- copying between the caller and a child's mm ---- */
-
-/*
- * Take references on up to @nr pages of @mm from @addr, under its mmap
- * lock: returns how many (at least 1), -EINTR, or -EFAULT if @addr itself
- * is not mapped.
- */
-static long det_gup(struct mm_struct *mm, unsigned long addr,
-		    unsigned long nr, unsigned int gup, struct page **pages)
-{
-	long got;
-
-	if (mmap_read_lock_killable(mm))
-		return -EINTR;
-	got = get_user_pages_remote(mm, addr, nr, gup, pages, NULL);
-	mmap_read_unlock(mm);
-	if (got > 0)
-		return got;
-	return got == -EINTR ? -EINTR : -EFAULT;
-}
-
-/*
- * Copy @size bytes between the caller's @uaddr and @mm's @raddr: into @mm
- * if @put.  @mm's pages must be mapped; writes into them break
- * copy-on-write and go through read-only protection, like ptrace's.
- */
-static int det_copy_remote(struct mm_struct *mm, bool put,
-			   unsigned long uaddr, unsigned long raddr,
-			   unsigned long size)
-{
-	unsigned int gup = FOLL_FORCE | (put ? FOLL_WRITE : 0);
-	struct page *pages[DET_GUP_BATCH];
-	long got, i;
-	int ret = 0;
-
-	while (size && !ret) {
-		unsigned long first = raddr & PAGE_MASK;
-		unsigned long last = (raddr + size - 1) & PAGE_MASK;
-		unsigned long nr = min_t(unsigned long, DET_GUP_BATCH,
-					 ((last - first) >> PAGE_SHIFT) + 1);
-
-		if (fatal_signal_pending(current))
-			return -EINTR;
-		got = det_gup(mm, first, nr, gup, pages);
-		if (got < 0)
-			return got;
-
-		for (i = 0; i < got; i++) {
-			unsigned long off = raddr & ~PAGE_MASK;
-			unsigned long n = min_t(unsigned long, size,
-						PAGE_SIZE - off);
-			unsigned long left;
-			char *k;
-
-			if (!ret) {
-				k = kmap_local_page(pages[i]);
-				if (put)
-					left = copy_from_user(k + off,
-						(void __user *)uaddr, n);
-				else
-					left = copy_to_user((void __user *)uaddr,
-							    k + off, n);
-				kunmap_local(k);
-				if (put)
-					set_page_dirty_lock(pages[i]);
-				if (left)
-					ret = -EFAULT;
-				uaddr += n;
-				raddr += n;
-				size -= n;
-			}
-			put_page(pages[i]);
-		}
-		cond_resched();
-	}
-	return ret;
-}
-
-/*
- * DET_VM_COPY: put copies the caller's @start to the child's @dst, get the
- * child's @dst to the caller's @start.  @start is always the caller's
- * address, as in v3.0-det and Determinator.
- */
-int det_vm_copy(struct det_proc *d, bool put, unsigned long start,
-		unsigned long size, unsigned long dst)
-{
-	if (put && det_dead(d))
-		return -ECHILD;
-	if (!size)
-		return 0;
-	return det_copy_remote(d->mm, put, start, dst, size);
-}
-
-/* ---- merge ---- */
 
 /*
  * The PMD entry of @mm covering @addr, if a page table reaches it.  Else
@@ -339,6 +324,190 @@ static pmd_t *det_find_pmd(struct mm_struct *mm, unsigned long addr,
 		return NULL;
 	return pmd_offset(pudp, addr);
 }
+
+
+/*
+ * Take references on up to @nr pages of @mm from @addr, under its mmap
+ * lock: returns how many (at least 1), -EINTR, or -EFAULT if @addr itself
+ * is not mapped.
+ */
+static long det_gup(struct mm_struct *mm, unsigned long addr,
+		    unsigned long nr, unsigned int gup, struct page **pages)
+{
+	long got;
+
+	if (mmap_read_lock_killable(mm))
+		return -EINTR;
+	got = get_user_pages_remote(mm, addr, nr, gup, pages, NULL);
+	mmap_read_unlock(mm);
+	if (got > 0)
+		return got;
+	return got == -EINTR ? -EINTR : -EFAULT;
+}
+
+/*
+ * Does @mm's page at @addr read as zeros with nothing there: private
+ * anonymous memory never populated, or the zero page?  Caller holds @mm's
+ * mmap lock.
+ */
+static bool det_unpopulated(struct mm_struct *mm, unsigned long addr)
+{
+	struct vm_area_struct *vma = vma_lookup(mm, addr);
+	unsigned long empty;
+	pmd_t *pmdp, pmd;
+	spinlock_t *ptl;
+	pte_t *pte, e;
+	bool none;
+
+	mmap_assert_locked(mm);
+	if (!vma || !vma_is_anonymous(vma))
+		return false;
+	pmdp = det_find_pmd(mm, addr, &empty);
+	if (!pmdp)
+		return empty;
+	pmd = pmdp_get_lockless(pmdp);
+	if (pmd_none(pmd))
+		return true;
+	if (!pmd_present(pmd))
+		return false;
+	if (pmd_leaf(pmd))
+		return is_huge_zero_pmd(pmd);
+	pte = pte_offset_map_lock(mm, pmdp, addr, &ptl);
+	if (!pte)
+		return false;
+	e = ptep_get(pte);
+	none = pte_none(e) || (pte_present(e) && is_zero_pfn(pte_pfn(e)));
+	pte_unmap_unlock(pte, ptl);
+	return none;
+}
+
+/*
+ * Do @mm's bytes [@addr, @addr+@n), within one page, read as zeros?  The
+ * caller's own memory is read as user memory, another mm's through a
+ * reference to its page; an unpopulated page is neither faulted in nor
+ * allocated.  Returns 1 or 0 (also when unmapped: the copy then reports
+ * it), or -EINTR.
+ */
+static int det_zeros(struct mm_struct *mm, unsigned long addr,
+		     unsigned long n)
+{
+	struct page *page;
+	bool zero;
+	long got;
+	char *k;
+
+	if (mmap_read_lock_killable(mm))
+		return -EINTR;
+	zero = det_unpopulated(mm, addr);
+	mmap_read_unlock(mm);
+	if (zero)
+		return 1;
+	if (mm == current->mm)
+		return check_zeroed_user((void __user *)addr, n) == 1;
+	got = det_gup(mm, addr & PAGE_MASK, 1, FOLL_FORCE, &page);
+	if (got < 0)
+		return got == -EINTR ? -EINTR : 0;
+	k = kmap_local_page(page);
+	zero = !memchr_inv(k + (addr & ~PAGE_MASK), 0, n);
+	kunmap_local(k);
+	put_page(page);
+	return zero;
+}
+
+/*
+ * Copy @n bytes, within one page of @mm, between the caller's @uaddr and
+ * @mm's @raddr: into @mm if @put.  Zeros over zeros are no change: then
+ * nothing is faulted in, written or allocated on either side.
+ */
+static int det_copy_page(struct mm_struct *mm, bool put, unsigned long uaddr,
+			 unsigned long raddr, unsigned long n)
+{
+	struct mm_struct *src = put ? current->mm : mm;
+	struct mm_struct *dst = put ? mm : current->mm;
+	unsigned long left;
+	struct page *page;
+	long got;
+	char *k;
+	int ret;
+
+	ret = det_zeros(src, put ? uaddr : raddr, n);
+	if (ret > 0)
+		ret = det_zeros(dst, put ? raddr : uaddr, n);
+	if (ret)
+		return ret < 0 ? ret : 0;
+
+	got = det_gup(mm, raddr & PAGE_MASK, 1,
+		      FOLL_FORCE | (put ? FOLL_WRITE : 0), &page);
+	if (got < 0)
+		return got;
+	k = kmap_local_page(page) + (raddr & ~PAGE_MASK);
+	if (put)
+		left = copy_from_user(k, (void __user *)uaddr, n);
+	else
+		left = copy_to_user((void __user *)uaddr, k, n);
+	kunmap_local(k);
+	if (put)
+		set_page_dirty_lock(page);
+	put_page(page);
+	return left ? -EFAULT : 0;
+}
+
+/*
+ * Copy @size bytes between the caller's @uaddr and @mm's @raddr, child
+ * @d's: into @mm if @put.  @mm's pages must be mapped; writes into them
+ * break copy-on-write and go through read-only protection, like ptrace's.
+ * Stops with -ECHILD as soon as @d dies of a signal: nothing more is
+ * faulted into a child whose memory is being freed.
+ */
+static int det_copy_remote(struct det_proc *d, struct mm_struct *mm,
+			   bool put, unsigned long uaddr, unsigned long raddr,
+			   unsigned long size)
+{
+	int ret;
+
+	while (size) {
+		unsigned long n = min_t(unsigned long, size,
+					PAGE_SIZE - (raddr & ~PAGE_MASK));
+
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		if (det_killed(d))
+			return -ECHILD;
+		ret = det_copy_page(mm, put, uaddr, raddr, n);
+		if (ret)
+			return ret;
+		uaddr += n;
+		raddr += n;
+		size -= n;
+		cond_resched();
+	}
+	return 0;
+}
+
+/*
+ * DET_VM_COPY: put copies the caller's @start to the child's @dst, get the
+ * child's @dst to the caller's @start.  @start is always the caller's
+ * address, as in v3.0-det and Determinator.
+ */
+int det_vm_copy(struct det_proc *d, bool put, unsigned long start,
+		unsigned long size, unsigned long dst)
+{
+	struct mm_struct *mm;
+	int ret;
+
+	if (put && det_dead(d))
+		return -ECHILD;
+	if (!size)
+		return 0;
+	ret = det_mm_get(d, &mm, NULL);
+	if (ret)
+		return ret;
+	ret = det_copy_remote(d, mm, put, start, dst, size);
+	mmput(mm);
+	return ret;
+}
+
+/* ---- merge ---- */
 
 /*
  * The identity of each page @mm maps in the PMD-sized block at @addr: its
@@ -851,10 +1020,9 @@ int det_merge(struct det_proc *d, unsigned long start, unsigned long size,
 	int ret = 0;
 
 	BUILD_BUG_ON(sizeof(struct det_merge) != DET_MERGE_SIZE);
-	if (!d->snap)
-		return -ENODATA;
-	m.child = d->mm;
-	m.ref = d->snap;
+	ret = det_mm_get(d, &m.child, &m.ref);
+	if (ret)
+		return ret;
 	m.cp = kmalloc_array(3 * PTRS_PER_PTE, sizeof(unsigned long),
 			     GFP_KERNEL);
 	m.buf = kmalloc(PAGE_SIZE, GFP_KERNEL);
@@ -869,6 +1037,10 @@ int det_merge(struct det_proc *d, unsigned long start, unsigned long size,
 		next = min((addr & PMD_MASK) + PMD_SIZE, m.end);
 		if (fatal_signal_pending(current)) {
 			ret = -EINTR;
+			goto out;
+		}
+		if (det_killed(d)) {
+			ret = -ECHILD;
 			goto out;
 		}
 		ret = det_merge_block(&m, addr, &next);
@@ -892,5 +1064,7 @@ out:
 	}
 	kfree(m.buf);
 	kfree(m.cp);
+	mmput(m.ref);
+	mmput(m.child);
 	return ret;
 }

@@ -258,16 +258,11 @@ static void det_forget(struct det_proc *me, struct det_proc *d)
 	struct task_struct *t = d->task;
 
 	xa_erase(&me->children, d->id);
-	if (d->mm)
-		mmput(d->mm);
-	if (d->snap)
-		mmput(d->snap);
+	det_mm_release(d);
 	if (d->nproc) {
 		dec_rlimit_ucounts(d->nproc, UCOUNT_RLIMIT_NPROC, 1);
 		put_ucounts(d->nproc);
 	}
-	d->mm = NULL;
-	d->snap = NULL;
 	d->nproc = NULL;
 	d->task = NULL;
 	det_put_proc(d);
@@ -550,6 +545,13 @@ void __det_exit_notify(struct task_struct *t)
 	me->st.syscall_nr = -1;
 	me->st.ip = 0;
 	spin_unlock(&me->lock);
+	/*
+	 * Killed (by its parent, or for memory): nothing may keep its
+	 * memory, or the OOM killer would go on to kill the next process.
+	 * The parent's memory operations on it fail with -ECHILD from now.
+	 */
+	if (code & 0x7f)
+		det_mm_release(me);
 	wake_up_sync(&me->wq);
 }
 

@@ -232,7 +232,8 @@ static long det_set_allowed(struct det_proc *me, unsigned long start)
  *   not drop;
  * - %EINTR: a master's wait was interrupted by a signal it allowed, or the
  *   caller is being killed; the operation was not performed;
- * - %ECHILD: a memory operation on a child that has exited;
+ * - %ECHILD: a memory operation on a child that has exited (one that died
+ *   of a signal also while the copy runs: its memory is freed at death);
  * - %EFAULT: @start (%DET_REGS, %DET_ALLOW_SIGNALS) is not readable; a
  *   %DET_VM_COPY range is not mapped;
  * - %ENOMEM: %DET_PERM over unmapped pages, or out of memory;
@@ -354,6 +355,8 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
  * - %ECHILD: %DET_REGS or %DET_START on a child that has exited;
  * - %EINTR: a master's wait was interrupted by a signal it allowed, or the
  *   caller is being killed;
+ * - %ECHILD: %DET_VM_COPY or %DET_MERGE on a child that died of a signal
+ *   (before or during the operation): its memory was freed when it died;
  * - %ENODATA: %DET_MERGE on a child without a snapshot;
  * - %EFAULT: @start is not writable; a %DET_VM_COPY range is not mapped;
  *   %DET_MERGE: the caller no longer maps (writably) a page the child
