@@ -150,10 +150,11 @@ static bool det_mm_shared(struct mm_struct *mm)
 }
 
 /*
- * DET_BECOME_MASTER.  Refused for a process with other threads or with
- * children of its own (they would be legacy processes of a master), for one
- * sharing its address space with another process, and for one with
- * hugetlb or KSM mappings, which the memory operations do not support.
+ * DET_BECOME_MASTER; 0 for a master already.  Refused for a process with
+ * other threads or with children of its own (they would be legacy
+ * processes of a master), for one sharing its address space with another
+ * process, and for one with hugetlb or KSM mappings, which the memory
+ * operations do not support.
  */
 int det_become_master(void)
 {
@@ -162,7 +163,7 @@ int det_become_master(void)
 	bool children;
 
 	if (me->det)
-		return me->det->master ? -EEXIST : -EACCES;
+		return me->det->master ? 0 : -EACCES;	/* as v3.0-det */
 	/*
 	 * Count live threads, not thread_group_empty(): a joined thread is
 	 * reported gone (CLONE_CHILD_CLEARTID) shortly before it leaves the
