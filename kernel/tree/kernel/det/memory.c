@@ -24,11 +24,14 @@
  *     since a write would have broken copy-on-write with the reference -
  *     skipped without reading it; so is a page-cache page in the child (a
  *     private write always makes an anonymous copy);
- *   - the child's differs, the caller still maps the reference's page: only
- *     the child changed it - taken whole, no byte compare: a fresh copy of
- *     the child's page replaces the caller's in its page table (one copy,
- *     no fault; det_install_copy());
+ *   - the child's differs, the caller still maps the reference's page: if
+ *     the child's bytes differ from the reference's, only the child changed
+ *     it - taken whole: a fresh copy of the child's page replaces the
+ *     caller's in its page table (one copy, no fault; det_install_copy());
  *   - otherwise both sides may have changed it: three-way byte compare.
+ *
+ * Page identities only say where to look; the report counts what the
+ * bytes say, so it is the same however pages happen to be shared.
  *
  * The merge is all or nothing with respect to conflicts: a first pass
  * classifies every page and compares the two-sided ones; only if no byte
@@ -579,10 +582,11 @@ unknown:
 
 /* What happens to a page the child changed. */
 #define DET_M_CHILD	1UL	/* only the child changed it: take it whole */
-#define DET_M_BOTH	2UL	/* both may have: byte merge */
-#define DET_M_ZERO	4UL	/* with DET_M_CHILD: the reference reads as
-				 * zeros (anonymous, unpopulated), so an
-				 * all-zero child page is no change */
+#define DET_M_BOTH	2UL	/* both did: byte merge */
+
+/* Which sides' bytes differ from the reference's, by content. */
+#define DET_CH_CHILD	1
+#define DET_CH_CALLER	2
 
 /* A list of page addresses (low bits: DET_M_*) for the second pass. */
 struct det_todo {
@@ -635,6 +639,21 @@ static struct page *det_get_page(struct mm_struct *mm, unsigned long addr)
 	return page;
 }
 
+/* The child's and the reference's page at @addr, with references. */
+static int det_get_pages(struct det_merger *m, unsigned long addr,
+			 struct page **cpage, struct page **rpage)
+{
+	*cpage = det_get_page(m->child, addr);
+	if (IS_ERR(*cpage))
+		return PTR_ERR(*cpage);
+	*rpage = det_get_page(m->ref, addr);
+	if (IS_ERR(*rpage)) {
+		put_page(*cpage);
+		return PTR_ERR(*rpage);
+	}
+	return 0;
+}
+
 /* The part of page @page_addr inside the merge range: [*lo, *hi). */
 static void det_clip(struct det_merger *m, unsigned long page_addr,
 		     unsigned long *lo, unsigned long *hi)
@@ -645,8 +664,9 @@ static void det_clip(struct det_merger *m, unsigned long page_addr,
 
 /*
  * A page both sides may have changed.  With @apply == false count its
- * conflicts into the report; with @apply, write the child's changed bytes
- * into the caller (there are no conflicts by then).
+ * conflicts into the report and return which sides' bytes differ from the
+ * reference (DET_CH_*); with @apply, write the child's changed bytes into
+ * the caller (there are no conflicts by then).
  */
 static int det_merge_bytes(struct det_merger *m, unsigned long addr,
 			   bool apply)
@@ -660,14 +680,9 @@ static int det_merge_bytes(struct det_merger *m, unsigned long addr,
 	det_clip(m, addr, &lo, &hi);
 	if (copy_from_user(p + lo, (void __user *)(addr + lo), hi - lo))
 		return -EFAULT;
-	cpage = det_get_page(m->child, addr);
-	if (IS_ERR(cpage))
-		return PTR_ERR(cpage);
-	rpage = det_get_page(m->ref, addr);
-	if (IS_ERR(rpage)) {
-		put_page(cpage);
-		return PTR_ERR(rpage);
-	}
+	ret = det_get_pages(m, addr, &cpage, &rpage);
+	if (ret)
+		return ret;
 	c = kmap_local_page(cpage);
 	r = kmap_local_page(rpage);
 	for (i = lo; i < hi; i++) {
@@ -687,6 +702,11 @@ static int det_merge_bytes(struct det_merger *m, unsigned long addr,
 				first = i;
 		}
 	}
+	if (!apply) {
+		ret = memcmp(c + lo, r + lo, hi - lo) ? DET_CH_CHILD : 0;
+		if (memcmp(p + lo, r + lo, hi - lo))
+			ret |= DET_CH_CALLER;
+	}
 	kunmap_local(r);
 	kunmap_local(c);
 	put_page(rpage);
@@ -705,6 +725,34 @@ static int det_merge_bytes(struct det_merger *m, unsigned long addr,
 		m->rep.conflict_pages++;
 		m->rep.conflict_end = addr + PAGE_SIZE;
 	}
+	return ret;
+}
+
+/*
+ * A page the caller did not change (it still maps the reference's page):
+ * DET_CH_CHILD if the child's bytes differ from the reference's, else 0.
+ * Page identities say where to look, contents decide: a page the child
+ * rewrote with the same bytes, or a range khugepaged collapsed, is no
+ * change, so the report is a function of the data alone.
+ */
+static int det_child_changed(struct det_merger *m, unsigned long addr)
+{
+	struct page *cpage, *rpage;
+	unsigned long lo, hi;
+	const u8 *c, *r;
+	int ret;
+
+	det_clip(m, addr, &lo, &hi);
+	ret = det_get_pages(m, addr, &cpage, &rpage);
+	if (ret)
+		return ret;
+	c = kmap_local_page(cpage);
+	r = kmap_local_page(rpage);
+	ret = memcmp(c + lo, r + lo, hi - lo) ? DET_CH_CHILD : 0;
+	kunmap_local(r);
+	kunmap_local(c);
+	put_page(rpage);
+	put_page(cpage);
 	return ret;
 }
 
@@ -760,13 +808,38 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 			continue;
 		}
 		m->cp[i] = DET_M_CHILD;
-		if (m->rp[i] == DET_PFN_NONE && vma_is_anonymous(vma))
-			m->cp[i] |= DET_M_ZERO;
 		any = true;
 	}
 	mmap_read_unlock(m->child);
 	if (!any)
 		return 0;
+
+	mmap_read_lock(current->mm);
+	det_block_pfns(current->mm, base, m->pp);
+	mmap_read_unlock(current->mm);
+	for (a = addr; a < next; a += PAGE_SIZE) {
+		i = (a - base) >> PAGE_SHIFT;
+		if (!m->cp[i])
+			continue;
+		/*
+		 * Where the caller no longer maps the reference's page, it
+		 * may have changed it too: compare all three.
+		 */
+		if (m->pp[i] != m->rp[i] || m->pp[i] == DET_PFN_UNKNOWN)
+			ret = det_merge_bytes(m, a, false);
+		else
+			ret = det_child_changed(m, a);
+		if (ret < 0)
+			return ret;
+		if (!(ret & DET_CH_CHILD)) {
+			m->cp[i] = 0;
+		} else if (ret & DET_CH_CALLER) {
+			m->cp[i] = DET_M_BOTH;
+			m->rep.compared_pages++;
+		} else {
+			m->rep.copied_pages++;
+		}
+	}
 
 	/*
 	 * The caller must still be able to take the bytes: a page it no
@@ -776,7 +849,6 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 	ret = 0;
 	vma = NULL;
 	mmap_read_lock(current->mm);
-	det_block_pfns(current->mm, base, m->pp);
 	for (a = addr; a < next && !ret; a += PAGE_SIZE) {
 		if (!m->cp[(a - base) >> PAGE_SHIFT])
 			continue;
@@ -786,27 +858,12 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 			ret = -EFAULT;
 	}
 	mmap_read_unlock(current->mm);
-	if (ret)
-		return ret;
-	for (a = addr; a < next; a += PAGE_SIZE) {
+	for (a = addr; a < next && !ret; a += PAGE_SIZE) {
 		i = (a - base) >> PAGE_SHIFT;
-		if (!m->cp[i])
-			continue;
-		if (m->pp[i] != m->rp[i] || m->pp[i] == DET_PFN_UNKNOWN) {
-			/* The caller changed it too. */
-			m->cp[i] = DET_M_BOTH;
-			m->rep.compared_pages++;
-			ret = det_merge_bytes(m, a, false);
-			if (ret)
-				return ret;
-		} else {
-			m->rep.copied_pages++;
-		}
-		ret = det_todo_add(m, a | m->cp[i]);
-		if (ret)
-			return ret;
+		if (m->cp[i])
+			ret = det_todo_add(m, a | m->cp[i]);
 	}
-	return 0;
+	return ret;
 }
 
 /*
@@ -904,7 +961,7 @@ fail:
  * cannot be installed) are written through copy_to_user().
  */
 static int det_merge_copy_run(struct det_merger *m, unsigned long addr,
-			      unsigned long nr, u64 zero)
+			      unsigned long nr)
 {
 	struct mm_struct *mm = current->mm;
 	struct page *pages[DET_GUP_BATCH];
@@ -922,24 +979,6 @@ static int det_merge_copy_run(struct det_merger *m, unsigned long addr,
 		for (i = 0; i < got; i++)
 			put_page(pages[i]);
 		return -EFAULT;
-	}
-
-	/*
-	 * A child's write fault on never-populated anonymous memory can
-	 * bring in a whole zeroed huge page; its untouched subpages are
-	 * still zeros, not changes.
-	 */
-	for (i = 0; i < nr; i++) {
-		char *k;
-
-		if (!(zero & (1ULL << i)))
-			continue;
-		k = kmap_local_page(pages[i]);
-		if (!memchr_inv(k, 0, PAGE_SIZE)) {
-			done |= 1ULL << i;
-			m->rep.copied_pages--;
-		}
-		kunmap_local(k);
 	}
 
 	mmap_read_lock(mm);
@@ -974,7 +1013,6 @@ static int det_merge_copy_run(struct det_merger *m, unsigned long addr,
 static int det_merge_apply(struct det_merger *m)
 {
 	unsigned long run = 0, nr = 0;
-	u64 zero = 0;
 	struct det_todo *t;
 	unsigned int j;
 	int ret;
@@ -988,16 +1026,13 @@ static int det_merge_apply(struct det_merger *m)
 			if (nr && (a != run + nr * PAGE_SIZE ||
 				   nr == DET_GUP_BATCH ||
 				   !(t->page[j] & DET_M_CHILD))) {
-				ret = det_merge_copy_run(m, run, nr, zero);
+				ret = det_merge_copy_run(m, run, nr);
 				if (ret)
 					return ret;
 				nr = 0;
-				zero = 0;
 				cond_resched();
 			}
 			if (t->page[j] & DET_M_CHILD) {
-				if (t->page[j] & DET_M_ZERO)
-					zero |= 1ULL << nr;
 				if (!nr++)
 					run = a;
 				continue;
@@ -1007,7 +1042,7 @@ static int det_merge_apply(struct det_merger *m)
 				return ret;
 		}
 	}
-	return nr ? det_merge_copy_run(m, run, nr, zero) : 0;
+	return nr ? det_merge_copy_run(m, run, nr) : 0;
 }
 
 /* DET_MERGE of [start, start+size) into the caller; report to @report. */
