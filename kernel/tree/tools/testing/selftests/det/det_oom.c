@@ -106,7 +106,7 @@ TEST(oom_kill_costs_one_child)
 	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, fallocate(fd, 0, 0, avail - 256 * MIB));
 	avail = meminfo_kb("MemAvailable") * 1024UL;
-	chunk = avail * 2 / 3;
+	chunk = (avail * 2 / 3) & ~(PG - 1);	/* page multiples for copies */
 	TH_LOG("MemAvailable %zu MiB, each child writes %zu MiB",
 	       avail / MIB, chunk / MIB);
 	a = map(chunk);

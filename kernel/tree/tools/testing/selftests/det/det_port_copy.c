@@ -35,8 +35,7 @@ static long child_verdict(unsigned long id)
 {
 	long v = -1;
 
-	if (dget(id, DET_VM_COPY, (unsigned long)&v, sizeof(v),
-		 (unsigned long)&verdict) < 0)
+	if (det_read_child(id, &verdict, &v, sizeof(v)) < 0)
 		return -2;
 	return v;
 }
@@ -54,7 +53,10 @@ static void copy_roundtrip(struct __test_metadata *_metadata,
 {
 	unsigned char *addr = (unsigned char *)(BASE - 100);
 	unsigned long len = (1UL << 20) + 200;
-	unsigned long map = BASE - PG, map_len = len + 2 * PG;
+	/* Whole pages around [addr, addr + len): DET_VM_ZERO takes pages. */
+	unsigned long map = BASE - PG;
+	unsigned long map_len = (((unsigned long)addr + len + PG - 1) &
+				 ~(PG - 1)) - map;
 	unsigned char *caddr = addr + off;
 	long r;
 

@@ -67,8 +67,8 @@ TEST(fault_inspect_restart)
 	regs.r15 = MAGIC;
 	ASSERT_EQ(DET_S_RUNNING, dput(0, DET_REGS | DET_GENERAL_REGS |
 				      DET_START, (unsigned long)&regs, 0, 0));
-	ASSERT_EQ(DET_S_READY, dget(0, DET_VM_COPY, (unsigned long)&got,
-				    sizeof(got), (unsigned long)&seen_r15));
+	ASSERT_EQ(DET_S_READY, det_read_child(0, &seen_r15, &got,
+					      sizeof(got)));
 	EXPECT_EQ(MAGIC, got);
 	EXPECT_EQ(0, seen_r15);	/* the parent's own copy is untouched */
 	ASSERT_EQ(DET_S_RUNNING, dput(0, DET_START, 0, 0, 0));
