@@ -33,9 +33,15 @@
  * Page identities only say where to look; the report counts what the
  * bytes say, so it is the same however pages happen to be shared.
  *
- * The merge is all or nothing with respect to conflicts: a first pass
- * classifies every page and compares the two-sided ones; only if no byte
- * conflicts does the second pass write anything into the caller.
+ * The merge is all or nothing.  A first pass classifies every page,
+ * compares the two-sided ones for conflicts and, if there are none,
+ * prepares everything the writing needs: each page's final contents in a
+ * new page (det_merge_fill()), and under the caller's mmap lock a page
+ * table for each (det_merge_ready()), or a pin on the caller's page where
+ * its mapping cannot take a new one.  Any failure (a conflict, memory, a
+ * page the caller cannot take) ends the merge there, with nothing written.
+ * The second pass (det_merge_commit()), still under that lock, only
+ * installs pages and copies into pinned ones: it cannot fail.
  */
 
 #include <linux/highmem.h>
@@ -50,6 +56,7 @@
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/swap.h>
+#include <linux/swapops.h>
 #include <linux/uaccess.h>
 #include <linux/userfaultfd_k.h>
 #include <asm/mmu_context.h>
@@ -588,11 +595,24 @@ unknown:
 #define DET_CH_CHILD	1
 #define DET_CH_CALLER	2
 
-/* A list of page addresses (low bits: DET_M_*) for the second pass. */
+/*
+ * One page the merge writes into the caller.  Pass 1 queues it (@addr,
+ * low bits DET_M_*), prepares its final contents in @folio
+ * (det_merge_fill()) and, where the caller's mapping cannot take a new
+ * page, pins the caller's page (@pinned, det_merge_ready()).  Pass 2 only
+ * installs or copies (det_merge_commit()).
+ */
+struct det_item {
+	unsigned long addr;
+	struct folio *folio;
+	struct page *pinned;
+};
+
+/* The pages to write, in address order. */
 struct det_todo {
 	struct det_todo *next;
 	unsigned int n;
-	unsigned long page[(PAGE_SIZE - 16) / sizeof(unsigned long)];
+	struct det_item item[(PAGE_SIZE - 16) / sizeof(struct det_item)];
 };
 
 struct det_merger {
@@ -608,7 +628,7 @@ static int det_todo_add(struct det_merger *m, unsigned long entry)
 {
 	struct det_todo *t = m->tail;
 
-	if (!t || t->n == ARRAY_SIZE(t->page)) {
+	if (!t || t->n == ARRAY_SIZE(t->item)) {
 		t = kmalloc(sizeof(*t), GFP_KERNEL_ACCOUNT);
 		if (!t)
 			return -ENOMEM;
@@ -620,9 +640,13 @@ static int det_todo_add(struct det_merger *m, unsigned long entry)
 			m->head = t;
 		m->tail = t;
 	}
-	t->page[t->n++] = entry;
+	t->item[t->n++] = (struct det_item){ .addr = entry };
 	return 0;
 }
+
+#define det_for_each_item(m, t, it)					\
+	for ((t) = (m)->head; (t); (t) = (t)->next)			\
+		for ((it) = (t)->item; (it) < (t)->item + (t)->n; (it)++)
 
 /* One page of @mm at @addr, with a reference; the zero page if unmapped. */
 static struct page *det_get_page(struct mm_struct *mm, unsigned long addr)
@@ -663,19 +687,16 @@ static void det_clip(struct det_merger *m, unsigned long page_addr,
 }
 
 /*
- * A page both sides may have changed.  With @apply == false count its
- * conflicts into the report and return which sides' bytes differ from the
- * reference (DET_CH_*); with @apply, write the child's changed bytes into
- * the caller (there are no conflicts by then).
+ * A page both sides may have changed: count its conflicts into the report
+ * and return which sides' bytes differ from the reference (DET_CH_*).
  */
-static int det_merge_bytes(struct det_merger *m, unsigned long addr,
-			   bool apply)
+static int det_merge_bytes(struct det_merger *m, unsigned long addr)
 {
 	unsigned long lo, hi, i, n = 0, first = 0;
 	struct page *cpage, *rpage;
 	const u8 *c, *r;
 	u8 *p = m->buf;
-	int ret = 0;
+	int ret;
 
 	det_clip(m, addr, &lo, &hi);
 	if (copy_from_user(p + lo, (void __user *)(addr + lo), hi - lo))
@@ -692,31 +713,18 @@ static int det_merge_bytes(struct det_merger *m, unsigned long addr,
 			i += 7;
 			continue;
 		}
-		if (c[i] == r[i])
-			continue;
-		if (apply) {
-			p[i] = c[i];
-			n++;
-		} else if (p[i] != r[i] && p[i] != c[i]) {
-			if (!n++)
-				first = i;
-		}
+		if (c[i] != r[i] && p[i] != r[i] && p[i] != c[i] && !n++)
+			first = i;
 	}
-	if (!apply) {
-		ret = memcmp(c + lo, r + lo, hi - lo) ? DET_CH_CHILD : 0;
-		if (memcmp(p + lo, r + lo, hi - lo))
-			ret |= DET_CH_CALLER;
-	}
+	ret = memcmp(c + lo, r + lo, hi - lo) ? DET_CH_CHILD : 0;
+	if (memcmp(p + lo, r + lo, hi - lo))
+		ret |= DET_CH_CALLER;
 	kunmap_local(r);
 	kunmap_local(c);
 	put_page(rpage);
 	put_page(cpage);
 
-	if (apply) {
-		if (n && copy_to_user((void __user *)(addr + lo), p + lo,
-				      hi - lo))
-			ret = -EFAULT;
-	} else if (n) {
+	if (n) {
 		if (!m->rep.conflict_bytes) {
 			m->rep.conflict_addr = addr + first;
 			m->rep.conflict_start = addr;
@@ -826,7 +834,7 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 		 * may have changed it too: compare all three.
 		 */
 		if (m->pp[i] != m->rp[i] || m->pp[i] == DET_PFN_UNKNOWN)
-			ret = det_merge_bytes(m, a, false);
+			ret = det_merge_bytes(m, a);
 		else
 			ret = det_child_changed(m, a);
 		if (ret < 0)
@@ -867,64 +875,282 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 }
 
 /*
- * Replace the caller's page at @addr (in @vma, mmap lock held for read)
- * with a new private anonymous copy of @src, as a copy-on-write fault
- * would, but without first copying the old contents only to overwrite
- * them.  Returns -EAGAIN where that does not apply (shared or huge
- * mappings, no page table yet, swap or migration entries): the caller then
- * writes through copy_to_user().
+ * May the caller's page in @vma be replaced by a new private anonymous
+ * page, as a copy-on-write fault would?  Not in shared, special or hugetlb
+ * mappings, nor where userfaultfd watches: there the merge writes through
+ * the caller's own page, pinned in pass 1.
  */
-static int det_install_copy(struct vm_area_struct *vma, unsigned long addr,
-			    struct page *src)
+static bool det_installable(struct vm_area_struct *vma)
+{
+	return !(vma->vm_flags & (VM_SHARED | VM_SPECIAL | VM_HUGETLB)) &&
+	       !userfaultfd_armed(vma);
+}
+
+/* A new page charged to the caller, for one page's merged contents. */
+static struct folio *det_new_folio(void)
+{
+	struct folio *folio = folio_alloc(GFP_HIGHUSER_MOVABLE, 0);
+
+	if (folio && mem_cgroup_charge(folio, current->mm, GFP_KERNEL)) {
+		folio_put(folio);
+		folio = NULL;
+	}
+	return folio;
+}
+
+/*
+ * Pass 1: the final contents of a run of @nr pages at consecutive
+ * addresses that only the child changed and the range covers whole:
+ * copies of the child's pages.
+ */
+static int det_fill_whole(struct det_merger *m, struct det_item **run,
+			  unsigned long nr)
+{
+	struct page *pages[DET_GUP_BATCH];
+	unsigned long i;
+	int ret = 0;
+	long got;
+
+	got = det_gup(m->child, run[0]->addr & PAGE_MASK, nr, FOLL_FORCE,
+		      pages);
+	if (got < 0)
+		return got;
+	for (i = 0; i < got; i++) {
+		struct folio *folio = ret ? NULL : det_new_folio();
+
+		if (folio) {
+			copy_highpage(folio_page(folio, 0), pages[i]);
+			__folio_mark_uptodate(folio);
+			run[i]->folio = folio;
+		} else {
+			ret = -ENOMEM;
+		}
+		put_page(pages[i]);
+	}
+	return ret ?: (got == nr ? 0 : -EFAULT);
+}
+
+/*
+ * Pass 1: the final contents of any other queued page (an edge of the
+ * range, or a page both sides changed): the caller's page with the bytes
+ * the child changed inside the range.
+ */
+static int det_fill_page(struct det_merger *m, struct det_item *it)
+{
+	unsigned long a = it->addr & PAGE_MASK, lo, hi, i;
+	struct page *cpage, *rpage;
+	const u8 *c, *r;
+	u8 *p;
+	int ret;
+
+	it->folio = det_new_folio();
+	if (!it->folio)
+		return -ENOMEM;
+	p = kmap_local_folio(it->folio, 0);
+	if (copy_from_user(p, (void __user *)a, PAGE_SIZE)) {
+		kunmap_local(p);
+		return -EFAULT;
+	}
+	ret = det_get_pages(m, a, &cpage, &rpage);
+	if (!ret) {
+		det_clip(m, a, &lo, &hi);
+		c = kmap_local_page(cpage);
+		r = kmap_local_page(rpage);
+		for (i = lo; i < hi; i++)
+			if (c[i] != r[i])
+				p[i] = c[i];
+		kunmap_local(r);
+		kunmap_local(c);
+		put_page(rpage);
+		put_page(cpage);
+	}
+	kunmap_local(p);
+	__folio_mark_uptodate(it->folio);
+	return ret;
+}
+
+/*
+ * Pass 1, after classification, without the caller's mmap lock (reading
+ * the caller's pages may fault): prepare every queued page's final
+ * contents in a new page.  Everything that can fail - memory, the child's
+ * pages, the caller's bytes - fails here, before anything is written.
+ */
+static int det_merge_fill(struct det_merger *m)
+{
+	struct det_item *run[DET_GUP_BATCH], *it;
+	unsigned long nr = 0, lo, hi;
+	struct det_todo *t;
+	int ret;
+
+	det_for_each_item(m, t, it) {
+		unsigned long a = it->addr & PAGE_MASK;
+		bool whole;
+
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		det_clip(m, a, &lo, &hi);
+		whole = (it->addr & DET_M_CHILD) && !lo && hi == PAGE_SIZE;
+		if (nr && (!whole || nr == DET_GUP_BATCH ||
+			   a != (run[nr - 1]->addr & PAGE_MASK) + PAGE_SIZE)) {
+			ret = det_fill_whole(m, run, nr);
+			if (ret)
+				return ret;
+			nr = 0;
+			cond_resched();
+		}
+		if (whole) {
+			run[nr++] = it;
+			continue;
+		}
+		ret = det_fill_page(m, it);
+		if (ret)
+			return ret;
+	}
+	return nr ? det_fill_whole(m, run, nr) : 0;
+}
+
+/*
+ * Give the caller's @addr in @vma a page table of its own (not a huge
+ * page), so that pass 2 installs a page there without allocating or
+ * splitting anything.  Caller holds the mmap lock, which keeps the table
+ * until pass 2: only munmap() and khugepaged's collapse, both under the
+ * write lock, free or replace a page table of anonymous memory.
+ */
+static int det_prepare_pte(struct vm_area_struct *vma, unsigned long addr)
 {
 	struct mm_struct *mm = vma->vm_mm;
-	struct folio *folio, *old_folio = NULL;
+	pmd_t *pmdp, pmd;
+	p4d_t *p4d;
+	pud_t *pud;
+	int tries;
+
+	mmap_assert_locked(mm);
+	p4d = p4d_alloc(mm, pgd_offset(mm, addr), addr);
+	if (!p4d)
+		return -ENOMEM;
+	pud = pud_alloc(mm, p4d, addr);
+	if (!pud)
+		return -ENOMEM;
+	if (pud_leaf(READ_ONCE(*pud)))
+		return -EFAULT;
+	pmdp = pmd_alloc(mm, pud, addr);
+	if (!pmdp)
+		return -ENOMEM;
+	for (tries = 0; tries < 8; tries++) {
+		pmd = pmdp_get_lockless(pmdp);
+		if (pmd_none(pmd)) {
+			if (__pte_alloc(mm, pmdp))
+				return -ENOMEM;
+		} else if (is_pmd_migration_entry(pmd)) {
+			pmd_migration_entry_wait(mm, pmdp);
+		} else if (pmd_leaf(pmd)) {
+			split_huge_pmd(vma, pmdp, addr);
+		} else if (!pmd_present(pmd) || pmd_bad(pmd)) {
+			return -EFAULT;
+		} else {
+			return 0;
+		}
+	}
+	return -EFAULT;
+}
+
+/*
+ * Pass 1, last step, under the caller's mmap lock (held on through pass
+ * 2): every page the merge writes is still mapped writable, and either has
+ * a page table ready for its new page or, where the mapping cannot take a
+ * new page, is pinned writable.  Pass 2 then needs nothing that can fail.
+ */
+static int det_merge_ready(struct det_merger *m)
+{
+	struct mm_struct *mm = current->mm;
+	struct vm_area_struct *vma = NULL;
+	struct det_todo *t;
+	struct det_item *it;
+	int ret;
+
+	mmap_assert_locked(mm);
+	det_for_each_item(m, t, it) {
+		unsigned long a = it->addr & PAGE_MASK;
+
+		if (!vma || a < vma->vm_start || a >= vma->vm_end)
+			vma = vma_lookup(mm, a);
+		if (!vma || !(vma->vm_flags & VM_WRITE))
+			return -EFAULT;
+		if (det_installable(vma)) {
+			ret = anon_vma_prepare(vma);
+			if (!ret)
+				ret = det_prepare_pte(vma, a);
+		} else {
+			struct page *page;
+
+			ret = pin_user_pages_remote(mm, a, 1, FOLL_WRITE, &page,
+						    NULL) == 1 ? 0 : -EFAULT;
+			if (!ret)
+				it->pinned = page;
+		}
+		if (ret)
+			return ret;
+		cond_resched();
+	}
+	return 0;
+}
+
+/*
+ * Pass 2: replace the caller's page at @addr (in @vma, an installable
+ * mapping) with @folio, as a copy-on-write fault would.  Cannot fail: the
+ * page table exists (det_prepare_pte(), mmap lock held since); an old
+ * page is released whatever it is (present, swapped out, a marker), and
+ * a migration in flight is waited for.
+ */
+static void det_install_folio(struct vm_area_struct *vma, unsigned long addr,
+			      struct folio *folio)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	struct folio *old_folio = NULL;
 	struct mmu_notifier_range range;
 	struct page *old_page = NULL;
-	pte_t *pte, old, entry;
+	pte_t *pte = NULL, old, entry;
 	unsigned long empty;
-	pmd_t *pmdp, pmd;
 	spinlock_t *ptl;
-
-	if ((vma->vm_flags & (VM_SHARED | VM_SPECIAL | VM_HUGETLB)) ||
-	    !(vma->vm_flags & VM_WRITE) || userfaultfd_armed(vma))
-		return -EAGAIN;
-	pmdp = det_find_pmd(mm, addr, &empty);
-	if (!pmdp)
-		return -EAGAIN;
-	pmd = pmdp_get_lockless(pmdp);
-	if (pmd_none(pmd) || !pmd_present(pmd) || pmd_leaf(pmd))
-		return -EAGAIN;
-	if (anon_vma_prepare(vma))
-		return -EAGAIN;
-	folio = vma_alloc_folio(GFP_HIGHUSER_MOVABLE, 0, vma, addr, false);
-	if (!folio)
-		return -EAGAIN;
-	if (mem_cgroup_charge(folio, mm, GFP_KERNEL)) {
-		folio_put(folio);
-		return -EAGAIN;
-	}
-	copy_user_highpage(&folio->page, src, addr, vma);
-	__folio_mark_uptodate(folio);
+	pmd_t *pmdp;
 
 	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, addr,
 				addr + PAGE_SIZE);
 	mmu_notifier_invalidate_range_start(&range);
-	pte = pte_offset_map_lock(mm, pmdp, addr, &ptl);
-	if (!pte)
-		goto fail;
+retry:
+	pmdp = det_find_pmd(mm, addr, &empty);
+	if (pmdp)
+		pte = pte_offset_map_lock(mm, pmdp, addr, &ptl);
+	/* det_prepare_pte() made the table; the mmap lock kept it. */
+	if (WARN_ON_ONCE(!pte)) {
+		mmu_notifier_invalidate_range_end(&range);
+		folio_put(folio);
+		return;
+	}
 	old = ptep_get(pte);
-	if (!pte_none(old)) {
-		if (!pte_present(old))
-			goto fail_unlock;
+	if (pte_present(old)) {
 		old_page = vm_normal_page(vma, addr, old);
-		if (old_page) {
+		if (old_page)
 			old_folio = page_folio(old_page);
-			if (folio_test_ksm(old_folio))
-				goto fail_unlock;
-		}
 		flush_cache_page(vma, addr, pte_pfn(old));
 		ptep_clear_flush(vma, addr, pte);
+	} else if (!pte_none(old)) {
+		swp_entry_t ent = pte_to_swp_entry(old);
+
+		if (is_migration_entry(ent)) {
+			pte_unmap_unlock(pte, ptl);
+			pte = NULL;
+			migration_entry_wait(mm, pmdp, addr);
+			goto retry;
+		}
+		/* Device memory is not configured with CONFIG_DET. */
+		WARN_ON_ONCE(is_device_private_entry(ent) ||
+			     is_device_exclusive_entry(ent));
+		if (!non_swap_entry(ent)) {
+			free_swap_and_cache(ent);
+			dec_mm_counter(mm, MM_SWAPENTS);
+		}
+		pte_clear(mm, addr, pte);
 	}
 	if (!old_folio) {
 		inc_mm_counter(mm, MM_ANONPAGES);
@@ -945,104 +1171,38 @@ static int det_install_copy(struct vm_area_struct *vma, unsigned long addr,
 	mmu_notifier_invalidate_range_end(&range);
 	if (old_folio)
 		folio_put(old_folio);	/* the old mapping's reference */
-	return 0;
-
-fail_unlock:
-	pte_unmap_unlock(pte, ptl);
-fail:
-	mmu_notifier_invalidate_range_end(&range);
-	folio_put(folio);
-	return -EAGAIN;
 }
 
 /*
- * Second pass: a run of @nr child-only pages at @addr.  Whole pages are
- * installed as fresh copies of the child's; edge pages (and any page that
- * cannot be installed) are written through copy_to_user().
+ * Pass 2, under the caller's mmap lock taken for det_merge_ready(): write
+ * every prepared page.  Nothing here can fail, so a merge that got this
+ * far is applied whole.
  */
-static int det_merge_copy_run(struct det_merger *m, unsigned long addr,
-			      unsigned long nr)
+static void det_merge_commit(struct det_merger *m)
 {
-	struct mm_struct *mm = current->mm;
-	struct page *pages[DET_GUP_BATCH];
 	struct vm_area_struct *vma = NULL;
-	unsigned long lo, hi, i, a;
-	u64 done = 0;
-	long got;
-	int ret = 0;
-
-	BUILD_BUG_ON(DET_GUP_BATCH > 64);
-	got = det_gup(m->child, addr, nr, FOLL_FORCE, pages);
-	if (got < 0)
-		return got;
-	if (got != nr) {
-		for (i = 0; i < got; i++)
-			put_page(pages[i]);
-		return -EFAULT;
-	}
-
-	mmap_read_lock(mm);
-	for (i = 0, a = addr; i < nr; i++, a += PAGE_SIZE) {
-		if (done & (1ULL << i))
-			continue;
-		det_clip(m, a, &lo, &hi);
-		if (lo || hi != PAGE_SIZE)
-			continue;
-		if (!vma || a < vma->vm_start || a >= vma->vm_end)
-			vma = vma_lookup(mm, a);
-		if (vma && !det_install_copy(vma, a, pages[i]))
-			done |= 1ULL << i;
-	}
-	mmap_read_unlock(mm);
-
-	for (i = 0, a = addr; i < nr; i++, a += PAGE_SIZE) {
-		if (!ret && !(done & (1ULL << i))) {
-			char *k = kmap_local_page(pages[i]);
-
-			det_clip(m, a, &lo, &hi);
-			if (copy_to_user((void __user *)(a + lo), k + lo,
-					 hi - lo))
-				ret = -EFAULT;
-			kunmap_local(k);
-		}
-		put_page(pages[i]);
-	}
-	return ret;
-}
-
-static int det_merge_apply(struct det_merger *m)
-{
-	unsigned long run = 0, nr = 0;
+	unsigned long lo, hi;
 	struct det_todo *t;
-	unsigned int j;
-	int ret;
+	struct det_item *it;
 
-	for (t = m->head; t; t = t->next) {
-		for (j = 0; j < t->n; j++) {
-			unsigned long a = t->page[j] & PAGE_MASK;
+	mmap_assert_locked(current->mm);
+	det_for_each_item(m, t, it) {
+		unsigned long a = it->addr & PAGE_MASK;
 
-			if (fatal_signal_pending(current))
-				return -EINTR;
-			if (nr && (a != run + nr * PAGE_SIZE ||
-				   nr == DET_GUP_BATCH ||
-				   !(t->page[j] & DET_M_CHILD))) {
-				ret = det_merge_copy_run(m, run, nr);
-				if (ret)
-					return ret;
-				nr = 0;
-				cond_resched();
-			}
-			if (t->page[j] & DET_M_CHILD) {
-				if (!nr++)
-					run = a;
-				continue;
-			}
-			ret = det_merge_bytes(m, a, true);
-			if (ret)
-				return ret;
+		if (it->pinned) {
+			det_clip(m, a, &lo, &hi);
+			memcpy_page(it->pinned, lo, folio_page(it->folio, 0), lo,
+				    hi - lo);
+			unpin_user_pages_dirty_lock(&it->pinned, 1, true);
+			it->pinned = NULL;
+			continue;
 		}
+		if (!vma || a < vma->vm_start || a >= vma->vm_end)
+			vma = vma_lookup(current->mm, a);
+		det_install_folio(vma, a, it->folio);
+		it->folio = NULL;
+		cond_resched();
 	}
-	return nr ? det_merge_copy_run(m, run, nr) : 0;
 }
 
 /* DET_MERGE of [start, start+size) into the caller; report to @report. */
@@ -1083,18 +1243,49 @@ int det_merge(struct det_proc *d, unsigned long start, unsigned long size,
 			goto out;
 		cond_resched();
 	}
-	if (m.rep.conflict_bytes)
-		ret = -DET_E_CONFLICT;
-	else
-		ret = det_merge_apply(&m);
-out:
-	if (!ret || ret == -DET_E_CONFLICT) {
-		if (report && copy_to_user((void __user *)report, &m.rep,
-					   sizeof(m.rep)))
-			ret = -EFAULT;
+	/*
+	 * The report is final after pass 1.  Written now, a bad report
+	 * pointer fails the merge before anything is merged.
+	 */
+	if (report && copy_to_user((void __user *)report, &m.rep,
+				   sizeof(m.rep))) {
+		ret = -EFAULT;
+		goto out;
 	}
+	if (m.rep.conflict_bytes) {
+		ret = -DET_E_CONFLICT;
+		goto out;
+	}
+	ret = det_merge_fill(&m);
+	if (ret || !m.head)
+		goto out;
+	ret = mmap_read_lock_killable(current->mm);
+	if (ret)
+		goto out;
+	ret = det_merge_ready(&m);
+	if (!ret)
+		det_merge_commit(&m);	/* cannot fail */
+	mmap_read_unlock(current->mm);
+	/*
+	 * A report inside the merged range may just have been replaced by
+	 * the child's bytes: write it again.  Its page is present and
+	 * writable now, so this does not fail.
+	 */
+	if (!ret && report && report < PAGE_ALIGN(m.end) &&
+	    report + sizeof(m.rep) > (start & PAGE_MASK) &&
+	    copy_to_user((void __user *)report, &m.rep, sizeof(m.rep)))
+		ret = -EFAULT;
+out:
 	while ((t = m.head)) {
+		struct det_item *it;
+
 		m.head = t->next;
+		for (it = t->item; it < t->item + t->n; it++) {
+			if (it->pinned)
+				unpin_user_page(it->pinned);
+			if (it->folio)
+				folio_put(it->folio);
+		}
 		kfree(t);
 	}
 	kfree(m.buf);

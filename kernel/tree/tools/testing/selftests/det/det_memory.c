@@ -6,6 +6,7 @@
  * file mappings, mappings changed between snapshot and merge, and a
  * randomized test against a model of the merge.
  */
+#define _GNU_SOURCE
 #include <fcntl.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
@@ -629,6 +630,66 @@ TEST(merge_counts_by_content)
 	EXPECT_EQ(0, rep.compared_pages);
 	EXPECT_EQ(2, buf[3 * PG + 5]);
 	EXPECT_EQ(1, buf[3 * PG + 4]);
+}
+
+/*
+ * A merge that fails, fails whole (issue 13, item 11a).  The range holds
+ * four anonymous pages the child rewrote, then a page the caller maps
+ * from a shared file past its end, where the child has a page of its own
+ * (its parent zero-mapped it there) and wrote a byte.  The caller cannot
+ * take that page (a write there is SIGBUS), and it comes last: the merge
+ * must fail (EFAULT) without writing the four pages before it.  Once the
+ * file is long enough, the same merge goes through.
+ */
+TEST(merge_failure_writes_nothing)
+{
+	unsigned char *a, *s;
+	struct det_merge rep;
+	unsigned long i;
+	int fd;
+	long r;
+
+	fd = memfd_create("det_merge_fail", 0);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ftruncate(fd, PG));
+	a = mmap(NULL, 6 * PG, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, a);
+	s = mmap(a + 4 * PG, 2 * PG, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_FIXED, fd, 0);
+	ASSERT_EQ(a + 4 * PG, s);
+	memset(a, 1, 4 * PG);
+	ASSERT_EQ(0, become_master());
+	r = fork_snap(1);
+	if (r == 0) {
+		memset(a, 2, 4 * PG);
+		dret();
+		s[PG + 10] = 'c';
+		dret();
+	}
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, dput(1, DET_VM_ZERO | DET_PROT_READ |
+				    DET_PROT_WRITE, (unsigned long)s + PG, PG,
+				    0));
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+
+	EXPECT_EQ(-EFAULT, merge(1, a, 6 * PG, &rep));
+	for (i = 0; i < 4 * PG && a[i] == 1; i++)
+		;
+	EXPECT_EQ(4 * PG, i) {
+		TH_LOG("byte %lu of the caller's pages is %u: half merged",
+		       i, a[i]);
+	}
+
+	ASSERT_EQ(0, ftruncate(fd, 2 * PG));
+	ASSERT_EQ(DET_S_READY, merge(1, a, 6 * PG, &rep));
+	EXPECT_EQ(5, rep.copied_pages);
+	EXPECT_EQ(2, a[0]);
+	EXPECT_EQ(2, a[4 * PG - 1]);
+	EXPECT_EQ('c', s[PG + 10]);
+	EXPECT_EQ(0, s[PG + 11]);
+	close(fd);
 }
 
 /* A private file mapping, the brk heap and the stack range. */
