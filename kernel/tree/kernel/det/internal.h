@@ -125,6 +125,7 @@ int det_merge(struct det_proc *d, unsigned long start, unsigned long size,
 /* enforce.c */
 void det_drop_outside(void);
 int det_check_outside(struct mm_struct *mm);
+int det_privatize_files(struct mm_struct *mm);
 
 /* cpu.c */
 void det_cpu_fork(struct task_struct *p);

@@ -271,6 +271,12 @@ int det_snap(struct det_proc *d, bool created)
 		child = dup_mm(d->task, mm);
 		if (!child)
 			return -ENOMEM;
+		/* A new child's were made its own by det_create(). */
+		ret = det_privatize_files(child);
+		if (ret) {
+			mmput(child);
+			return ret;
+		}
 	}
 	ref = dup_mm(current, mm);
 	if (!ref) {

@@ -282,6 +282,7 @@ struct det_proc *det_create(struct det_proc *me, unsigned long id)
 		.flags		= CLONE_UNTRACED,
 		.exit_signal	= 0,
 	};
+	struct mm_struct *mm;
 	struct det_proc *d;
 	pid_t pid;
 	int err;
@@ -307,7 +308,25 @@ struct det_proc *det_create(struct det_proc *me, unsigned long id)
 		return ERR_PTR(pid);
 	}
 
-	/* det_fork_done() made it READY; it may already have died. */
+	/*
+	 * det_fork_done() made it READY; it may already have died.  Its
+	 * private file mappings become its own now, before this dput()
+	 * returns: whatever the caller (or anyone) writes to those files
+	 * afterwards does not reach it.
+	 */
+	spin_lock(&d->lock);
+	mm = d->mm;
+	if (mm)
+		mmget(mm);
+	spin_unlock(&d->lock);
+	if (mm) {
+		err = det_privatize_files(mm);
+		mmput(mm);
+		if (err) {
+			det_kill(me, d);
+			return ERR_PTR(err);
+		}
+	}
 	return d;
 }
 

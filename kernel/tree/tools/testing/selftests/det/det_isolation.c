@@ -14,6 +14,8 @@
  * - compat_syscall_stops: a `syscall` from 32-bit code stops the child.
  * - shared_mappings_dropped: a MAP_SHARED page is not in a child, after
  *   creation or DET_SNAP.
+ * - file_private_pages_are_copies: a MAP_PRIVATE file page is the child's
+ *   own copy: write() and ftruncate() of the file do not reach it.
  * - exited_children_count_as_processes: RLIMIT_NPROC bounds how many
  *   exited children (and their memory) a master keeps.
  * - perf_events_not_inherited: a master's inherited sigtrap counter does
@@ -925,6 +927,89 @@ TEST(shared_mappings_dropped)
 	ASSERT_EQ(DET_S_RUNNING, dput(2, DET_START, 0, 0, 0));
 	EXPECT_EQ(DET_S_EXCEPT, det_status(2, &st));
 	EXPECT_EQ(SIGSEGV, st.signo);
+}
+
+/* ---- private file mappings are private copies ---- */
+
+static unsigned char *file_page;
+static volatile unsigned char file_seen[2];
+
+static void __attribute__((noreturn)) read_file_pages(void)
+{
+	for (;;) {
+		file_seen[0] = file_page[0];
+		file_seen[1] = file_page[4096];
+		dret();
+	}
+}
+
+/* Fill the file's page @pg with @c, as any writer of the file could. */
+static void write_file(int fd, int pg, char c)
+{
+	char buf[4096];
+
+	memset(buf, c, sizeof(buf));
+	if (pwrite(fd, buf, sizeof(buf), pg * 4096L) != sizeof(buf))
+		abort();
+}
+
+/*
+ * A MAP_PRIVATE file page the child has not written is its own copy:
+ * after its creation, or a DET_SNAP, a write() to the file does not change
+ * what it reads, and an ftruncate() does not make the read a SIGBUS.
+ * The master's mapping is read-only and never touched, as program text
+ * often is.
+ */
+TEST(file_private_pages_are_copies)
+{
+	char path[] = "/tmp/det_isolation_XXXXXX";
+	unsigned char seen[2];
+	struct det_status st;
+	int fd;
+	long r;
+
+	fd = mkstemp(path);
+	ASSERT_LE(0, fd);
+	unlink(path);
+	write_file(fd, 0, 'A');
+	write_file(fd, 1, 'A');
+	file_page = mmap(NULL, 2 * 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+	ASSERT_NE(MAP_FAILED, file_page);
+	ASSERT_EQ(0, become_master());
+	r = dput(1, 0, 0, 0, 0);
+	if (r == 0)
+		read_file_pages();
+	ASSERT_EQ(DET_S_READY, r);
+
+	/* Created: the file changes under it. */
+	write_file(fd, 0, 'B');
+	ASSERT_EQ(0, ftruncate(fd, 4096));
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	EXPECT_EQ(DET_S_READY, det_status(1, &st)) {
+		TH_LOG("child stopped: signal %d at %#llx", st.signo,
+		       (unsigned long long)st.addr);
+	}
+	ASSERT_EQ(DET_S_READY, det_read_child(1, file_seen, seen, 2));
+	EXPECT_EQ('A', seen[0]);
+	EXPECT_EQ('A', seen[1]);
+
+	/*
+	 * DET_SNAP: the child now has the master's view ('B', and no second
+	 * page: past the end of the file, read as zeros), and keeps it.
+	 */
+	ASSERT_EQ(DET_S_READY, dput(1, DET_SNAP, 0, 0, 0));
+	write_file(fd, 0, 'C');
+	write_file(fd, 1, 'C');
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	EXPECT_EQ(DET_S_READY, det_status(1, &st)) {
+		TH_LOG("child stopped: signal %d at %#llx", st.signo,
+		       (unsigned long long)st.addr);
+	}
+	ASSERT_EQ(DET_S_READY, det_read_child(1, file_seen, seen, 2));
+	EXPECT_EQ('B', seen[0]);
+	EXPECT_EQ(0, seen[1]);
+	EXPECT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+	close(fd);
 }
 
 /* ---- exited children count against RLIMIT_NPROC ---- */
