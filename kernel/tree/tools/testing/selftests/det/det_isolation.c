@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -151,6 +152,7 @@ struct seen {
 	cpu_set_t cpus;
 	struct rlimit as, cpu, nofile;
 	char oom[16];
+	char cgroup[128];
 };
 
 static void read_proc(pid_t pid, const char *name, char *buf, size_t len)
@@ -187,6 +189,7 @@ static void observe(pid_t pid, struct seen *s)
 	prlimit(pid, RLIMIT_CPU, NULL, &s->cpu);
 	prlimit(pid, RLIMIT_NOFILE, NULL, &s->nofile);
 	read_proc(pid, "oom_score_adj", s->oom, sizeof(s->oom));
+	read_proc(pid, "cgroup", s->cgroup, sizeof(s->cgroup));
 }
 
 typedef long (*attack_fn)(pid_t pid);
@@ -433,6 +436,39 @@ static long a_perf(pid_t pid)
 	return fd < 0 ? fd : 0;
 }
 
+/*
+ * Move it to another cgroup: mount cgroup2, make a group, write the pid to
+ * its cgroup.procs.  detlinux kernels have no cgroups (CONFIG_DET depends
+ * on !CGROUPS), so the mount itself fails; were it to work, the move must
+ * not (observe() compares /proc/PID/cgroup).
+ */
+static long a_cgroup_move(pid_t pid)
+{
+	char dir[] = "/tmp/det_cgroup_XXXXXX", path[128], num[16];
+	long r = 0;
+	int fd, n;
+
+	if (!mkdtemp(dir))
+		return -errno;
+	if (mount("none", dir, "cgroup2", 0, NULL)) {
+		r = -errno;
+		rmdir(dir);
+		return r;
+	}
+	snprintf(path, sizeof(path), "%s/det_outsider", dir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/det_outsider/cgroup.procs", dir);
+	n = snprintf(num, sizeof(num), "%d", pid);
+	fd = open(path, O_WRONLY);
+	if (fd < 0 || write(fd, num, n) < 0)
+		r = -errno;
+	if (fd >= 0)
+		close(fd);
+	umount2(dir, MNT_DETACH);
+	rmdir(dir);
+	return r;
+}
+
 static const struct {
 	const char *name;
 	attack_fn fn;
@@ -464,6 +500,7 @@ static const struct {
 	{ "pidfd_getfd", a_pidfd_getfd },
 	{ "kcmp(KCMP_VM)", a_kcmp },
 	{ "perf_event_open(sigtrap)", a_perf },
+	{ "cgroup.procs write (move)", a_cgroup_move },
 };
 
 /* Try to open /proc/PID/<name> for writing and write "1". */
