@@ -509,6 +509,15 @@ void __det_exit(struct task_struct *t)
 			wait_event(d->wq, det_dead(d));
 		det_forget(me, d);
 	}
+	/*
+	 * Dying of a signal (its parent's DET_KILL, or the OOM killer): drop
+	 * the parent's references on its memory now, so that exit_mm() frees
+	 * it while the task still exists.  Freed only once the task is
+	 * released (__det_exit_notify()), the OOM killer could find no
+	 * victim left in between and kill the next process too.
+	 */
+	if (!me->master && (t->signal->group_exit_code & 0x7f))
+		det_mm_release(me);
 }
 
 /*
