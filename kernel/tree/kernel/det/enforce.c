@@ -18,6 +18,9 @@
  */
 
 #include <linux/compat.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/hugetlb.h>
 #include <linux/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/syscalls.h>
@@ -69,6 +72,14 @@ static bool det_vma_outside(struct vm_area_struct *vma)
 	const char *name;
 
 	if (vma->vm_flags & (VM_MAYSHARE | VM_IO | VM_PFNMAP | VM_MIXEDMAP))
+		return true;
+	/*
+	 * A private mapping of a device or other special file, or of
+	 * hugetlbfs: det_privatize_vma() cannot copy them.
+	 */
+	if (vma->vm_file && !vma_is_anonymous(vma) &&
+	    (!S_ISREG(file_inode(vma->vm_file)->i_mode) ||
+	     is_vm_hugetlb_page(vma)))
 		return true;
 	if (!vma->vm_ops || !vma->vm_ops->name)
 		return false;
@@ -140,6 +151,89 @@ static void det_drop_rdpmc(struct mm_struct *mm)
 }
 
 /*
+ * Is @vma a private mapping of a regular file?  The pages it has not
+ * written are the file's page cache: another process's write() changes
+ * them, an ftruncate() turns a read into SIGBUS, and even the pages it
+ * wrote are unmapped by a truncation (they are the file's, past its end).
+ */
+static bool det_vma_file_private(struct vm_area_struct *vma)
+{
+	return vma->vm_file && !vma_is_anonymous(vma) &&
+	       !(vma->vm_flags & VM_MAYSHARE);
+}
+
+/*
+ * Make the private file mapping @vma of @mm anonymous memory holding what
+ * it shows now.  Every page is given a private copy, as a write would (a
+ * page past the end of the file, which cannot be read, stays unpopulated
+ * and reads as zeros from now on); then the mapping forgets its file, so
+ * that neither writes nor truncation of the file reach it again.  Caller
+ * holds the mmap lock for writing; @mm is a deterministic child's (or
+ * about to be), which is not running in user space.
+ */
+static int det_privatize_vma(struct mm_struct *mm, struct vm_area_struct *vma)
+{
+	struct file *file = vma->vm_file;
+	struct address_space *mapping = file->f_mapping;
+	unsigned long addr = vma->vm_start;
+	long got;
+
+	mmap_assert_write_locked(mm);
+	while (addr < vma->vm_end) {
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		got = get_user_pages_remote(mm, addr,
+					    (vma->vm_end - addr) >> PAGE_SHIFT,
+					    FOLL_WRITE | FOLL_FORCE, NULL, NULL);
+		if (got == -ENOMEM || got == -EINTR)
+			return got;
+		/* Not readable (past the end of the file): leave it empty. */
+		addr += (got > 0 ? got : 1) << PAGE_SHIFT;
+		cond_resched();
+	}
+	vma_start_write(vma);
+	i_mmap_lock_write(mapping);
+	vma_interval_tree_remove(vma, &mapping->i_mmap);
+	i_mmap_unlock_write(mapping);
+	if (vma->vm_ops && vma->vm_ops->close)
+		vma->vm_ops->close(vma);
+	vma->vm_file = NULL;
+	vma_set_anonymous(vma);
+	fput(file);
+	return 0;
+}
+
+/**
+ * det_privatize_files - make a child's private file mappings its own
+ * @mm: the address space of a new child, or of one about to replace a
+ *	child's by DET_SNAP, which no task runs in user space.
+ *
+ * The parent calls it, so that the child holds what its mappings showed
+ * when dput() created or snapshotted it, not what the files hold by the
+ * time the child first runs.
+ *
+ * Return: 0, -EINTR if the caller is being killed, -ENOMEM.
+ */
+int det_privatize_files(struct mm_struct *mm)
+{
+	struct vm_area_struct *vma;
+	int ret = 0;
+	VMA_ITERATOR(vmi, mm, 0);
+
+	if (mmap_write_lock_killable(mm))
+		return -EINTR;
+	for_each_vma(vmi, vma) {
+		if (!det_vma_file_private(vma))
+			continue;
+		ret = det_privatize_vma(mm, vma);
+		if (ret)
+			break;
+	}
+	mmap_write_unlock(mm);
+	return ret;
+}
+
+/*
  * Unmap, in the current (new or just snapshotted, not running)
  * deterministic process, every mapping that det_vma_outside() names: the
  * kernel's clock, and pages another process or the kernel can write.
@@ -158,7 +252,10 @@ void det_drop_outside(void)
 		if (ret)
 			break;
 	}
-	if (ret != -ENOENT) {
+	/* The parent already did it (det_create(), det_snap()): a check. */
+	if (ret == -ENOENT)
+		ret = det_privatize_files(mm);
+	if (ret) {
 		send_sig_info(SIGKILL, SEND_SIG_PRIV, current);
 		return;
 	}

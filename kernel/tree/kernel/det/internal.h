@@ -54,7 +54,7 @@ struct det_req {
  * @creating:	the child being created by the owner's dput(), so that
  *		det_fork() can tell a dput() creation from a legacy fork.
  * @allowed:	master only: signals that may interrupt its waits.
- * @lock:	protects @state and @st.
+ * @lock:	protects @state, @st, and the @mm and @snap pointers.
  * @wq:		the parent waits here for the child to stop or die, the
  *		child waits here to be started.
  * @fresh:	a new child that has not yet run; it drops its clock pages
@@ -65,8 +65,10 @@ struct det_req {
  * @req:	a request the parent posted for the stopped child to run.
  * @mm:		the child's address space, referenced by the parent's table
  *		(so DET_VM_COPY and DET_MERGE work after the child exits).
- * @snap:	the DET_SNAP reference copy, or NULL.  @mm and @snap are
- *		only touched by the parent.
+ * @snap:	the DET_SNAP reference copy, or NULL.  det_fork_done() and
+ *		the parent set @mm and @snap (det_mm_set()); both are dropped
+ *		when the child is forgotten or dies of a signal
+ *		(det_mm_release()).
  * @nproc:	set when the child exits: its user's count of processes
  *		(RLIMIT_NPROC), which keeps counting it while its entry, task
  *		and memory stay pinned until DET_KILL.
@@ -115,6 +117,9 @@ void det_park(struct det_proc *me);
 int det_call(struct det_proc *d, struct det_req *req);
 
 /* memory.c */
+void det_mm_set(struct det_proc *d, struct mm_struct *mm,
+		struct mm_struct *snap);
+void det_mm_release(struct det_proc *d);
 int det_vm_map(struct det_proc *d, bool zero, unsigned long start,
 	       unsigned long size, unsigned long prot);
 int det_snap(struct det_proc *d, bool created);
@@ -126,6 +131,7 @@ int det_merge(struct det_proc *d, unsigned long start, unsigned long size,
 /* enforce.c */
 void det_drop_outside(void);
 int det_check_outside(struct mm_struct *mm);
+int det_privatize_files(struct mm_struct *mm);
 
 /* cpu.c */
 void det_cpu_fork(struct task_struct *p);

@@ -24,15 +24,24 @@
  *     since a write would have broken copy-on-write with the reference -
  *     skipped without reading it; so is a page-cache page in the child (a
  *     private write always makes an anonymous copy);
- *   - the child's differs, the caller still maps the reference's page: only
- *     the child changed it - taken whole, no byte compare: a fresh copy of
- *     the child's page replaces the caller's in its page table (one copy,
- *     no fault; det_install_copy());
+ *   - the child's differs, the caller still maps the reference's page: if
+ *     the child's bytes differ from the reference's, only the child changed
+ *     it - taken whole: a fresh copy of the child's page replaces the
+ *     caller's in its page table (one copy, no fault; det_install_copy());
  *   - otherwise both sides may have changed it: three-way byte compare.
  *
- * The merge is all or nothing with respect to conflicts: a first pass
- * classifies every page and compares the two-sided ones; only if no byte
- * conflicts does the second pass write anything into the caller.
+ * Page identities only say where to look; the report counts what the
+ * bytes say, so it is the same however pages happen to be shared.
+ *
+ * The merge is all or nothing.  A first pass classifies every page,
+ * compares the two-sided ones for conflicts and, if there are none,
+ * prepares everything the writing needs: each page's final contents in a
+ * new page (det_merge_fill()), and under the caller's mmap lock a page
+ * table for each (det_merge_ready()), or a pin on the caller's page where
+ * its mapping cannot take a new one.  Any failure (a conflict, memory, a
+ * page the caller cannot take) ends the merge there, with nothing written.
+ * The second pass (det_merge_commit()), still under that lock, only
+ * installs pages and copies into pinned ones: it cannot fail.
  */
 
 #include <linux/highmem.h>
@@ -47,6 +56,7 @@
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/swap.h>
+#include <linux/swapops.h>
 #include <linux/uaccess.h>
 #include <linux/userfaultfd_k.h>
 #include <asm/mmu_context.h>
@@ -77,6 +87,91 @@ static unsigned long det_pfn_tag(unsigned long pfn)
 }
 
 #define DET_GUP_BATCH	64
+
+/* ---- the parent's references on a child's address spaces ---- */
+
+/*
+ * Replace child @d's address space (if @mm) and reference (if @snap) with
+ * these, taking over the caller's references.  A child that died of a
+ * signal has released its memory for good (det_mm_release()): then the
+ * new ones are dropped instead.
+ */
+void det_mm_set(struct det_proc *d, struct mm_struct *mm,
+		struct mm_struct *snap)
+{
+	struct mm_struct *old_mm = mm, *old_snap = snap;
+
+	spin_lock(&d->lock);
+	if (d->state != DET_S_EXCEPT_DEAD) {
+		if (mm) {
+			old_mm = d->mm;
+			d->mm = mm;
+		}
+		if (snap) {
+			old_snap = d->snap;
+			d->snap = snap;
+		}
+	}
+	spin_unlock(&d->lock);
+	if (old_mm)
+		mmput(old_mm);
+	if (old_snap)
+		mmput(old_snap);
+}
+
+/*
+ * Drop the parent's references on child @d's address space and reference:
+ * when the child is forgotten, and as soon as it dies of a signal, so that
+ * an out-of-memory kill frees the child's memory at once.
+ */
+void det_mm_release(struct det_proc *d)
+{
+	struct mm_struct *mm, *snap;
+
+	spin_lock(&d->lock);
+	mm = d->mm;
+	snap = d->snap;
+	d->mm = NULL;
+	d->snap = NULL;
+	spin_unlock(&d->lock);
+	if (mm)
+		mmput(mm);
+	if (snap)
+		mmput(snap);
+}
+
+/*
+ * References of the caller's own on child @d's address space and (if
+ * @snap) its reference, for an operation: -ECHILD once the child died of a
+ * signal (its memory is gone), -ENODATA if it has no snapshot.
+ */
+static int det_mm_get(struct det_proc *d, struct mm_struct **mm,
+		      struct mm_struct **snap)
+{
+	int ret = 0;
+
+	spin_lock(&d->lock);
+	*mm = d->mm;
+	if (snap)
+		*snap = d->snap;
+	if (!*mm)
+		ret = -ECHILD;
+	else if (snap && !*snap)
+		ret = -ENODATA;
+	if (!ret) {
+		mmget(*mm);
+		if (snap)
+			mmget(*snap);
+	}
+	spin_unlock(&d->lock);
+	return ret;
+}
+
+/* Has child @d died of a signal since the operation began? */
+static bool det_killed(struct det_proc *d)
+{
+	return READ_ONCE(d->state) == DET_S_EXCEPT_DEAD;
+}
 
 /* ---- requests the child runs in its own context ---- */
 
@@ -163,7 +258,7 @@ int det_vm_map(struct det_proc *d, bool zero, unsigned long start,
  */
 int det_snap(struct det_proc *d, bool created)
 {
-	struct mm_struct *mm = current->mm, *child = NULL, *ref, *old;
+	struct mm_struct *mm = current->mm, *child = NULL, *ref;
 	struct det_req r = { .fn = det_req_install };
 	int ret;
 
@@ -176,6 +271,12 @@ int det_snap(struct det_proc *d, bool created)
 		child = dup_mm(d->task, mm);
 		if (!child)
 			return -ENOMEM;
+		/* A new child's were made its own by det_create(). */
+		ret = det_privatize_files(child);
+		if (ret) {
+			mmput(child);
+			return ret;
+		}
 	}
 	ref = dup_mm(current, mm);
 	if (!ref) {
@@ -194,112 +295,12 @@ int det_snap(struct det_proc *d, bool created)
 			mmput(ref);
 			return ret;
 		}
-		old = d->mm;
-		d->mm = child;
-		if (old)
-			mmput(old);
 	}
-	old = d->snap;
-	d->snap = ref;
-	if (old)
-		mmput(old);
+	det_mm_set(d, child, ref);
 	return 0;
 }
 
 /* ---- copying between the caller and a child's mm ---- */
-
-/*
- * Take references on up to @nr pages of @mm from @addr, under its mmap
- * lock: returns how many (at least 1), -EINTR, or -EFAULT if @addr itself
- * is not mapped.
- */
-static long det_gup(struct mm_struct *mm, unsigned long addr,
-		    unsigned long nr, unsigned int gup, struct page **pages)
-{
-	long got;
-
-	if (mmap_read_lock_killable(mm))
-		return -EINTR;
-	got = get_user_pages_remote(mm, addr, nr, gup, pages, NULL);
-	mmap_read_unlock(mm);
-	if (got > 0)
-		return got;
-	return got == -EINTR ? -EINTR : -EFAULT;
-}
-
-/*
- * Copy @size bytes between the caller's @uaddr and @mm's @raddr: into @mm
- * if @put.  @mm's pages must be mapped; writes into them break
- * copy-on-write and go through read-only protection, like ptrace's.
- */
-static int det_copy_remote(struct mm_struct *mm, bool put,
-			   unsigned long uaddr, unsigned long raddr,
-			   unsigned long size)
-{
-	unsigned int gup = FOLL_FORCE | (put ? FOLL_WRITE : 0);
-	struct page *pages[DET_GUP_BATCH];
-	long got, i;
-	int ret = 0;
-
-	while (size && !ret) {
-		unsigned long first = raddr & PAGE_MASK;
-		unsigned long last = (raddr + size - 1) & PAGE_MASK;
-		unsigned long nr = min_t(unsigned long, DET_GUP_BATCH,
-					 ((last - first) >> PAGE_SHIFT) + 1);
-
-		if (fatal_signal_pending(current))
-			return -EINTR;
-		got = det_gup(mm, first, nr, gup, pages);
-		if (got < 0)
-			return got;
-
-		for (i = 0; i < got; i++) {
-			unsigned long off = raddr & ~PAGE_MASK;
-			unsigned long n = min_t(unsigned long, size,
-						PAGE_SIZE - off);
-			unsigned long left;
-			char *k;
-
-			if (!ret) {
-				k = kmap_local_page(pages[i]);
-				if (put)
-					left = copy_from_user(k + off,
-						(void __user *)uaddr, n);
-				else
-					left = copy_to_user((void __user *)uaddr,
-							    k + off, n);
-				kunmap_local(k);
-				if (put)
-					set_page_dirty_lock(pages[i]);
-				if (left)
-					ret = -EFAULT;
-				uaddr += n;
-				raddr += n;
-				size -= n;
-			}
-			put_page(pages[i]);
-		}
-		cond_resched();
-	}
-	return ret;
-}
-
-/*
- * DET_VM_COPY: put copies the caller's @start to the child's @dst, get the
- * child's @dst to the caller's @start.  @start is always the caller's
- * address, as in v3.0-det and Determinator.
- */
-int det_vm_copy(struct det_proc *d, bool put, unsigned long start,
-		unsigned long size, unsigned long dst)
-{
-	if (put && det_dead(d))
-		return -ECHILD;
-	if (!size)
-		return 0;
-	return det_copy_remote(d->mm, put, start, dst, size);
-}
-
-/* ---- merge ---- */
 
 /*
  * The PMD entry of @mm covering @addr, if a page table reaches it.  Else
@@ -339,6 +340,190 @@ static pmd_t *det_find_pmd(struct mm_struct *mm, unsigned long addr,
 		return NULL;
 	return pmd_offset(pudp, addr);
 }
+
+
+/*
+ * Take references on up to @nr pages of @mm from @addr, under its mmap
+ * lock: returns how many (at least 1), -EINTR, or -EFAULT if @addr itself
+ * is not mapped.
+ */
+static long det_gup(struct mm_struct *mm, unsigned long addr,
+		    unsigned long nr, unsigned int gup, struct page **pages)
+{
+	long got;
+
+	if (mmap_read_lock_killable(mm))
+		return -EINTR;
+	got = get_user_pages_remote(mm, addr, nr, gup, pages, NULL);
+	mmap_read_unlock(mm);
+	if (got > 0)
+		return got;
+	return got == -EINTR ? -EINTR : -EFAULT;
+}
+
+/*
+ * Does @mm's page at @addr read as zeros with nothing there: private
+ * anonymous memory never populated, or the zero page?  Caller holds @mm's
+ * mmap lock.
+ */
+static bool det_unpopulated(struct mm_struct *mm, unsigned long addr)
+{
+	struct vm_area_struct *vma = vma_lookup(mm, addr);
+	unsigned long empty;
+	pmd_t *pmdp, pmd;
+	spinlock_t *ptl;
+	pte_t *pte, e;
+	bool none;
+
+	mmap_assert_locked(mm);
+	if (!vma || !vma_is_anonymous(vma))
+		return false;
+	pmdp = det_find_pmd(mm, addr, &empty);
+	if (!pmdp)
+		return empty;
+	pmd = pmdp_get_lockless(pmdp);
+	if (pmd_none(pmd))
+		return true;
+	if (!pmd_present(pmd))
+		return false;
+	if (pmd_leaf(pmd))
+		return is_huge_zero_pmd(pmd);
+	pte = pte_offset_map_lock(mm, pmdp, addr, &ptl);
+	if (!pte)
+		return false;
+	e = ptep_get(pte);
+	none = pte_none(e) || (pte_present(e) && is_zero_pfn(pte_pfn(e)));
+	pte_unmap_unlock(pte, ptl);
+	return none;
+}
+
+/*
+ * Do @mm's bytes [@addr, @addr+@n), within one page, read as zeros?  The
+ * caller's own memory is read as user memory, another mm's through a
+ * reference to its page; an unpopulated page is neither faulted in nor
+ * allocated.  Returns 1 or 0 (also when unmapped: the copy then reports
+ * it), or -EINTR.
+ */
+static int det_zeros(struct mm_struct *mm, unsigned long addr,
+		     unsigned long n)
+{
+	struct page *page;
+	bool zero;
+	long got;
+	char *k;
+
+	if (mmap_read_lock_killable(mm))
+		return -EINTR;
+	zero = det_unpopulated(mm, addr);
+	mmap_read_unlock(mm);
+	if (zero)
+		return 1;
+	if (mm == current->mm)
+		return check_zeroed_user((void __user *)addr, n) == 1;
+	got = det_gup(mm, addr & PAGE_MASK, 1, FOLL_FORCE, &page);
+	if (got < 0)
+		return got == -EINTR ? -EINTR : 0;
+	k = kmap_local_page(page);
+	zero = !memchr_inv(k + (addr & ~PAGE_MASK), 0, n);
+	kunmap_local(k);
+	put_page(page);
+	return zero;
+}
+
+/*
+ * Copy @n bytes, within one page of @mm, between the caller's @uaddr and
+ * @mm's @raddr: into @mm if @put.  Zeros over zeros are no change: then
+ * nothing is faulted in, written or allocated on either side.
+ */
+static int det_copy_page(struct mm_struct *mm, bool put, unsigned long uaddr,
+			 unsigned long raddr, unsigned long n)
+{
+	struct mm_struct *src = put ? current->mm : mm;
+	struct mm_struct *dst = put ? mm : current->mm;
+	unsigned long left;
+	struct page *page;
+	long got;
+	char *k;
+	int ret;
+
+	ret = det_zeros(src, put ? uaddr : raddr, n);
+	if (ret > 0)
+		ret = det_zeros(dst, put ? raddr : uaddr, n);
+	if (ret)
+		return ret < 0 ? ret : 0;
+
+	got = det_gup(mm, raddr & PAGE_MASK, 1,
+		      FOLL_FORCE | (put ? FOLL_WRITE : 0), &page);
+	if (got < 0)
+		return got;
+	k = kmap_local_page(page) + (raddr & ~PAGE_MASK);
+	if (put)
+		left = copy_from_user(k, (void __user *)uaddr, n);
+	else
+		left = copy_to_user((void __user *)uaddr, k, n);
+	kunmap_local(k);
+	if (put)
+		set_page_dirty_lock(page);
+	put_page(page);
+	return left ? -EFAULT : 0;
+}
+
+/*
+ * Copy @size bytes between the caller's @uaddr and @mm's @raddr, child
+ * @d's: into @mm if @put.  @mm's pages must be mapped; writes into them
+ * break copy-on-write and go through read-only protection, like ptrace's.
+ * Stops with -ECHILD as soon as @d dies of a signal: nothing more is
+ * faulted into a child whose memory is being freed.
+ */
+static int det_copy_remote(struct det_proc *d, struct mm_struct *mm,
+			   bool put, unsigned long uaddr, unsigned long raddr,
+			   unsigned long size)
+{
+	int ret;
+
+	while (size) {
+		unsigned long n = min_t(unsigned long, size,
+					PAGE_SIZE - (raddr & ~PAGE_MASK));
+
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		if (det_killed(d))
+			return -ECHILD;
+		ret = det_copy_page(mm, put, uaddr, raddr, n);
+		if (ret)
+			return ret;
+		uaddr += n;
+		raddr += n;
+		size -= n;
+		cond_resched();
+	}
+	return 0;
+}
+
+/*
+ * DET_VM_COPY: put copies the caller's @start to the child's @dst, get the
+ * child's @dst to the caller's @start.  @start is always the caller's
+ * address, as in v3.0-det and Determinator.
+ */
+int det_vm_copy(struct det_proc *d, bool put, unsigned long start,
+		unsigned long size, unsigned long dst)
+{
+	struct mm_struct *mm;
+	int ret;
+
+	if (put && det_dead(d))
+		return -ECHILD;
+	if (!size)
+		return 0;
+	ret = det_mm_get(d, &mm, NULL);
+	if (ret)
+		return ret;
+	ret = det_copy_remote(d, mm, put, start, dst, size);
+	mmput(mm);
+	return ret;
+}
+
+/* ---- merge ---- */
 
 /*
  * The identity of each page @mm maps in the PMD-sized block at @addr: its
@@ -410,16 +595,30 @@ unknown:
 
 /* What happens to a page the child changed. */
 #define DET_M_CHILD	1UL	/* only the child changed it: take it whole */
-#define DET_M_BOTH	2UL	/* both may have: byte merge */
-#define DET_M_ZERO	4UL	/* with DET_M_CHILD: the reference reads as
-				 * zeros (anonymous, unpopulated), so an
-				 * all-zero child page is no change */
+#define DET_M_BOTH	2UL	/* both did: byte merge */
 
-/* A list of page addresses (low bits: DET_M_*) for the second pass. */
+/* Which sides' bytes differ from the reference's, by content. */
+#define DET_CH_CHILD	1
+#define DET_CH_CALLER	2
+
+/*
+ * One page the merge writes into the caller.  Pass 1 queues it (@addr,
+ * low bits DET_M_*), prepares its final contents in @folio
+ * (det_merge_fill()) and, where the caller's mapping cannot take a new
+ * page, pins the caller's page (@pinned, det_merge_ready()).  Pass 2 only
+ * installs or copies (det_merge_commit()).
+ */
+struct det_item {
+	unsigned long addr;
+	struct folio *folio;
+	struct page *pinned;
+};
+
+/* The pages to write, in address order. */
 struct det_todo {
 	struct det_todo *next;
 	unsigned int n;
-	unsigned long page[(PAGE_SIZE - 16) / sizeof(unsigned long)];
+	struct det_item item[(PAGE_SIZE - 16) / sizeof(struct det_item)];
 };
 
 struct det_merger {
@@ -435,7 +634,7 @@ static int det_todo_add(struct det_merger *m, unsigned long entry)
 {
 	struct det_todo *t = m->tail;
 
-	if (!t || t->n == ARRAY_SIZE(t->page)) {
+	if (!t || t->n == ARRAY_SIZE(t->item)) {
 		t = kmalloc(sizeof(*t), GFP_KERNEL_ACCOUNT);
 		if (!t)
 			return -ENOMEM;
@@ -447,9 +646,13 @@ static int det_todo_add(struct det_merger *m, unsigned long entry)
 			m->head = t;
 		m->tail = t;
 	}
-	t->page[t->n++] = entry;
+	t->item[t->n++] = (struct det_item){ .addr = entry };
 	return 0;
 }
+
+#define det_for_each_item(m, t, it)					\
+	for ((t) = (m)->head; (t); (t) = (t)->next)			\
+		for ((it) = (t)->item; (it) < (t)->item + (t)->n; (it)++)
 
 /* One page of @mm at @addr, with a reference; the zero page if unmapped. */
 static struct page *det_get_page(struct mm_struct *mm, unsigned long addr)
@@ -466,6 +669,21 @@ static struct page *det_get_page(struct mm_struct *mm, unsigned long addr)
 	return page;
 }
 
+/* The child's and the reference's page at @addr, with references. */
+static int det_get_pages(struct det_merger *m, unsigned long addr,
+			 struct page **cpage, struct page **rpage)
+{
+	*cpage = det_get_page(m->child, addr);
+	if (IS_ERR(*cpage))
+		return PTR_ERR(*cpage);
+	*rpage = det_get_page(m->ref, addr);
+	if (IS_ERR(*rpage)) {
+		put_page(*cpage);
+		return PTR_ERR(*rpage);
+	}
+	return 0;
+}
+
 /* The part of page @page_addr inside the merge range: [*lo, *hi). */
 static void det_clip(struct det_merger *m, unsigned long page_addr,
 		     unsigned long *lo, unsigned long *hi)
@@ -475,30 +693,23 @@ static void det_clip(struct det_merger *m, unsigned long page_addr,
 }
 
 /*
- * A page both sides may have changed.  With @apply == false count its
- * conflicts into the report; with @apply, write the child's changed bytes
- * into the caller (there are no conflicts by then).
+ * A page both sides may have changed: count its conflicts into the report
+ * and return which sides' bytes differ from the reference (DET_CH_*).
  */
-static int det_merge_bytes(struct det_merger *m, unsigned long addr,
-			   bool apply)
+static int det_merge_bytes(struct det_merger *m, unsigned long addr)
 {
 	unsigned long lo, hi, i, n = 0, first = 0;
 	struct page *cpage, *rpage;
 	const u8 *c, *r;
 	u8 *p = m->buf;
-	int ret = 0;
+	int ret;
 
 	det_clip(m, addr, &lo, &hi);
 	if (copy_from_user(p + lo, (void __user *)(addr + lo), hi - lo))
 		return -EFAULT;
-	cpage = det_get_page(m->child, addr);
-	if (IS_ERR(cpage))
-		return PTR_ERR(cpage);
-	rpage = det_get_page(m->ref, addr);
-	if (IS_ERR(rpage)) {
-		put_page(cpage);
-		return PTR_ERR(rpage);
-	}
+	ret = det_get_pages(m, addr, &cpage, &rpage);
+	if (ret)
+		return ret;
 	c = kmap_local_page(cpage);
 	r = kmap_local_page(rpage);
 	for (i = lo; i < hi; i++) {
@@ -508,26 +719,18 @@ static int det_merge_bytes(struct det_merger *m, unsigned long addr,
 			i += 7;
 			continue;
 		}
-		if (c[i] == r[i])
-			continue;
-		if (apply) {
-			p[i] = c[i];
-			n++;
-		} else if (p[i] != r[i] && p[i] != c[i]) {
-			if (!n++)
-				first = i;
-		}
+		if (c[i] != r[i] && p[i] != r[i] && p[i] != c[i] && !n++)
+			first = i;
 	}
+	ret = memcmp(c + lo, r + lo, hi - lo) ? DET_CH_CHILD : 0;
+	if (memcmp(p + lo, r + lo, hi - lo))
+		ret |= DET_CH_CALLER;
 	kunmap_local(r);
 	kunmap_local(c);
 	put_page(rpage);
 	put_page(cpage);
 
-	if (apply) {
-		if (n && copy_to_user((void __user *)(addr + lo), p + lo,
-				      hi - lo))
-			ret = -EFAULT;
-	} else if (n) {
+	if (n) {
 		if (!m->rep.conflict_bytes) {
 			m->rep.conflict_addr = addr + first;
 			m->rep.conflict_start = addr;
@@ -536,6 +739,34 @@ static int det_merge_bytes(struct det_merger *m, unsigned long addr,
 		m->rep.conflict_pages++;
 		m->rep.conflict_end = addr + PAGE_SIZE;
 	}
+	return ret;
+}
+
+/*
+ * A page the caller did not change (it still maps the reference's page):
+ * DET_CH_CHILD if the child's bytes differ from the reference's, else 0.
+ * Page identities say where to look, contents decide: a page the child
+ * rewrote with the same bytes, or a range khugepaged collapsed, is no
+ * change, so the report is a function of the data alone.
+ */
+static int det_child_changed(struct det_merger *m, unsigned long addr)
+{
+	struct page *cpage, *rpage;
+	unsigned long lo, hi;
+	const u8 *c, *r;
+	int ret;
+
+	det_clip(m, addr, &lo, &hi);
+	ret = det_get_pages(m, addr, &cpage, &rpage);
+	if (ret)
+		return ret;
+	c = kmap_local_page(cpage);
+	r = kmap_local_page(rpage);
+	ret = memcmp(c + lo, r + lo, hi - lo) ? DET_CH_CHILD : 0;
+	kunmap_local(r);
+	kunmap_local(c);
+	put_page(rpage);
+	put_page(cpage);
 	return ret;
 }
 
@@ -591,13 +822,38 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 			continue;
 		}
 		m->cp[i] = DET_M_CHILD;
-		if (m->rp[i] == DET_PFN_NONE && vma_is_anonymous(vma))
-			m->cp[i] |= DET_M_ZERO;
 		any = true;
 	}
 	mmap_read_unlock(m->child);
 	if (!any)
 		return 0;
+
+	mmap_read_lock(current->mm);
+	det_block_pfns(current->mm, base, m->pp);
+	mmap_read_unlock(current->mm);
+	for (a = addr; a < next; a += PAGE_SIZE) {
+		i = (a - base) >> PAGE_SHIFT;
+		if (!m->cp[i])
+			continue;
+		/*
+		 * Where the caller no longer maps the reference's page, it
+		 * may have changed it too: compare all three.
+		 */
+		if (m->pp[i] != m->rp[i] || m->pp[i] == DET_PFN_UNKNOWN)
+			ret = det_merge_bytes(m, a);
+		else
+			ret = det_child_changed(m, a);
+		if (ret < 0)
+			return ret;
+		if (!(ret & DET_CH_CHILD)) {
+			m->cp[i] = 0;
+		} else if (ret & DET_CH_CALLER) {
+			m->cp[i] = DET_M_BOTH;
+			m->rep.compared_pages++;
+		} else {
+			m->rep.copied_pages++;
+		}
+	}
 
 	/*
 	 * The caller must still be able to take the bytes: a page it no
@@ -607,7 +863,6 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 	ret = 0;
 	vma = NULL;
 	mmap_read_lock(current->mm);
-	det_block_pfns(current->mm, base, m->pp);
 	for (a = addr; a < next && !ret; a += PAGE_SIZE) {
 		if (!m->cp[(a - base) >> PAGE_SHIFT])
 			continue;
@@ -617,88 +872,291 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 			ret = -EFAULT;
 	}
 	mmap_read_unlock(current->mm);
-	if (ret)
-		return ret;
-	for (a = addr; a < next; a += PAGE_SIZE) {
+	for (a = addr; a < next && !ret; a += PAGE_SIZE) {
 		i = (a - base) >> PAGE_SHIFT;
-		if (!m->cp[i])
-			continue;
-		if (m->pp[i] != m->rp[i] || m->pp[i] == DET_PFN_UNKNOWN) {
-			/* The caller changed it too. */
-			m->cp[i] = DET_M_BOTH;
-			m->rep.compared_pages++;
-			ret = det_merge_bytes(m, a, false);
+		if (m->cp[i])
+			ret = det_todo_add(m, a | m->cp[i]);
+	}
+	return ret;
+}
+
+/*
+ * May the caller's page in @vma be replaced by a new private anonymous
+ * page, as a copy-on-write fault would?  Not in shared, special or hugetlb
+ * mappings, nor where userfaultfd watches: there the merge writes through
+ * the caller's own page, pinned in pass 1.
+ */
+static bool det_installable(struct vm_area_struct *vma)
+{
+	return !(vma->vm_flags & (VM_SHARED | VM_SPECIAL | VM_HUGETLB)) &&
+	       !userfaultfd_armed(vma);
+}
+
+/* A new page charged to the caller, for one page's merged contents. */
+static struct folio *det_new_folio(void)
+{
+	struct folio *folio = folio_alloc(GFP_HIGHUSER_MOVABLE, 0);
+
+	if (folio && mem_cgroup_charge(folio, current->mm, GFP_KERNEL)) {
+		folio_put(folio);
+		folio = NULL;
+	}
+	return folio;
+}
+
+/*
+ * Pass 1: the final contents of a run of @nr pages at consecutive
+ * addresses that only the child changed and the range covers whole:
+ * copies of the child's pages.
+ */
+static int det_fill_whole(struct det_merger *m, struct det_item **run,
+			  unsigned long nr)
+{
+	struct page *pages[DET_GUP_BATCH];
+	unsigned long i;
+	int ret = 0;
+	long got;
+
+	got = det_gup(m->child, run[0]->addr & PAGE_MASK, nr, FOLL_FORCE,
+		      pages);
+	if (got < 0)
+		return got;
+	for (i = 0; i < got; i++) {
+		struct folio *folio = ret ? NULL : det_new_folio();
+
+		if (folio) {
+			copy_highpage(folio_page(folio, 0), pages[i]);
+			__folio_mark_uptodate(folio);
+			run[i]->folio = folio;
+		} else {
+			ret = -ENOMEM;
+		}
+		put_page(pages[i]);
+	}
+	return ret ?: (got == nr ? 0 : -EFAULT);
+}
+
+/*
+ * Pass 1: the final contents of any other queued page (an edge of the
+ * range, or a page both sides changed): the caller's page with the bytes
+ * the child changed inside the range.
+ */
+static int det_fill_page(struct det_merger *m, struct det_item *it)
+{
+	unsigned long a = it->addr & PAGE_MASK, lo, hi, i;
+	struct page *cpage, *rpage;
+	const u8 *c, *r;
+	u8 *p;
+	int ret;
+
+	it->folio = det_new_folio();
+	if (!it->folio)
+		return -ENOMEM;
+	p = kmap_local_folio(it->folio, 0);
+	if (copy_from_user(p, (void __user *)a, PAGE_SIZE)) {
+		kunmap_local(p);
+		return -EFAULT;
+	}
+	ret = det_get_pages(m, a, &cpage, &rpage);
+	if (!ret) {
+		det_clip(m, a, &lo, &hi);
+		c = kmap_local_page(cpage);
+		r = kmap_local_page(rpage);
+		for (i = lo; i < hi; i++)
+			if (c[i] != r[i])
+				p[i] = c[i];
+		kunmap_local(r);
+		kunmap_local(c);
+		put_page(rpage);
+		put_page(cpage);
+	}
+	kunmap_local(p);
+	__folio_mark_uptodate(it->folio);
+	return ret;
+}
+
+/*
+ * Pass 1, after classification, without the caller's mmap lock (reading
+ * the caller's pages may fault): prepare every queued page's final
+ * contents in a new page.  Everything that can fail - memory, the child's
+ * pages, the caller's bytes - fails here, before anything is written.
+ */
+static int det_merge_fill(struct det_merger *m)
+{
+	struct det_item *run[DET_GUP_BATCH], *it;
+	unsigned long nr = 0, lo, hi;
+	struct det_todo *t;
+	int ret;
+
+	det_for_each_item(m, t, it) {
+		unsigned long a = it->addr & PAGE_MASK;
+		bool whole;
+
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		det_clip(m, a, &lo, &hi);
+		whole = (it->addr & DET_M_CHILD) && !lo && hi == PAGE_SIZE;
+		if (nr && (!whole || nr == DET_GUP_BATCH ||
+			   a != (run[nr - 1]->addr & PAGE_MASK) + PAGE_SIZE)) {
+			ret = det_fill_whole(m, run, nr);
 			if (ret)
 				return ret;
-		} else {
-			m->rep.copied_pages++;
+			nr = 0;
+			cond_resched();
 		}
-		ret = det_todo_add(m, a | m->cp[i]);
+		if (whole) {
+			run[nr++] = it;
+			continue;
+		}
+		ret = det_fill_page(m, it);
 		if (ret)
 			return ret;
+	}
+	return nr ? det_fill_whole(m, run, nr) : 0;
+}
+
+/*
+ * Give the caller's @addr in @vma a page table of its own (not a huge
+ * page), so that pass 2 installs a page there without allocating or
+ * splitting anything.  Caller holds the mmap lock, which keeps the table
+ * until pass 2: only munmap() and khugepaged's collapse, both under the
+ * write lock, free or replace a page table of anonymous memory.
+ */
+static int det_prepare_pte(struct vm_area_struct *vma, unsigned long addr)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	pmd_t *pmdp, pmd;
+	p4d_t *p4d;
+	pud_t *pud;
+	int tries;
+
+	mmap_assert_locked(mm);
+	p4d = p4d_alloc(mm, pgd_offset(mm, addr), addr);
+	if (!p4d)
+		return -ENOMEM;
+	pud = pud_alloc(mm, p4d, addr);
+	if (!pud)
+		return -ENOMEM;
+	if (pud_leaf(READ_ONCE(*pud)))
+		return -EFAULT;
+	pmdp = pmd_alloc(mm, pud, addr);
+	if (!pmdp)
+		return -ENOMEM;
+	for (tries = 0; tries < 8; tries++) {
+		pmd = pmdp_get_lockless(pmdp);
+		if (pmd_none(pmd)) {
+			if (__pte_alloc(mm, pmdp))
+				return -ENOMEM;
+		} else if (is_pmd_migration_entry(pmd)) {
+			pmd_migration_entry_wait(mm, pmdp);
+		} else if (pmd_leaf(pmd)) {
+			split_huge_pmd(vma, pmdp, addr);
+		} else if (!pmd_present(pmd) || pmd_bad(pmd)) {
+			return -EFAULT;
+		} else {
+			return 0;
+		}
+	}
+	return -EFAULT;
+}
+
+/*
+ * Pass 1, last step, under the caller's mmap lock (held on through pass
+ * 2): every page the merge writes is still mapped writable, and either has
+ * a page table ready for its new page or, where the mapping cannot take a
+ * new page, is pinned writable.  Pass 2 then needs nothing that can fail.
+ */
+static int det_merge_ready(struct det_merger *m)
+{
+	struct mm_struct *mm = current->mm;
+	struct vm_area_struct *vma = NULL;
+	struct det_todo *t;
+	struct det_item *it;
+	int ret;
+
+	mmap_assert_locked(mm);
+	det_for_each_item(m, t, it) {
+		unsigned long a = it->addr & PAGE_MASK;
+
+		if (!vma || a < vma->vm_start || a >= vma->vm_end)
+			vma = vma_lookup(mm, a);
+		if (!vma || !(vma->vm_flags & VM_WRITE))
+			return -EFAULT;
+		if (det_installable(vma)) {
+			ret = anon_vma_prepare(vma);
+			if (!ret)
+				ret = det_prepare_pte(vma, a);
+		} else {
+			struct page *page;
+
+			ret = pin_user_pages_remote(mm, a, 1, FOLL_WRITE, &page,
+						    NULL) == 1 ? 0 : -EFAULT;
+			if (!ret)
+				it->pinned = page;
+		}
+		if (ret)
+			return ret;
+		cond_resched();
 	}
 	return 0;
 }
 
 /*
- * Replace the caller's page at @addr (in @vma, mmap lock held for read)
- * with a new private anonymous copy of @src, as a copy-on-write fault
- * would, but without first copying the old contents only to overwrite
- * them.  Returns -EAGAIN where that does not apply (shared or huge
- * mappings, no page table yet, swap or migration entries): the caller then
- * writes through copy_to_user().
+ * Pass 2: replace the caller's page at @addr (in @vma, an installable
+ * mapping) with @folio, as a copy-on-write fault would.  Cannot fail: the
+ * page table exists (det_prepare_pte(), mmap lock held since); an old
+ * page is released whatever it is (present, swapped out, a marker), and
+ * a migration in flight is waited for.
  */
-static int det_install_copy(struct vm_area_struct *vma, unsigned long addr,
-			    struct page *src)
+static void det_install_folio(struct vm_area_struct *vma, unsigned long addr,
+			      struct folio *folio)
 {
 	struct mm_struct *mm = vma->vm_mm;
-	struct folio *folio, *old_folio = NULL;
+	struct folio *old_folio = NULL;
 	struct mmu_notifier_range range;
 	struct page *old_page = NULL;
-	pte_t *pte, old, entry;
+	pte_t *pte = NULL, old, entry;
 	unsigned long empty;
-	pmd_t *pmdp, pmd;
 	spinlock_t *ptl;
-
-	if ((vma->vm_flags & (VM_SHARED | VM_SPECIAL | VM_HUGETLB)) ||
-	    !(vma->vm_flags & VM_WRITE) || userfaultfd_armed(vma))
-		return -EAGAIN;
-	pmdp = det_find_pmd(mm, addr, &empty);
-	if (!pmdp)
-		return -EAGAIN;
-	pmd = pmdp_get_lockless(pmdp);
-	if (pmd_none(pmd) || !pmd_present(pmd) || pmd_leaf(pmd))
-		return -EAGAIN;
-	if (anon_vma_prepare(vma))
-		return -EAGAIN;
-	folio = vma_alloc_folio(GFP_HIGHUSER_MOVABLE, 0, vma, addr, false);
-	if (!folio)
-		return -EAGAIN;
-	if (mem_cgroup_charge(folio, mm, GFP_KERNEL)) {
-		folio_put(folio);
-		return -EAGAIN;
-	}
-	copy_user_highpage(&folio->page, src, addr, vma);
-	__folio_mark_uptodate(folio);
+	pmd_t *pmdp;
 
 	mmu_notifier_range_init(&range, MMU_NOTIFY_CLEAR, 0, mm, addr,
 				addr + PAGE_SIZE);
 	mmu_notifier_invalidate_range_start(&range);
-	pte = pte_offset_map_lock(mm, pmdp, addr, &ptl);
-	if (!pte)
-		goto fail;
+retry:
+	pmdp = det_find_pmd(mm, addr, &empty);
+	if (pmdp)
+		pte = pte_offset_map_lock(mm, pmdp, addr, &ptl);
+	/* det_prepare_pte() made the table; the mmap lock kept it. */
+	if (WARN_ON_ONCE(!pte)) {
+		mmu_notifier_invalidate_range_end(&range);
+		folio_put(folio);
+		return;
+	}
 	old = ptep_get(pte);
-	if (!pte_none(old)) {
-		if (!pte_present(old))
-			goto fail_unlock;
+	if (pte_present(old)) {
 		old_page = vm_normal_page(vma, addr, old);
-		if (old_page) {
+		if (old_page)
 			old_folio = page_folio(old_page);
-			if (folio_test_ksm(old_folio))
-				goto fail_unlock;
-		}
 		flush_cache_page(vma, addr, pte_pfn(old));
 		ptep_clear_flush(vma, addr, pte);
+	} else if (!pte_none(old)) {
+		swp_entry_t ent = pte_to_swp_entry(old);
+
+		if (is_migration_entry(ent)) {
+			pte_unmap_unlock(pte, ptl);
+			pte = NULL;
+			migration_entry_wait(mm, pmdp, addr);
+			goto retry;
+		}
+		/* Device memory is not configured with CONFIG_DET. */
+		WARN_ON_ONCE(is_device_private_entry(ent) ||
+			     is_device_exclusive_entry(ent));
+		if (!non_swap_entry(ent)) {
+			free_swap_and_cache(ent);
+			dec_mm_counter(mm, MM_SWAPENTS);
+		}
+		pte_clear(mm, addr, pte);
 	}
 	if (!old_folio) {
 		inc_mm_counter(mm, MM_ANONPAGES);
@@ -719,126 +1177,38 @@ static int det_install_copy(struct vm_area_struct *vma, unsigned long addr,
 	mmu_notifier_invalidate_range_end(&range);
 	if (old_folio)
 		folio_put(old_folio);	/* the old mapping's reference */
-	return 0;
-
-fail_unlock:
-	pte_unmap_unlock(pte, ptl);
-fail:
-	mmu_notifier_invalidate_range_end(&range);
-	folio_put(folio);
-	return -EAGAIN;
 }
 
 /*
- * Second pass: a run of @nr child-only pages at @addr.  Whole pages are
- * installed as fresh copies of the child's; edge pages (and any page that
- * cannot be installed) are written through copy_to_user().
+ * Pass 2, under the caller's mmap lock taken for det_merge_ready(): write
+ * every prepared page.  Nothing here can fail, so a merge that got this
+ * far is applied whole.
  */
-static int det_merge_copy_run(struct det_merger *m, unsigned long addr,
-			      unsigned long nr, u64 zero)
+static void det_merge_commit(struct det_merger *m)
 {
-	struct mm_struct *mm = current->mm;
-	struct page *pages[DET_GUP_BATCH];
 	struct vm_area_struct *vma = NULL;
-	unsigned long lo, hi, i, a;
-	u64 done = 0;
-	long got;
-	int ret = 0;
-
-	BUILD_BUG_ON(DET_GUP_BATCH > 64);
-	got = det_gup(m->child, addr, nr, FOLL_FORCE, pages);
-	if (got < 0)
-		return got;
-	if (got != nr) {
-		for (i = 0; i < got; i++)
-			put_page(pages[i]);
-		return -EFAULT;
-	}
-
-	/*
-	 * A child's write fault on never-populated anonymous memory can
-	 * bring in a whole zeroed huge page; its untouched subpages are
-	 * still zeros, not changes.
-	 */
-	for (i = 0; i < nr; i++) {
-		char *k;
-
-		if (!(zero & (1ULL << i)))
-			continue;
-		k = kmap_local_page(pages[i]);
-		if (!memchr_inv(k, 0, PAGE_SIZE)) {
-			done |= 1ULL << i;
-			m->rep.copied_pages--;
-		}
-		kunmap_local(k);
-	}
-
-	mmap_read_lock(mm);
-	for (i = 0, a = addr; i < nr; i++, a += PAGE_SIZE) {
-		if (done & (1ULL << i))
-			continue;
-		det_clip(m, a, &lo, &hi);
-		if (lo || hi != PAGE_SIZE)
-			continue;
-		if (!vma || a < vma->vm_start || a >= vma->vm_end)
-			vma = vma_lookup(mm, a);
-		if (vma && !det_install_copy(vma, a, pages[i]))
-			done |= 1ULL << i;
-	}
-	mmap_read_unlock(mm);
-
-	for (i = 0, a = addr; i < nr; i++, a += PAGE_SIZE) {
-		if (!ret && !(done & (1ULL << i))) {
-			char *k = kmap_local_page(pages[i]);
-
-			det_clip(m, a, &lo, &hi);
-			if (copy_to_user((void __user *)(a + lo), k + lo,
-					 hi - lo))
-				ret = -EFAULT;
-			kunmap_local(k);
-		}
-		put_page(pages[i]);
-	}
-	return ret;
-}
-
-static int det_merge_apply(struct det_merger *m)
-{
-	unsigned long run = 0, nr = 0;
-	u64 zero = 0;
+	unsigned long lo, hi;
 	struct det_todo *t;
-	unsigned int j;
-	int ret;
+	struct det_item *it;
 
-	for (t = m->head; t; t = t->next) {
-		for (j = 0; j < t->n; j++) {
-			unsigned long a = t->page[j] & PAGE_MASK;
+	mmap_assert_locked(current->mm);
+	det_for_each_item(m, t, it) {
+		unsigned long a = it->addr & PAGE_MASK;
 
-			if (fatal_signal_pending(current))
-				return -EINTR;
-			if (nr && (a != run + nr * PAGE_SIZE ||
-				   nr == DET_GUP_BATCH ||
-				   !(t->page[j] & DET_M_CHILD))) {
-				ret = det_merge_copy_run(m, run, nr, zero);
-				if (ret)
-					return ret;
-				nr = 0;
-				zero = 0;
-				cond_resched();
-			}
-			if (t->page[j] & DET_M_CHILD) {
-				if (t->page[j] & DET_M_ZERO)
-					zero |= 1ULL << nr;
-				if (!nr++)
-					run = a;
-				continue;
-			}
-			ret = det_merge_bytes(m, a, true);
-			if (ret)
-				return ret;
+		if (it->pinned) {
+			det_clip(m, a, &lo, &hi);
+			memcpy_page(it->pinned, lo, folio_page(it->folio, 0), lo,
+				    hi - lo);
+			unpin_user_pages_dirty_lock(&it->pinned, 1, true);
+			it->pinned = NULL;
+			continue;
 		}
+		if (!vma || a < vma->vm_start || a >= vma->vm_end)
+			vma = vma_lookup(current->mm, a);
+		det_install_folio(vma, a, it->folio);
+		it->folio = NULL;
+		cond_resched();
 	}
-	return nr ? det_merge_copy_run(m, run, nr, zero) : 0;
 }
 
 /* DET_MERGE of [start, start+size) into the caller; report to @report. */
@@ -851,10 +1221,9 @@ int det_merge(struct det_proc *d, unsigned long start, unsigned long size,
 	int ret = 0;
 
 	BUILD_BUG_ON(sizeof(struct det_merge) != DET_MERGE_SIZE);
-	if (!d->snap)
-		return -ENODATA;
-	m.child = d->mm;
-	m.ref = d->snap;
+	ret = det_mm_get(d, &m.child, &m.ref);
+	if (ret)
+		return ret;
 	m.cp = kmalloc_array(3 * PTRS_PER_PTE, sizeof(unsigned long),
 			     GFP_KERNEL);
 	m.buf = kmalloc(PAGE_SIZE, GFP_KERNEL);
@@ -871,26 +1240,63 @@ int det_merge(struct det_proc *d, unsigned long start, unsigned long size,
 			ret = -EINTR;
 			goto out;
 		}
+		if (det_killed(d)) {
+			ret = -ECHILD;
+			goto out;
+		}
 		ret = det_merge_block(&m, addr, &next);
 		if (ret)
 			goto out;
 		cond_resched();
 	}
-	if (m.rep.conflict_bytes)
-		ret = -DET_E_CONFLICT;
-	else
-		ret = det_merge_apply(&m);
-out:
-	if (!ret || ret == -DET_E_CONFLICT) {
-		if (report && copy_to_user((void __user *)report, &m.rep,
-					   sizeof(m.rep)))
-			ret = -EFAULT;
+	/*
+	 * The report is final after pass 1.  Written now, a bad report
+	 * pointer fails the merge before anything is merged.
+	 */
+	if (report && copy_to_user((void __user *)report, &m.rep,
+				   sizeof(m.rep))) {
+		ret = -EFAULT;
+		goto out;
 	}
+	if (m.rep.conflict_bytes) {
+		ret = -DET_E_CONFLICT;
+		goto out;
+	}
+	ret = det_merge_fill(&m);
+	if (ret || !m.head)
+		goto out;
+	ret = mmap_read_lock_killable(current->mm);
+	if (ret)
+		goto out;
+	ret = det_merge_ready(&m);
+	if (!ret)
+		det_merge_commit(&m);	/* cannot fail */
+	mmap_read_unlock(current->mm);
+	/*
+	 * A report inside the merged range may just have been replaced by
+	 * the child's bytes: write it again.  Its page is present and
+	 * writable now, so this does not fail.
+	 */
+	if (!ret && report && report < PAGE_ALIGN(m.end) &&
+	    report + sizeof(m.rep) > (start & PAGE_MASK) &&
+	    copy_to_user((void __user *)report, &m.rep, sizeof(m.rep)))
+		ret = -EFAULT;
+out:
 	while ((t = m.head)) {
+		struct det_item *it;
+
 		m.head = t->next;
+		for (it = t->item; it < t->item + t->n; it++) {
+			if (it->pinned)
+				unpin_user_page(it->pinned);
+			if (it->folio)
+				folio_put(it->folio);
+		}
 		kfree(t);
 	}
 	kfree(m.buf);
 	kfree(m.cp);
+	mmput(m.ref);
+	mmput(m.child);
 	return ret;
 }

@@ -150,10 +150,11 @@ static bool det_mm_shared(struct mm_struct *mm)
 }
 
 /*
- * DET_BECOME_MASTER.  Refused for a process with other threads or with
- * children of its own (they would be legacy processes of a master), for one
- * sharing its address space with another process, and for one with
- * hugetlb or KSM mappings, which the memory operations do not support.
+ * DET_BECOME_MASTER; 0 for a master already.  Refused for a process with
+ * other threads or with children of its own (they would be legacy
+ * processes of a master), for one sharing its address space with another
+ * process, and for one with hugetlb or KSM mappings, which the memory
+ * operations do not support.
  */
 int det_become_master(void)
 {
@@ -162,7 +163,7 @@ int det_become_master(void)
 	bool children;
 
 	if (me->det)
-		return me->det->master ? -EEXIST : -EACCES;
+		return me->det->master ? 0 : -EACCES;	/* as v3.0-det */
 	/*
 	 * Count live threads, not thread_group_empty(): a joined thread is
 	 * reported gone (CLONE_CHILD_CLEARTID) shortly before it leaves the
@@ -258,16 +259,11 @@ static void det_forget(struct det_proc *me, struct det_proc *d)
 	struct task_struct *t = d->task;
 
 	xa_erase(&me->children, d->id);
-	if (d->mm)
-		mmput(d->mm);
-	if (d->snap)
-		mmput(d->snap);
+	det_mm_release(d);
 	if (d->nproc) {
 		dec_rlimit_ucounts(d->nproc, UCOUNT_RLIMIT_NPROC, 1);
 		put_ucounts(d->nproc);
 	}
-	d->mm = NULL;
-	d->snap = NULL;
 	d->nproc = NULL;
 	d->task = NULL;
 	det_put_proc(d);
@@ -286,6 +282,7 @@ struct det_proc *det_create(struct det_proc *me, unsigned long id)
 		.flags		= CLONE_UNTRACED,
 		.exit_signal	= 0,
 	};
+	struct mm_struct *mm;
 	struct det_proc *d;
 	pid_t pid;
 	int err;
@@ -311,7 +308,25 @@ struct det_proc *det_create(struct det_proc *me, unsigned long id)
 		return ERR_PTR(pid);
 	}
 
-	/* det_fork_done() made it READY; it may already have died. */
+	/*
+	 * det_fork_done() made it READY; it may already have died.  Its
+	 * private file mappings become its own now, before this dput()
+	 * returns: whatever the caller (or anyone) writes to those files
+	 * afterwards does not reach it.
+	 */
+	spin_lock(&d->lock);
+	mm = d->mm;
+	if (mm)
+		mmget(mm);
+	spin_unlock(&d->lock);
+	if (mm) {
+		err = det_privatize_files(mm);
+		mmput(mm);
+		if (err) {
+			det_kill(me, d);
+			return ERR_PTR(err);
+		}
+	}
 	return d;
 }
 
@@ -494,6 +509,15 @@ void __det_exit(struct task_struct *t)
 			wait_event(d->wq, det_dead(d));
 		det_forget(me, d);
 	}
+	/*
+	 * Dying of a signal (its parent's DET_KILL, or the OOM killer): drop
+	 * the parent's references on its memory now, so that exit_mm() frees
+	 * it while the task still exists.  Freed only once the task is
+	 * released (__det_exit_notify()), the OOM killer could find no
+	 * victim left in between and kill the next process too.
+	 */
+	if (!me->master && (t->signal->group_exit_code & 0x7f))
+		det_mm_release(me);
 }
 
 /*
@@ -550,6 +574,13 @@ void __det_exit_notify(struct task_struct *t)
 	me->st.syscall_nr = -1;
 	me->st.ip = 0;
 	spin_unlock(&me->lock);
+	/*
+	 * Killed (by its parent, or for memory): nothing may keep its
+	 * memory, or the OOM killer would go on to kill the next process.
+	 * The parent's memory operations on it fail with -ECHILD from now.
+	 */
+	if (code & 0x7f)
+		det_mm_release(me);
 	wake_up_sync(&me->wq);
 }
 

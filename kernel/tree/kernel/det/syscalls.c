@@ -12,7 +12,7 @@
  *                    start, nonzero unused arguments, a size that does not
  *                    match the operation, a memory range that is unaligned
  *                    where it must not be or not all in user space;
- *   2. -EPERM/-EACCES/-EEXIST/-EBUSY  the caller's role;
+ *   2. -EPERM/-EACCES/-EBUSY  the caller's role;
  *   3. -ESRCH/-ECHILD/-ENODATA  the child;
  *   4. -EINTR        the wait for the child to stop;
  *   5. the operation's own errors (memory.c: -EFAULT, -ENOMEM, -EBADE).
@@ -28,9 +28,9 @@
 #define DET_OP_MASK		0x0000ffffUL
 #define DET_OPFLAG_MASK		0x00ff0000UL
 
-#define DET_PUT_OPS	(DET_REGS | DET_BECOME_MASTER | DET_KILL | \
-			 DET_ALLOW_SIGNALS | DET_VM_ZERO | DET_VM_COPY | \
-			 DET_SNAP | DET_PERM)
+#define DET_PUT_OPS	(DET_REGS | DET_BECOME_MASTER | DET_GET_STATUS | \
+			 DET_KILL | DET_ALLOW_SIGNALS | DET_VM_ZERO | \
+			 DET_VM_COPY | DET_SNAP | DET_PERM)
 #define DET_GET_OPS	(DET_REGS | DET_GET_STATUS | DET_VM_COPY | DET_MERGE | \
 			 DET_GET_TIMES)
 #define DET_PROT_MASK	(DET_PROT_READ | DET_PROT_WRITE | DET_PROT_EXEC)
@@ -47,6 +47,9 @@ static unsigned long det_opflags_allowed(unsigned long op)
 		return DET_KILL_POISON;
 	case DET_VM_ZERO:
 	case DET_PERM:
+		return DET_PROT_MASK;
+	case DET_VM_COPY:
+		/* Taken and ignored, as v3.0-det did: the copy never maps. */
 		return DET_PROT_MASK;
 	}
 	return 0;
@@ -113,7 +116,8 @@ static int det_check_args(bool put, unsigned long child, unsigned long flags,
 		}
 		fallthrough;
 	case DET_SNAP | DET_REGS:
-		if (size != det_regs_size(flags) || dststart)
+		/* @size 0: the selected sets' size, as v3.0-det took it. */
+		if ((size ? size != det_regs_size(flags) : !start) || dststart)
 			return -EINVAL;
 		break;
 	case DET_GET_STATUS:
@@ -163,6 +167,32 @@ static int det_check_caller(struct det_proc *me, unsigned long flags)
 	return 0;
 }
 
+/*
+ * DET_GET_STATUS, through dput() or dget(): wait for child @d to stop
+ * (unless %DET_DONT_WAIT), write its struct det_status to @start if not 0.
+ */
+static long det_status_op(struct det_proc *me, struct det_proc *d,
+			  unsigned long flags, unsigned long start)
+{
+	struct det_status st;
+	long ret;
+
+	BUILD_BUG_ON(sizeof(struct det_status) != DET_STATUS_SIZE);
+	if (!d)
+		return -ESRCH;
+	if (!(flags & DET_DONT_WAIT)) {
+		ret = det_wait_stopped(me, d);
+		if (ret)
+			return ret;
+	}
+	det_get_status(d, &st);
+	if (start && copy_to_user((void __user *)start, &st, sizeof(st)))
+		return -EFAULT;
+	if (flags & DET_START)
+		return det_start(d) ?: DET_S_RUNNING;
+	return st.status;
+}
+
 static long det_set_allowed(struct det_proc *me, unsigned long start)
 {
 	sigset_t set;
@@ -182,11 +212,15 @@ static long det_set_allowed(struct det_proc *me, unsigned long start)
  *		%DET_REGS - set the child's registers from @start (@size
  *		bytes: struct user_regs_struct for %DET_GENERAL_REGS, then
  *		struct user_fpregs_struct for %DET_FP_REGS, then the XSAVE
- *		area for %DET_XSTATE_REGS, whichever are selected);
+ *		area for %DET_XSTATE_REGS, whichever are selected; @size
+ *		0 means their total, as in v3.0-det);
+ *		%DET_GET_STATUS - as for dget() (v3.0-det took it here too);
+ *		an unused @child is not created;
  *		%DET_KILL - destroy the child and its subtree
  *		(%DET_KILL_POISON: without waiting for it to stop);
  *		%DET_BECOME_MASTER - make the calling legacy process a master
- *		(@child, @start, @size, @dststart must be 0);
+ *		(@child, @start, @size, @dststart must be 0); a master
+ *		stays one (0);
  *		%DET_ALLOW_SIGNALS - masters: @start points at a kernel
  *		sigset_t (@size == %DET_SIGSET_SIZE) of signals that may
  *		interrupt the master's waits, @child must be 0;
@@ -194,7 +228,8 @@ static long det_set_allowed(struct det_proc *me, unsigned long start)
  *		the child's page-aligned [@start, @start+@size);
  *		%DET_PERM | prot - protection of that range;
  *		%DET_VM_COPY - caller's [@start, @start+@size) to the
- *		child's @dststart (a page multiple away);
+ *		child's @dststart (a page multiple away); %DET_PROT_* op-flags
+ *		are ignored, as in v3.0-det (the copy never maps);
  *		%DET_SNAP - the child's address space := a copy-on-write
  *		copy of the caller's, and a reference copy for %DET_MERGE;
  *		may be combined with %DET_REGS (then @start/@size are the
@@ -214,25 +249,24 @@ static long det_set_allowed(struct det_proc *me, unsigned long start)
  * operation; 0 for %DET_BECOME_MASTER, %DET_ALLOW_SIGNALS and %DET_KILL;
  * 0 in a new child when first started.  Errors, in the order checked:
  *
- * - %EINVAL: unknown bit in @flags, %DET_GET_STATUS or %DET_MERGE (dget
- *   only), more than one operation, an op-flag the operation does not take
+ * - %EINVAL: unknown bit in @flags, %DET_MERGE (dget only), more than one
+ *   operation, an op-flag the operation does not take
  *   (%DET_XSTATE_REGS on a CPU without XSAVE), %DET_REGS without a register
  *   set, %DET_START with %DET_BECOME_MASTER, %DET_ALLOW_SIGNALS or
  *   %DET_KILL, an unused argument not 0, or @size not what the operation
  *   needs (%DET_REGS with @start and @size 0, the dget() size query, is
- *   not a dput() operation);
+ *   not a dput() operation; %DET_REGS with @size 0 needs a buffer);
  * - %EINVAL: a memory range not page-aligned (%DET_VM_ZERO, %DET_PERM) or
  *   a page multiple apart (%DET_VM_COPY), or not all in user space;
  * - %EACCES: %DET_BECOME_MASTER or %DET_ALLOW_SIGNALS from a deterministic
  *   process;
- * - %EEXIST: %DET_BECOME_MASTER from a master;
  * - %EBUSY: %DET_BECOME_MASTER from a process with other threads, with
  *   children (live or zombie), or whose address space another process
  *   shares or has shared (clone(CLONE_VM), vfork());
  * - %EOPNOTSUPP: %DET_BECOME_MASTER from a process with hugetlb or KSM
  *   mappings, or on a kernel booted with ia32_emulation=0;
  * - %EPERM: any other operation from a legacy process;
- * - %ESRCH: %DET_KILL on an unused @child;
+ * - %ESRCH: %DET_KILL or %DET_GET_STATUS on an unused @child;
  * - %ECHILD: %DET_REGS or %DET_START on a child that has exited;
  * - %EAGAIN, %ENOMEM: creating the child failed (process limits, memory);
  * - %EPERM: creating a child, or %DET_SNAP, while the caller has a sealed
@@ -240,9 +274,10 @@ static long det_set_allowed(struct det_proc *me, unsigned long start)
  *   not drop;
  * - %EINTR: a master's wait was interrupted by a signal it allowed, or the
  *   caller is being killed; the operation was not performed;
- * - %ECHILD: a memory operation on a child that has exited;
- * - %EFAULT: @start (%DET_REGS, %DET_ALLOW_SIGNALS) is not readable; a
- *   %DET_VM_COPY range is not mapped;
+ * - %ECHILD: a memory operation on a child that has exited (one that died
+ *   of a signal also while the copy runs: its memory is freed at death);
+ * - %EFAULT: @start (%DET_REGS, %DET_ALLOW_SIGNALS) is not readable or
+ *   (%DET_GET_STATUS) not writable; a %DET_VM_COPY range is not mapped;
  * - %ENOMEM: %DET_PERM over unmapped pages, or out of memory;
  * - %EIO, %EINVAL from %DET_REGS: register values the child cannot take
  *   (bad segment selector, reserved MXCSR bits, an XSAVE header that
@@ -269,8 +304,12 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
 		return ret;
 	if (op == DET_ALLOW_SIGNALS)
 		return det_set_allowed(me, start);
+	if ((op & DET_REGS) && !size)
+		size = det_regs_size(flags);
 
 	d = xa_load(&me->children, child);
+	if (op == DET_GET_STATUS)
+		return det_status_op(me, d, flags, start);
 	if (op == DET_KILL) {
 		if (!d)
 			return -ESRCH;
@@ -378,6 +417,8 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
  * - %ECHILD: %DET_REGS or %DET_START on a child that has exited;
  * - %EINTR: a master's wait was interrupted by a signal it allowed, or the
  *   caller is being killed;
+ * - %ECHILD: %DET_VM_COPY or %DET_MERGE on a child that died of a signal
+ *   (before or during the operation): its memory was freed when it died;
  * - %ENODATA: %DET_MERGE on a child without a snapshot;
  * - %EFAULT: @start is not writable; a %DET_VM_COPY range is not mapped;
  *   %DET_MERGE: the caller no longer maps (writably) a page the child
@@ -391,12 +432,10 @@ SYSCALL_DEFINE5(dget, unsigned long, child, unsigned long, flags,
 {
 	struct det_proc *me = current->det;
 	unsigned long op = flags & DET_OP_MASK;
-	struct det_status st;
 	struct det_proc *d;
 	u64 t0;
 	long ret;
 
-	BUILD_BUG_ON(sizeof(struct det_status) != DET_STATUS_SIZE);
 	BUILD_BUG_ON(sizeof(sigset_t) != DET_SIGSET_SIZE);
 
 	ret = det_check_args(false, child, flags, start, size, dststart);
@@ -409,15 +448,17 @@ SYSCALL_DEFINE5(dget, unsigned long, child, unsigned long, flags,
 		return det_regs_size(flags);
 	if (op == DET_GET_TIMES)
 		return det_get_times(me, start);
+	if (op == DET_REGS && !size)
+		size = det_regs_size(flags);
 
 	d = xa_load(&me->children, child);
+	if (op == DET_GET_STATUS)
+		return det_status_op(me, d, flags, start);
 	if (!d)
 		return -ESRCH;
-	if (!(op == DET_GET_STATUS && (flags & DET_DONT_WAIT))) {
-		ret = det_wait_stopped(me, d);
-		if (ret)
-			return ret;
-	}
+	ret = det_wait_stopped(me, d);
+	if (ret)
+		return ret;
 
 	if (op == DET_REGS) {
 		ret = det_regs(d, false, flags, (void __user *)start, size);
@@ -437,13 +478,6 @@ SYSCALL_DEFINE5(dget, unsigned long, child, unsigned long, flags,
 		det_account(DET_T_MERGE, t0);
 		if (ret)
 			return ret;
-	}
-	if (op == DET_GET_STATUS) {
-		det_get_status(d, &st);
-		if (start && copy_to_user((void __user *)start, &st, sizeof(st)))
-			return -EFAULT;
-		if (!(flags & DET_START))
-			return st.status;
 	}
 	if (flags & DET_START)
 		return det_start(d) ?: DET_S_RUNNING;

@@ -170,11 +170,15 @@ struct det_status {
  * @conflict_end:	end of the last page with a conflict (exclusive).
  * @conflict_pages:	pages with at least one conflicting byte.
  * @scanned_pages:	pages of the range examined (page-table walk).
- * @copied_pages:	pages only the child changed, taken whole (an all-zero
- *			page over never-populated anonymous memory is no
- *			change, e.g. the rest of a huge page the child's
- *			first write brought in).
- * @compared_pages:	pages both sides changed, merged byte by byte.
+ * @copied_pages:	pages where the child's bytes differ from the
+ *			reference's and the caller's do not: taken whole.
+ * @compared_pages:	pages where both sides' bytes differ from the
+ *			reference's: merged byte by byte.
+ *
+ * Both count by content within the range, never by how pages happen to be
+ * shared (a page rewritten with the same bytes, all-zero memory the
+ * child's first write brought in, a range khugepaged collapsed are no
+ * change), so the report is a function of the data alone.
  */
 struct det_merge {
 	__u64 conflict_bytes;

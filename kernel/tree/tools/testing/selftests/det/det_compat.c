@@ -142,5 +142,109 @@ TEST(vm_copy_get_caller_address_first)
 	EXPECT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
 }
 
+/* U2: DET_PROT_* op-flags on DET_VM_COPY are taken and ignored. */
+TEST(vm_copy_ignores_prot_opflags)
+{
+	static char buf[2 * PG] __attribute__((aligned(4096)));
+	long r;
+
+	ASSERT_EQ(0, become_master());
+	r = dput(1, 0, 0, 0, 0);
+	if (r == 0)
+		for (;;)
+			dret();
+	memset(buf, 'p', PG);
+	ASSERT_EQ(DET_S_READY, dput(1, DET_VM_COPY | DET_PROT_READ |
+				    DET_PROT_WRITE | DET_PROT_EXEC,
+				    (unsigned long)buf, PG,
+				    (unsigned long)buf + PG));
+	ASSERT_EQ(DET_S_READY, dget(1, DET_VM_COPY | DET_PROT_READ,
+				    (unsigned long)buf + PG, 8,
+				    (unsigned long)buf + PG));
+	EXPECT_EQ('p', buf[PG + 7]);
+	/* Other op-flag bits are still refused. */
+	EXPECT_EQ(-EINVAL, dput(1, DET_VM_COPY | 0x80000, (unsigned long)buf,
+				PG, (unsigned long)buf));
+	EXPECT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+}
+
+/* U3: DET_BECOME_MASTER from a master is a no-op returning 0. */
+TEST(become_master_twice)
+{
+	long r;
+
+	ASSERT_EQ(0, become_master());
+	EXPECT_EQ(0, become_master());
+	r = dput(1, 0, 0, 0, 0);
+	if (r == 0)
+		det_exit(0);
+	ASSERT_EQ(DET_S_READY, r);
+	/* With a child too; it is kept. */
+	EXPECT_EQ(0, become_master());
+	EXPECT_EQ(DET_S_READY, dget(1, DET_GET_STATUS, 0, 0, 0));
+	EXPECT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+}
+
+/* U5: DET_REGS with @size 0 means the selected sets' size. */
+TEST(regs_size_zero_means_whole_sets)
+{
+	struct user_regs_struct regs, again;
+	unsigned char both[DET_GENERAL_REGS_SIZE + DET_FP_REGS_SIZE];
+	long r;
+
+	ASSERT_EQ(0, become_master());
+	r = dput(1, 0, 0, 0, 0);
+	if (r == 0)
+		det_exit(0);
+	memset(&regs, 0, sizeof(regs));
+	ASSERT_EQ(DET_S_READY, dget(1, DET_REGS | DET_GENERAL_REGS,
+				    (unsigned long)&regs, 0, 0));
+	EXPECT_NE(0, regs.rip);
+	EXPECT_NE(0, regs.rsp);
+	regs.rbx = 0x1234;
+	ASSERT_EQ(DET_S_READY, dput(1, DET_REGS | DET_GENERAL_REGS,
+				    (unsigned long)&regs, 0, 0));
+	ASSERT_EQ(DET_S_READY, dget(1, DET_REGS | DET_GENERAL_REGS,
+				    (unsigned long)&again, sizeof(again), 0));
+	EXPECT_EQ(0x1234, again.rbx);
+	memset(both, 0xee, sizeof(both));
+	ASSERT_EQ(DET_S_READY, dget(1, DET_REGS | DET_GENERAL_REGS |
+				    DET_FP_REGS, (unsigned long)both, 0, 0));
+	EXPECT_EQ(0, memcmp(both, &again, sizeof(again)));
+	/* Size 0 still needs a buffer; other sizes must be exact. */
+	EXPECT_EQ(-EINVAL, dput(1, DET_REGS | DET_GENERAL_REGS, 0, 0, 0));
+	EXPECT_EQ(-EINVAL, dget(1, DET_REGS | DET_GENERAL_REGS,
+				(unsigned long)&regs, 8, 0));
+	EXPECT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+}
+
+/* U7: DET_GET_STATUS works through dput() too, and creates nothing. */
+TEST(get_status_through_dput)
+{
+	struct det_status st;
+	long r;
+
+	ASSERT_EQ(0, become_master());
+	EXPECT_EQ(-ESRCH, dput(1, DET_GET_STATUS, 0, 0, 0));
+	EXPECT_EQ(-ESRCH, dget(1, 0, 0, 0, 0));
+	r = dput(1, 0, 0, 0, 0);
+	if (r == 0) {
+		dret();
+		det_exit(9);
+	}
+	memset(&st, 0xa5, sizeof(st));
+	EXPECT_EQ(DET_S_READY, dput(1, DET_GET_STATUS, (unsigned long)&st,
+				    sizeof(st), 0));
+	EXPECT_EQ(DET_S_READY, st.status);
+	/* With DET_START, and waiting for the child to stop. */
+	EXPECT_EQ(DET_S_RUNNING, dput(1, DET_GET_STATUS | DET_START, 0, 0, 0));
+	EXPECT_EQ(DET_S_READY, dput(1, DET_GET_STATUS, 0, 0, 0));
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	EXPECT_EQ(DET_S_EXIT_NORMAL, dput(1, DET_GET_STATUS, (unsigned long)&st,
+					  sizeof(st), 0));
+	EXPECT_EQ(9, st.exit_code);
+	EXPECT_EQ(-EINVAL, dput(1, DET_GET_STATUS, (unsigned long)&st, 4, 0));
+	EXPECT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+}
 
 TEST_HARNESS_MAIN

@@ -33,7 +33,7 @@ TEST(bad_flags)
 {
 	static const unsigned long bad_put[] = {
 		0x400, 0x8000, 0x01000000UL << 1, 1UL << 40, 1UL << 63,
-		DET_GET_STATUS, DET_MERGE,
+		DET_MERGE, DET_GET_STATUS | DET_KILL,
 		DET_REGS | DET_KILL, DET_KILL | DET_ALLOW_SIGNALS,
 		DET_REGS, DET_REGS | 0x80000, DET_REGS | 0x800000,
 		DET_KILL | DET_DONT_WAIT << 1, DET_KILL | DET_START,
@@ -41,7 +41,7 @@ TEST(bad_flags)
 		DET_BECOME_MASTER | 0x10000, DET_START | 0x10000,
 		0x10000, DET_VM_ZERO | DET_SNAP, DET_SNAP | DET_VM_COPY,
 		DET_PERM | DET_REGS | DET_GENERAL_REGS, DET_SNAP | 0x10000,
-		DET_VM_COPY | DET_PROT_READ, DET_PERM | 0x80000,
+		DET_VM_COPY | 0x80000, DET_PERM | 0x80000,
 	};
 	static const unsigned long bad_get[] = {
 		0x200, 1UL << 40, DET_KILL, DET_BECOME_MASTER,
@@ -282,7 +282,7 @@ TEST(become_master_with_thread)
 	ASSERT_EQ(0, pthread_join(th, NULL));
 	/* Thread gone: now it works, once. */
 	EXPECT_EQ(0, become_master());
-	EXPECT_EQ(-EEXIST, become_master());
+	EXPECT_EQ(0, become_master());	/* stays a master, as in v3.0-det */
 }
 
 TEST(master_cannot_fork)
@@ -360,9 +360,9 @@ TEST(checks_ordering)
 	xs = det_xstate_size();
 	ASSERT_LT(DET_XSTATE_YMM_OFFSET, xs);
 	all = DET_GENERAL_REGS_SIZE + DET_FP_REGS_SIZE + xs;
-	/* Argument shape beats the role (-EEXIST). */
+	/* Argument shape beats the role (a master asking again: 0). */
 	EXPECT_EQ(-EINVAL, dput(3, DET_BECOME_MASTER, 0, 0, 0));
-	EXPECT_EQ(-EEXIST, dput(0, DET_BECOME_MASTER, 0, 0, 0));
+	EXPECT_EQ(0, dput(0, DET_BECOME_MASTER, 0, 0, 0));
 	/* Bad size beats an unknown child. */
 	EXPECT_EQ(-EINVAL, dget(9, DET_GET_STATUS, (unsigned long)&st, 1, 0));
 	/* An unknown child beats a bad pointer. */

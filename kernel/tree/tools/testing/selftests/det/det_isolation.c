@@ -14,6 +14,8 @@
  * - compat_syscall_stops: a `syscall` from 32-bit code stops the child.
  * - shared_mappings_dropped: a MAP_SHARED page is not in a child, after
  *   creation or DET_SNAP.
+ * - file_private_pages_are_copies: a MAP_PRIVATE file page is the child's
+ *   own copy: write() and ftruncate() of the file do not reach it.
  * - exited_children_count_as_processes: RLIMIT_NPROC bounds how many
  *   exited children (and their memory) a master keeps.
  * - perf_events_not_inherited: a master's inherited sigtrap counter does
@@ -25,6 +27,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -149,6 +152,7 @@ struct seen {
 	cpu_set_t cpus;
 	struct rlimit as, cpu, nofile;
 	char oom[16];
+	char cgroup[128];
 };
 
 static void read_proc(pid_t pid, const char *name, char *buf, size_t len)
@@ -185,6 +189,7 @@ static void observe(pid_t pid, struct seen *s)
 	prlimit(pid, RLIMIT_CPU, NULL, &s->cpu);
 	prlimit(pid, RLIMIT_NOFILE, NULL, &s->nofile);
 	read_proc(pid, "oom_score_adj", s->oom, sizeof(s->oom));
+	read_proc(pid, "cgroup", s->cgroup, sizeof(s->cgroup));
 }
 
 typedef long (*attack_fn)(pid_t pid);
@@ -431,6 +436,39 @@ static long a_perf(pid_t pid)
 	return fd < 0 ? fd : 0;
 }
 
+/*
+ * Move it to another cgroup: mount cgroup2, make a group, write the pid to
+ * its cgroup.procs.  detlinux kernels have no cgroups (CONFIG_DET depends
+ * on !CGROUPS), so the mount itself fails; were it to work, the move must
+ * not (observe() compares /proc/PID/cgroup).
+ */
+static long a_cgroup_move(pid_t pid)
+{
+	char dir[] = "/tmp/det_cgroup_XXXXXX", path[128], num[16];
+	long r = 0;
+	int fd, n;
+
+	if (!mkdtemp(dir))
+		return -errno;
+	if (mount("none", dir, "cgroup2", 0, NULL)) {
+		r = -errno;
+		rmdir(dir);
+		return r;
+	}
+	snprintf(path, sizeof(path), "%s/det_outsider", dir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/det_outsider/cgroup.procs", dir);
+	n = snprintf(num, sizeof(num), "%d", pid);
+	fd = open(path, O_WRONLY);
+	if (fd < 0 || write(fd, num, n) < 0)
+		r = -errno;
+	if (fd >= 0)
+		close(fd);
+	umount2(dir, MNT_DETACH);
+	rmdir(dir);
+	return r;
+}
+
 static const struct {
 	const char *name;
 	attack_fn fn;
@@ -462,6 +500,7 @@ static const struct {
 	{ "pidfd_getfd", a_pidfd_getfd },
 	{ "kcmp(KCMP_VM)", a_kcmp },
 	{ "perf_event_open(sigtrap)", a_perf },
+	{ "cgroup.procs write (move)", a_cgroup_move },
 };
 
 /* Try to open /proc/PID/<name> for writing and write "1". */
@@ -925,6 +964,89 @@ TEST(shared_mappings_dropped)
 	ASSERT_EQ(DET_S_RUNNING, dput(2, DET_START, 0, 0, 0));
 	EXPECT_EQ(DET_S_EXCEPT, det_status(2, &st));
 	EXPECT_EQ(SIGSEGV, st.signo);
+}
+
+/* ---- private file mappings are private copies ---- */
+
+static unsigned char *file_page;
+static volatile unsigned char file_seen[2];
+
+static void __attribute__((noreturn)) read_file_pages(void)
+{
+	for (;;) {
+		file_seen[0] = file_page[0];
+		file_seen[1] = file_page[4096];
+		dret();
+	}
+}
+
+/* Fill the file's page @pg with @c, as any writer of the file could. */
+static void write_file(int fd, int pg, char c)
+{
+	char buf[4096];
+
+	memset(buf, c, sizeof(buf));
+	if (pwrite(fd, buf, sizeof(buf), pg * 4096L) != sizeof(buf))
+		abort();
+}
+
+/*
+ * A MAP_PRIVATE file page the child has not written is its own copy:
+ * after its creation, or a DET_SNAP, a write() to the file does not change
+ * what it reads, and an ftruncate() does not make the read a SIGBUS.
+ * The master's mapping is read-only and never touched, as program text
+ * often is.
+ */
+TEST(file_private_pages_are_copies)
+{
+	char path[] = "/tmp/det_isolation_XXXXXX";
+	unsigned char seen[2];
+	struct det_status st;
+	int fd;
+	long r;
+
+	fd = mkstemp(path);
+	ASSERT_LE(0, fd);
+	unlink(path);
+	write_file(fd, 0, 'A');
+	write_file(fd, 1, 'A');
+	file_page = mmap(NULL, 2 * 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+	ASSERT_NE(MAP_FAILED, file_page);
+	ASSERT_EQ(0, become_master());
+	r = dput(1, 0, 0, 0, 0);
+	if (r == 0)
+		read_file_pages();
+	ASSERT_EQ(DET_S_READY, r);
+
+	/* Created: the file changes under it. */
+	write_file(fd, 0, 'B');
+	ASSERT_EQ(0, ftruncate(fd, 4096));
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	EXPECT_EQ(DET_S_READY, det_status(1, &st)) {
+		TH_LOG("child stopped: signal %d at %#llx", st.signo,
+		       (unsigned long long)st.addr);
+	}
+	ASSERT_EQ(DET_S_READY, det_read_child(1, file_seen, seen, 2));
+	EXPECT_EQ('A', seen[0]);
+	EXPECT_EQ('A', seen[1]);
+
+	/*
+	 * DET_SNAP: the child now has the master's view ('B', and no second
+	 * page: past the end of the file, read as zeros), and keeps it.
+	 */
+	ASSERT_EQ(DET_S_READY, dput(1, DET_SNAP, 0, 0, 0));
+	write_file(fd, 0, 'C');
+	write_file(fd, 1, 'C');
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	EXPECT_EQ(DET_S_READY, det_status(1, &st)) {
+		TH_LOG("child stopped: signal %d at %#llx", st.signo,
+		       (unsigned long long)st.addr);
+	}
+	ASSERT_EQ(DET_S_READY, det_read_child(1, file_seen, seen, 2));
+	EXPECT_EQ('B', seen[0]);
+	EXPECT_EQ(0, seen[1]);
+	EXPECT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+	close(fd);
 }
 
 /* ---- exited children count against RLIMIT_NPROC ---- */

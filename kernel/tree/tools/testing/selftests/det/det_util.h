@@ -67,6 +67,29 @@ static inline long become_master(void)
 	return dput(0, DET_BECOME_MASTER, 0, 0, 0);
 }
 
+/*
+ * Read @n (<= one page) bytes at @child_addr in child @id into @out.
+ * DET_VM_COPY needs the caller's and the child's addresses a page multiple
+ * apart, so the bytes land in a page-aligned bounce buffer at the child
+ * address's offset in its page.
+ */
+static inline long det_read_child(unsigned long id,
+				  const volatile void *child_addr,
+				  void *out, size_t n)
+{
+	static unsigned char bounce[2 * 4096] __attribute__((aligned(4096)));
+	unsigned long off = (unsigned long)child_addr & 4095;
+	long r;
+
+	if (n > 4096)
+		return -EINVAL;
+	r = dget(id, DET_VM_COPY, (unsigned long)bounce + off, n,
+		 (unsigned long)child_addr);
+	if (r >= 0)
+		memcpy(out, bounce + off, n);
+	return r;
+}
+
 static inline long det_status(unsigned long child, struct det_status *st)
 {
 	memset(st, 0xa5, sizeof(*st));
