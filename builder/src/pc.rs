@@ -145,32 +145,9 @@ struct Guest {
 impl Guest {
     fn start(pc: &Pc) -> Result<Guest> {
         let socket = pc.logs.join("qmp.sock");
-        let mut q = deps::command("qemu-system-x86_64");
-        q.args([
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-no-reboot",
-        ])
-        .args(["-machine", "q35"])
-        .args(["-smp", &pc.cpus.to_string()])
-        .args(["-m", &format!("{}M", pc.memory_mib)]);
-        match pc.accel {
-            Accel::Tcg => q.args(["-accel", "tcg", "-cpu", "max"]),
-            Accel::Kvm => q.args(["-accel", "kvm", "-cpu", "host"]),
-        };
+        let mut q = qemu::machine(pc.cpus, pc.memory_mib, pc.accel);
         if pc.firmware == DiskBoot::Uefi {
-            if let qemu::Firmware::Uefi { code, vars } = pc.firmware.firmware(&pc.logs)? {
-                q.arg("-drive").arg(format!(
-                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
-                    code.display()
-                ));
-                q.arg("-drive").arg(format!(
-                    "if=pflash,format=raw,unit=1,file={}",
-                    vars.display()
-                ));
-            }
+            qemu::add_firmware(&mut q, &pc.firmware.firmware(&pc.logs)?);
         }
         // The keyboard is bound to the screen's console, so QMP input
         // events sent to that console reach it, not the PS/2 keyboard.

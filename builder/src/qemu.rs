@@ -176,7 +176,9 @@ pub struct Outcome {
     pub logs: Logs,
 }
 
-fn base_command(image: &Image, boot: &Boot, cmdline: &str) -> Command {
+/// A q35 machine with `cpus` and `memory_mib`, accelerated as `accel`,
+/// with no default devices and no display: what every boot starts from.
+pub fn machine(cpus: u32, memory_mib: u32, accel: Accel) -> Command {
     let mut q = deps::command("qemu-system-x86_64");
     q.args([
         "-nodefaults",
@@ -186,8 +188,32 @@ fn base_command(image: &Image, boot: &Boot, cmdline: &str) -> Command {
         "-no-reboot",
     ])
     .args(["-machine", "q35"])
-    .args(["-smp", &boot.cpus.to_string()])
-    .args(["-m", &format!("{}M", boot.memory_mib)]);
+    .args(["-smp", &cpus.to_string()])
+    .args(["-m", &format!("{memory_mib}M")]);
+    match accel {
+        Accel::Tcg => q.args(["-accel", "tcg", "-cpu", "max"]),
+        Accel::Kvm => q.args(["-accel", "kvm", "-cpu", "host"]),
+    };
+    q
+}
+
+/// UEFI's code and variables as the two flash drives (nothing for BIOS,
+/// whose SeaBIOS is QEMU's default).
+pub fn add_firmware(q: &mut Command, firmware: &Firmware) {
+    if let Firmware::Uefi { code, vars } = firmware {
+        q.arg("-drive").arg(format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            qemu_path(code)
+        ));
+        q.arg("-drive").arg(format!(
+            "if=pflash,format=raw,unit=1,file={}",
+            qemu_path(vars)
+        ));
+    }
+}
+
+fn base_command(image: &Image, boot: &Boot, cmdline: &str) -> Command {
+    let mut q = machine(boot.cpus, boot.memory_mib, boot.accel);
     match &boot.media {
         Media::Kernel => {
             q.arg("-kernel")
@@ -197,16 +223,7 @@ fn base_command(image: &Image, boot: &Boot, cmdline: &str) -> Command {
                 .args(["-append", cmdline]);
         }
         Media::Disk { image, firmware } => {
-            if let Firmware::Uefi { code, vars } = firmware {
-                q.arg("-drive").arg(format!(
-                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
-                    qemu_path(code)
-                ));
-                q.arg("-drive").arg(format!(
-                    "if=pflash,format=raw,unit=1,file={}",
-                    qemu_path(vars)
-                ));
-            }
+            add_firmware(&mut q, firmware);
             q.arg("-drive").arg(format!(
                 "if=none,id=disk0,format=raw,snapshot=on,file={}",
                 qemu_path(image)
@@ -214,10 +231,6 @@ fn base_command(image: &Image, boot: &Boot, cmdline: &str) -> Command {
             q.args(["-device", "virtio-blk-pci,drive=disk0,bootindex=0"]);
         }
     }
-    match boot.accel {
-        Accel::Tcg => q.args(["-accel", "tcg", "-cpu", "max"]),
-        Accel::Kvm => q.args(["-accel", "kvm", "-cpu", "host"]),
-    };
     q
 }
 
