@@ -166,3 +166,68 @@ fn readme_gives_the_two_setup_commands_and_ci_runs_the_test_one() {
         ".ci/run must run the README's test command"
     );
 }
+
+/// checkpatch (from the kernel tarball the build uses) finds nothing in
+/// the subsystem's files or the hook patches. One check is left out, with
+/// its reason: `ENOSYS` is what a forbidden system call returns to a
+/// deterministic process, which is the "invalid system call" checkpatch
+/// reserves it for.
+#[test]
+fn checkpatch_is_clean_on_the_subsystem_and_the_patches() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let scripts = ["checkpatch.pl", "spelling.txt", "const_structs.checkpatch"];
+    let out = crate::deps::command("tar")
+        .arg("-xf")
+        .arg(crate::profile::DEFAULT_TARBALL)
+        .arg("-C")
+        .arg(dir.path())
+        .args(["--strip-components=2", "--wildcards"])
+        .args(scripts.iter().map(|s| format!("*/scripts/{s}")))
+        .output()
+        .expect("running tar");
+    assert!(
+        out.status.success(),
+        "extracting checkpatch from {}: {}",
+        crate::profile::DEFAULT_TARBALL,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kernel = root().join("kernel");
+    let mut files: Vec<PathBuf> = ["tree/include/linux/det.h", "tree/include/uapi/linux/det.h"]
+        .iter()
+        .map(|f| kernel.join(f))
+        .collect();
+    for (dir, ext) in [
+        ("tree/kernel/det", "c"),
+        ("tree/kernel/det", "h"),
+        ("patches", "patch"),
+    ] {
+        let mut found: Vec<PathBuf> = fs::read_dir(kernel.join(dir))
+            .expect("a kernel directory")
+            .map(|e| e.expect("dir entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .collect();
+        found.sort();
+        files.extend(found);
+    }
+    let mut problems = String::new();
+    let (patches, sources): (Vec<_>, Vec<_>) = files
+        .iter()
+        .partition(|f| f.extension().is_some_and(|e| e == "patch"));
+    for (set, whole_files) in [(sources, true), (patches, false)] {
+        let mut cmd = crate::deps::command("perl");
+        cmd.arg(dir.path().join("checkpatch.pl")).args([
+            "--no-tree",
+            "--terse",
+            "--ignore",
+            "ENOSYS",
+        ]);
+        if whole_files {
+            cmd.arg("-f");
+        }
+        let out = cmd.args(set).output().expect("running checkpatch");
+        if !out.status.success() {
+            problems.push_str(&String::from_utf8_lossy(&out.stdout));
+        }
+    }
+    assert!(problems.is_empty(), "checkpatch:\n{problems}");
+}

@@ -35,9 +35,11 @@ pub const DET_FP_REGS: u64 = 0x2_0000;
 pub const DET_XSTATE_REGS: u64 = 0x4_0000;
 pub const DET_DONT_WAIT: u64 = 0x1_0000;
 pub const DET_KILL_POISON: u64 = 0x1_0000;
+pub const DET_KILL_NOWAIT: u64 = 0x2_0000;
 pub const DET_PROT_READ: u64 = 0x1_0000;
 pub const DET_PROT_WRITE: u64 = 0x2_0000;
 pub const DET_PROT_EXEC: u64 = 0x4_0000;
+pub const DET_MERGE_ARGS: u64 = 0x1_0000;
 pub const DET_START: u64 = 0x0100_0000;
 
 pub const DET_S_READY: u32 = 1;
@@ -56,6 +58,8 @@ pub const DET_R_KILLED: u32 = 5;
 /// `EBADE`: `DET_MERGE` found a conflict.
 pub const DET_E_CONFLICT: i32 = 52;
 pub const DET_MERGE_SIZE: usize = 64;
+pub const DET_MERGE_MAX_RANGES: usize = 64;
+pub const DET_MERGE_ARGS_SIZE_VER0: usize = 32;
 pub const DET_STATUS_SIZE: usize = 48;
 pub const DET_TIMES_SIZE: usize = 40;
 pub const DET_GENERAL_REGS_SIZE: usize = 216;
@@ -92,6 +96,24 @@ pub struct DetMerge {
     pub scanned_pages: u64,
     pub copied_pages: u64,
     pub compared_pages: u64,
+}
+
+/// `struct det_range`: one range of a [`merge_ranges`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DetRange {
+    pub start: u64,
+    pub size: u64,
+}
+
+/// `struct det_merge_args`, what `DET_MERGE | DET_MERGE_ARGS` reads.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DetMergeArgs {
+    pub ranges: u64,
+    pub nr_ranges: u64,
+    pub report: u64,
+    pub report_size: u64,
 }
 
 /// `struct det_times`: a master's group's time in memory operations, in
@@ -141,6 +163,7 @@ pub struct UserRegs {
 
 const _: () = assert!(core::mem::size_of::<DetStatus>() == DET_STATUS_SIZE);
 const _: () = assert!(core::mem::size_of::<DetMerge>() == DET_MERGE_SIZE);
+const _: () = assert!(core::mem::size_of::<DetMergeArgs>() == DET_MERGE_ARGS_SIZE_VER0);
 const _: () = assert!(core::mem::size_of::<DetTimes>() == DET_TIMES_SIZE);
 const _: () = assert!(core::mem::size_of::<UserRegs>() == DET_GENERAL_REGS_SIZE);
 
@@ -381,6 +404,37 @@ pub unsafe fn merge(child: u64, start: u64, size: u64, report: &mut DetMerge) ->
     Ok(())
 }
 
+/// `dget(child, DET_MERGE | DET_MERGE_ARGS, &args, sizeof(args), 0)`: the
+/// ranges (ascending, no page in two) merged all or nothing, one report
+/// over all of them.
+///
+/// # Safety
+/// As for [`merge`], for every range.
+pub unsafe fn merge_ranges(
+    child: u64,
+    ranges: &[DetRange],
+    report: &mut DetMerge,
+) -> Result<(), Errno> {
+    let args = DetMergeArgs {
+        ranges: ranges.as_ptr() as u64,
+        nr_ranges: ranges.len() as u64,
+        report: report as *mut DetMerge as u64,
+        report_size: DET_MERGE_SIZE as u64,
+    };
+    // SAFETY: forwarded to the caller; the kernel reads `args` and the
+    // ranges, and writes the report, which is ours.
+    unsafe {
+        dget(
+            child,
+            DET_MERGE | DET_MERGE_ARGS,
+            &args as *const DetMergeArgs as u64,
+            DET_MERGE_ARGS_SIZE_VER0 as u64,
+            0,
+        )?;
+    }
+    Ok(())
+}
+
 /// `write(fd, buf)` (legacy processes; trapped in deterministic ones).
 pub fn write(fd: u64, buf: &[u8]) -> Result<u64, Errno> {
     // SAFETY: the kernel reads `buf.len()` bytes from `buf`.
@@ -454,9 +508,11 @@ mod tests {
             ("DET_XSTATE_REGS", DET_XSTATE_REGS),
             ("DET_DONT_WAIT", DET_DONT_WAIT),
             ("DET_KILL_POISON", DET_KILL_POISON),
+            ("DET_KILL_NOWAIT", DET_KILL_NOWAIT),
             ("DET_PROT_READ", DET_PROT_READ),
             ("DET_PROT_WRITE", DET_PROT_WRITE),
             ("DET_PROT_EXEC", DET_PROT_EXEC),
+            ("DET_MERGE_ARGS", DET_MERGE_ARGS),
             ("DET_START", DET_START),
             ("DET_S_READY", DET_S_READY as u64),
             ("DET_S_RUNNING", DET_S_RUNNING as u64),
@@ -471,6 +527,8 @@ mod tests {
             ("DET_R_KILLED", DET_R_KILLED as u64),
             ("DET_E_CONFLICT", DET_E_CONFLICT as u64),
             ("DET_MERGE_SIZE", DET_MERGE_SIZE as u64),
+            ("DET_MERGE_MAX_RANGES", DET_MERGE_MAX_RANGES as u64),
+            ("DET_MERGE_ARGS_SIZE_VER0", DET_MERGE_ARGS_SIZE_VER0 as u64),
             ("DET_STATUS_SIZE", DET_STATUS_SIZE as u64),
             ("DET_TIMES_SIZE", DET_TIMES_SIZE as u64),
             ("DET_GENERAL_REGS_SIZE", DET_GENERAL_REGS_SIZE as u64),

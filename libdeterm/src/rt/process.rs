@@ -272,13 +272,18 @@ fn files_reference(child: u64) -> Result<u64, Error> {
     Ok(id)
 }
 
+/// How a join or a holder's release kills: the child may be running (a
+/// holder parks in `dret` forever), and its teardown is not waited for,
+/// so the ID is free at once and the memory goes back on another CPU.
+const KILL_NOW: u64 = sys::DET_KILL | sys::DET_KILL_POISON | sys::DET_KILL_NOWAIT;
+
 /// Kills reference holder `id` once neither a child nor the next fork
 /// needs it.
 fn release_reference(id: u64) {
     let st = state();
     let current = st.fs_reference.is_some_and(|r| r.id == id);
     if !current && !st.children.iter().any(|c| c.used && c.holder == id) {
-        let _ = sys::dput_plain(id, sys::DET_KILL | sys::DET_KILL_POISON, 0, 0);
+        let _ = sys::dput_plain(id, KILL_NOW, 0, 0);
     }
 }
 
@@ -558,43 +563,64 @@ fn merge(id: u64, gap: (u64, u64)) -> Result<(), Error> {
         "stack",
     );
     n += 1;
-    for &(lo, hi, what) in &ranges[..n] {
+    // One call, all or nothing: a conflict anywhere merges nothing.  The
+    // kernel takes ranges in ascending order with no page in two of them:
+    // ranges that would share a page become one (the bytes between them
+    // are free heap the child could not have written, so merging them
+    // changes nothing).
+    let mut kr = [sys::DetRange::default(); 7];
+    let mut k = 0;
+    let mut sorted = ranges;
+    sorted[..n].sort_unstable_by_key(|r| r.0);
+    for &(lo, hi, _) in &sorted[..n] {
         if lo >= hi {
             continue;
         }
-        let mut rep = DetMerge::default();
-        // SAFETY: these ranges hold program data, heap blocks and stack
-        // variables the child may have changed through what it was given;
-        // the runtime's own state is in the private region, outside them.
-        let r = unsafe { sys::merge(id, lo, hi - lo, &mut rep) };
-        let s = &mut state().stats;
-        s.merges += 1;
-        s.scanned_pages += rep.scanned_pages;
-        s.copied_pages += rep.copied_pages;
-        s.compared_pages += rep.compared_pages;
-        match r {
-            Ok(()) => {}
-            Err(Errno::EBADE) => {
-                super::set_report(
-                    REPORT_CONFLICT,
-                    id,
-                    rep.conflict_addr,
-                    format_args!(
-                        "merge conflict joining child {id} at {:#x}",
-                        rep.conflict_addr
-                    ),
-                );
-                return Err(Error::Conflict {
-                    child: id,
-                    addr: rep.conflict_addr,
-                    bytes: rep.conflict_bytes,
-                    range: what,
-                });
-            }
-            Err(e) => return Err(Error::Sys("merging", e)),
+        let page = sys::PAGE - 1;
+        if k > 0 && lo & !page < (kr[k - 1].start + kr[k - 1].size + page) & !page {
+            let prev = &mut kr[k - 1];
+            prev.size = prev.size.max(hi - prev.start);
+            continue;
         }
+        kr[k] = sys::DetRange {
+            start: lo,
+            size: hi - lo,
+        };
+        k += 1;
     }
-    Ok(())
+    let mut rep = DetMerge::default();
+    // SAFETY: these ranges hold program data, heap blocks and stack
+    // variables the child may have changed through what it was given;
+    // the runtime's own state is in the private region, outside them.
+    let r = unsafe { sys::merge_ranges(id, &kr[..k], &mut rep) };
+    let s = &mut state().stats;
+    s.merges += 1;
+    s.scanned_pages += rep.scanned_pages;
+    s.copied_pages += rep.copied_pages;
+    s.compared_pages += rep.compared_pages;
+    match r {
+        Ok(()) => Ok(()),
+        Err(Errno::EBADE) => {
+            let addr = rep.conflict_addr;
+            let what = ranges[..n]
+                .iter()
+                .find(|&&(lo, hi, _)| (lo..hi).contains(&addr))
+                .map_or("memory", |r| r.2);
+            super::set_report(
+                REPORT_CONFLICT,
+                id,
+                addr,
+                format_args!("merge conflict joining child {id} at {addr:#x}"),
+            );
+            Err(Error::Conflict {
+                child: id,
+                addr,
+                bytes: rep.conflict_bytes,
+                range: what,
+            })
+        }
+        Err(e) => Err(Error::Sys("merging", e)),
+    }
 }
 
 /// Reconciles the child's file system with ours.
@@ -660,8 +686,9 @@ fn join_id(id: u64) -> Result<i32, Error> {
     let slot = st.children[i];
     super::clear_report();
     // The child's heap region comes back whole after a merge, all free
-    // when nothing of the child was merged, and never when a merge may
-    // have brought part of it (`forsake`).
+    // when nothing of the child was merged (a fault, or a failed merge:
+    // merges are all or nothing), and never when the join failed after
+    // its merge (`forsake`).
     let mut region_back = slot.exec;
     let result = (|| {
         let mut parent = Parent {
@@ -675,7 +702,14 @@ fn join_id(id: u64) -> Result<i32, Error> {
         match s.status {
             sys::DET_S_EXIT_NORMAL => {
                 if !slot.exec {
-                    merge(id, slot.gap)?;
+                    if let Err(e) = merge(id, slot.gap) {
+                        // The merge is all or nothing: none of the
+                        // child's memory came over, so its region is
+                        // free again, as for a child that faulted.
+                        state().heap.abandon(slot.region);
+                        region_back = true;
+                        return Err(e);
+                    }
                     reclaim(id, slot.region)?;
                     region_back = true;
                 }
@@ -699,7 +733,7 @@ fn join_id(id: u64) -> Result<i32, Error> {
     if !region_back {
         state().heap.forsake(slot.region);
     }
-    let _ = sys::dput_plain(id, sys::DET_KILL | sys::DET_KILL_POISON, 0, 0);
+    let _ = sys::dput_plain(id, KILL_NOW, 0, 0);
     let st = state();
     st.children[i].used = false;
     release_reference(slot.holder);

@@ -27,6 +27,7 @@ long det_syscall_enter(struct pt_regs *regs, long nr);
 void det_syscall_exit(struct pt_regs *regs);
 bool __det_get_signal(int signr, struct kernel_siginfo *info);
 bool __det_outsider(const struct task_struct *t);
+bool __det_oom_instead(struct task_struct *victim);
 void __det_exec(struct task_struct *t);
 void __det_switch(struct task_struct *prev, struct task_struct *next);
 bool det_emulate_cpuid(struct pt_regs *regs);
@@ -96,6 +97,19 @@ static inline bool det_signal_dropped(int sig, struct kernel_siginfo *info,
 	return !(sig == SIGKILL && info == SEND_SIG_PRIV);
 }
 
+/*
+ * Hook from out_of_memory(): should the OOM killer take current rather
+ * than @victim, its choice?  Yes when current is a deterministic process
+ * whose allocation cannot be served and @victim belongs to the same tree
+ * (its master or another of the master's descendants): the tree then
+ * loses the process that could not be served, and no sibling's work or
+ * master with it.  Pressure from outside the tree is handled as usual.
+ */
+static inline bool det_oom_instead(struct task_struct *victim)
+{
+	return det_is_child(current) && __det_oom_instead(victim);
+}
+
 /* Hook from begin_new_exec(): a master that execs is a legacy process. */
 static inline void det_exec(struct task_struct *t)
 {
@@ -141,6 +155,10 @@ static inline bool det_get_signal(int signr, struct kernel_siginfo *info)
 	return false;
 }
 static inline bool det_outsider(const struct task_struct *t) { return false; }
+static inline bool det_oom_instead(struct task_struct *victim)
+{
+	return false;
+}
 static inline bool det_signal_dropped(int sig, struct kernel_siginfo *info,
 				      struct task_struct *t)
 {

@@ -95,9 +95,9 @@ static bool det_vma_outside(struct vm_area_struct *vma)
 static int det_find_outside(struct mm_struct *mm, unsigned long *start,
 			    unsigned long *end)
 {
+	VMA_ITERATOR(vmi, mm, 0);
 	struct vm_area_struct *vma;
 	int ret = -ENOENT;
-	VMA_ITERATOR(vmi, mm, 0);
 
 	mmap_read_lock(mm);
 	for_each_vma(vmi, vma) {
@@ -121,9 +121,9 @@ static int det_find_outside(struct mm_struct *mm, unsigned long *start,
  */
 int det_check_outside(struct mm_struct *mm)
 {
+	VMA_ITERATOR(vmi, mm, 0);
 	struct vm_area_struct *vma;
 	int ret = 0;
-	VMA_ITERATOR(vmi, mm, 0);
 
 	mmap_read_lock(mm);
 	for_each_vma(vmi, vma)
@@ -216,9 +216,9 @@ static int det_privatize_vma(struct mm_struct *mm, struct vm_area_struct *vma)
  */
 int det_privatize_files(struct mm_struct *mm)
 {
+	VMA_ITERATOR(vmi, mm, 0);
 	struct vm_area_struct *vma;
 	int ret = 0;
-	VMA_ITERATOR(vmi, mm, 0);
 
 	if (mmap_write_lock_killable(mm))
 		return -EINTR;

@@ -6,6 +6,7 @@
 #define _KERNEL_DET_INTERNAL_H
 
 #include <linux/det.h>
+#include <linux/pgtable.h>
 #include <linux/refcount.h>
 #include <linux/signal.h>
 #include <linux/spinlock.h>
@@ -16,6 +17,7 @@
 #define DET_S_CREATING	0
 
 struct mm_struct;
+struct page;
 
 /**
  * struct det_req - work a parent hands to its stopped child, which runs it
@@ -72,6 +74,10 @@ struct det_req {
  * @nproc:	set when the child exits: its user's count of processes
  *		(RLIMIT_NPROC), which keeps counting it while its entry, task
  *		and memory stay pinned until DET_KILL.
+ * @dying:	the caller's children killed with DET_KILL_NOWAIT that may
+ *		not be dead yet, linked through their @next_dying; only the
+ *		owning task touches it.
+ * @next_dying:	the next on its parent's @dying list.
  */
 /* What struct det_times accounts, in its order. */
 enum det_time_kind { DET_T_SNAP, DET_T_MERGE, DET_T_COPY, DET_T_KILL,
@@ -95,6 +101,8 @@ struct det_proc {
 	struct mm_struct	*mm;
 	struct mm_struct	*snap;
 	struct ucounts		*nproc;
+	struct det_proc		*dying;
+	struct det_proc		*next_dying;
 	/* A master's: its group's time in memory operations (account.c). */
 	atomic64_t		times[DET_T_NR];
 };
@@ -109,7 +117,8 @@ int det_become_master(void);
 struct det_proc *det_create(struct det_proc *me, unsigned long id);
 int det_wait_stopped(struct det_proc *me, struct det_proc *d);
 int det_start(struct det_proc *d);
-int det_kill(struct det_proc *me, struct det_proc *d);
+int det_kill(struct det_proc *me, struct det_proc *d, bool nowait);
+void det_reap_dying(struct det_proc *me, bool wait);
 void det_get_status(struct det_proc *d, struct det_status *st);
 void det_stop(struct det_proc *me, int state, int reason, int signo,
 	      int code, unsigned long addr, long nr);
@@ -117,16 +126,35 @@ void det_park(struct det_proc *me);
 int det_call(struct det_proc *d, struct det_req *req);
 
 /* memory.c */
+#define DET_GUP_BATCH	64	/* pages per get_user_pages_remote() */
+
 void det_mm_set(struct det_proc *d, struct mm_struct *mm,
 		struct mm_struct *snap);
 void det_mm_release(struct det_proc *d);
+int det_mm_get(struct det_proc *d, struct mm_struct **mm,
+	       struct mm_struct **snap);
+pmd_t *det_find_pmd(struct mm_struct *mm, unsigned long addr,
+		    unsigned long *empty);
+long det_gup(struct mm_struct *mm, unsigned long addr, unsigned long nr,
+	     unsigned int gup, struct page **pages);
 int det_vm_map(struct det_proc *d, bool zero, unsigned long start,
 	       unsigned long size, unsigned long prot);
 int det_snap(struct det_proc *d, bool created);
 int det_vm_copy(struct det_proc *d, bool put, unsigned long start,
 		unsigned long size, unsigned long dst);
-int det_merge(struct det_proc *d, unsigned long start, unsigned long size,
-	      unsigned long report);
+
+/* merge.c */
+int det_merge(struct det_proc *d, const struct det_range *ranges,
+	      unsigned long nr, unsigned long report, unsigned long report_size);
+int det_merge_call(struct det_proc *d, unsigned long flags,
+		   unsigned long start, unsigned long size,
+		   unsigned long report);
+
+/* Has child @d died of a signal since the operation began? */
+static inline bool det_killed(struct det_proc *d)
+{
+	return READ_ONCE(d->state) == DET_S_EXCEPT_DEAD;
+}
 
 /* enforce.c */
 void det_drop_outside(void);

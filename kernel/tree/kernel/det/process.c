@@ -19,6 +19,7 @@
 #include <linux/debugfs.h>
 #include <linux/hugetlb.h>
 #include <linux/mm.h>
+#include <linux/oom.h>
 #include <linux/ptrace.h>
 #include <linux/rseq.h>
 #include <linux/sched/mm.h>
@@ -116,11 +117,42 @@ bool __det_outsider(const struct task_struct *t)
 	return ret;
 }
 
+/*
+ * The root of @t's tree: the first of @t and its ancestors that is not a
+ * deterministic process (a master's thread, or @t itself when it is none).
+ * Children are never reparented, so the chain is the creation chain.
+ */
+static struct task_struct *det_root(struct task_struct *t)
+{
+	RCU_LOCKDEP_WARN(!rcu_read_lock_held(), "walking a tree needs RCU");
+	while (det_is_child(t))
+		t = rcu_dereference(t->real_parent);
+	return t;
+}
+
+/*
+ * Called for current, a deterministic process the OOM killer runs for:
+ * is @victim of current's own tree, so that current should die instead?
+ * Not when current may not be killed for memory at all.
+ */
+bool __det_oom_instead(struct task_struct *victim)
+{
+	bool ret;
+
+	if (!current->mm ||
+	    current->signal->oom_score_adj == OOM_SCORE_ADJ_MIN)
+		return false;
+	rcu_read_lock();
+	ret = same_thread_group(det_root(victim), det_root(current));
+	rcu_read_unlock();
+	return ret;
+}
+
 static bool det_mm_unsupported(struct mm_struct *mm)
 {
+	VMA_ITERATOR(vmi, mm, 0);
 	struct vm_area_struct *vma;
 	bool bad = false;
-	VMA_ITERATOR(vmi, mm, 0);
 
 	if (!mm)
 		return false;
@@ -190,7 +222,11 @@ int det_become_master(void)
 	if (!d)
 		return -ENOMEM;
 	d->state = DET_S_RUNNING;
-	/* Published last: det_fork() now refuses legacy forks. */
+	/*
+	 * Published last: det_fork() now refuses legacy forks.  Pairs with
+	 * the READ_ONCE() (an address dependency) of readers of ->det, who
+	 * then see the initialised state.
+	 */
 	smp_store_release(&me->det, d);
 	return 0;
 }
@@ -254,11 +290,11 @@ void det_free_task(struct task_struct *t)
 }
 
 /* Drop a child from its parent's table; it must be dead or never born. */
-static void det_forget(struct det_proc *me, struct det_proc *d)
+/* Drop the caller's entry for child @d, out of its table already. */
+static void det_release(struct det_proc *d)
 {
 	struct task_struct *t = d->task;
 
-	xa_erase(&me->children, d->id);
 	det_mm_release(d);
 	if (d->nproc) {
 		dec_rlimit_ucounts(d->nproc, UCOUNT_RLIMIT_NPROC, 1);
@@ -269,6 +305,32 @@ static void det_forget(struct det_proc *me, struct det_proc *d)
 	det_put_proc(d);
 	if (t)
 		put_task_struct(t);
+}
+
+static void det_forget(struct det_proc *me, struct det_proc *d)
+{
+	xa_erase(&me->children, d->id);
+	det_release(d);
+}
+
+/*
+ * Release the caller's children killed without waiting that are dead by
+ * now; with @wait, wait for each first.
+ */
+void det_reap_dying(struct det_proc *me, bool wait)
+{
+	struct det_proc **p = &me->dying, *d;
+
+	while ((d = *p)) {
+		if (wait)
+			wait_event(d->wq, det_dead(d));
+		if (!det_dead(d)) {
+			p = &d->next_dying;
+			continue;
+		}
+		*p = d->next_dying;
+		det_release(d);
+	}
 }
 
 /*
@@ -323,7 +385,7 @@ struct det_proc *det_create(struct det_proc *me, unsigned long id)
 		err = det_privatize_files(mm);
 		mmput(mm);
 		if (err) {
-			det_kill(me, d);
+			det_kill(me, d, false);
 			return ERR_PTR(err);
 		}
 	}
@@ -362,12 +424,15 @@ void det_park(struct det_proc *me)
 	for (;;) {
 		if (wait_event_killable(me->wq,
 				READ_ONCE(me->state) == DET_S_RUNNING ||
+				/* pairs with det_call()'s release */
 				smp_load_acquire(&me->req)))
 			return;
+		/* Pairs with det_call()'s release: the request is complete. */
 		req = smp_load_acquire(&me->req);
 		if (!req)
 			return;
 		req->ret = req->fn(req);
+		/* Pairs with det_call()'s acquire: ->ret is written first. */
 		smp_store_release(&me->req, NULL);
 		wake_up_all(&me->wq);
 	}
@@ -385,10 +450,13 @@ int det_call(struct det_proc *d, struct det_req *req)
 		spin_unlock(&d->lock);
 		return -ECHILD;
 	}
+	/* Pairs with det_park()'s acquire: it sees all of @req. */
 	smp_store_release(&d->req, req);
 	spin_unlock(&d->lock);
 	wake_up_all(&d->wq);
+	/* Pairs with det_park()'s release: ->ret is then the result. */
 	wait_event(d->wq, !smp_load_acquire(&d->req) || det_dead(d));
+	/* Still there (acquire, as above): nobody took it. */
 	if (smp_load_acquire(&d->req)) {
 		/* It died before taking the request. */
 		WRITE_ONCE(d->req, NULL);
@@ -477,11 +545,21 @@ static void det_sigkill(struct det_proc *d)
  * DET_KILL: destroy child @d and its whole subtree, and drop it from the
  * caller's table.  Without DET_KILL_POISON the caller has already waited for
  * it to stop; with it, a running child is killed where it is.  Returns once
- * nothing of the subtree is left (no task, no /proc entry).
+ * nothing of the subtree is left (no task, no /proc entry); with @nowait at
+ * once, the ID free, while the subtree dies on other CPUs (its memory is
+ * freed by its own exit, __det_exit()).  Such children are released by
+ * later calls, and waited for at the caller's exit.
  */
-int det_kill(struct det_proc *me, struct det_proc *d)
+int det_kill(struct det_proc *me, struct det_proc *d, bool nowait)
 {
+	det_reap_dying(me, false);
 	det_sigkill(d);
+	if (nowait && !det_dead(d)) {
+		xa_erase(&me->children, d->id);
+		d->next_dying = me->dying;
+		me->dying = d;
+		return 0;
+	}
 	if (wait_event_killable(d->wq, det_dead(d)))
 		return -EINTR;
 	det_forget(me, d);
@@ -509,6 +587,7 @@ void __det_exit(struct task_struct *t)
 			wait_event(d->wq, det_dead(d));
 		det_forget(me, d);
 	}
+	det_reap_dying(me, true);
 	/*
 	 * Dying of a signal (its parent's DET_KILL, or the OOM killer): drop
 	 * the parent's references on its memory now, so that exit_mm() frees

@@ -44,13 +44,15 @@ static unsigned long det_opflags_allowed(unsigned long op)
 	case DET_GET_STATUS:
 		return DET_DONT_WAIT;
 	case DET_KILL:
-		return DET_KILL_POISON;
+		return DET_KILL_POISON | DET_KILL_NOWAIT;
 	case DET_VM_ZERO:
 	case DET_PERM:
 		return DET_PROT_MASK;
 	case DET_VM_COPY:
 		/* Taken and ignored, as v3.0-det did: the copy never maps. */
 		return DET_PROT_MASK;
+	case DET_MERGE:
+		return DET_MERGE_ARGS;
 	}
 	return 0;
 }
@@ -142,6 +144,13 @@ static int det_check_args(bool put, unsigned long child, unsigned long flags,
 			return -EINVAL;
 		break;
 	case DET_MERGE:
+		if (flags & DET_MERGE_ARGS) {
+			/* @start: a struct det_merge_args of @size bytes. */
+			if (!start || size < DET_MERGE_ARGS_SIZE_VER0 ||
+			    size > PAGE_SIZE || dststart)
+				return -EINVAL;
+			break;
+		}
 		/* @dststart is the report pointer. */
 		if (!det_range_ok(start, size))
 			return -EINVAL;
@@ -153,7 +162,7 @@ static int det_check_args(bool put, unsigned long child, unsigned long flags,
 	return 0;
 }
 
-/* Step 3: the caller's role, for everything but DET_BECOME_MASTER. */
+/* Step 2: the caller's role, for everything but DET_BECOME_MASTER. */
 static int det_check_caller(struct det_proc *me, unsigned long flags)
 {
 	unsigned long op = flags & DET_OP_MASK;
@@ -319,13 +328,14 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
 				return ret;
 		}
 		t0 = ktime_get_ns();
-		ret = det_kill(me, d);
+		ret = det_kill(me, d, flags & DET_KILL_NOWAIT);
 		det_account(DET_T_KILL, t0);
 		return ret;
 	}
 
-	t0 = ktime_get_ns();
+	/* Step 3: the child.  Creating one counts as a snapshot. */
 	if (!d) {
+		t0 = ktime_get_ns();
 		d = det_create(me, child);
 		if (IS_ERR(d))
 			return PTR_ERR(d);
@@ -389,7 +399,10 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
  *		the caller's address for dput() and dget() alike;
  *		%DET_MERGE - three-way merge of the child's changes since
  *		its snapshot in [@start, @start+@size) into the caller;
- *		@dststart: a struct det_merge report, or 0.
+ *		@dststart: a struct det_merge report, or 0.  With
+ *		%DET_MERGE_ARGS: @start is a struct det_merge_args of @size
+ *		bytes (several ranges merged all or nothing, a report of
+ *		any size) and @dststart 0.
  *		%DET_GET_TIMES (masters only) - with @child 0, write the
  *		group's struct det_times to @start (@size == its size); no
  *		child, no wait.
@@ -410,7 +423,8 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
  *   operation, an op-flag the operation does not take (%DET_XSTATE_REGS on
  *   a CPU without XSAVE), %DET_REGS without a register set, an unused
  *   argument not 0 (@child in the size query), %DET_START with the size
- *   query, or @size not what the operation needs;
+ *   query, or @size not what the operation needs (for %DET_MERGE_ARGS:
+ *   less than %DET_MERGE_ARGS_SIZE_VER0 or more than a page);
  * - %EPERM: the caller is a legacy process;
  * - %EACCES: %DET_DONT_WAIT or %DET_GET_TIMES from a deterministic process;
  * - %ESRCH: no child @child;
@@ -419,8 +433,14 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
  *   caller is being killed;
  * - %ECHILD: %DET_VM_COPY or %DET_MERGE on a child that died of a signal
  *   (before or during the operation): its memory was freed when it died;
+ * - %E2BIG: a struct det_merge_args larger than the kernel's, with bytes
+ *   past its end not 0;
+ * - %EINVAL: a struct det_merge_args with no ranges or more than
+ *   %DET_MERGE_MAX_RANGES, ranges out of order or sharing a page, a range
+ *   outside user space, a report without a size or a size without one;
  * - %ENODATA: %DET_MERGE on a child without a snapshot;
  * - %EFAULT: @start is not writable; a %DET_VM_COPY range is not mapped;
+ *   the struct det_merge_args or its ranges are not readable;
  *   %DET_MERGE: the caller no longer maps (writably) a page the child
  *   changed, or the report is not writable;
  * - %EBADE (%DET_E_CONFLICT): %DET_MERGE found bytes both sides changed
@@ -474,7 +494,7 @@ SYSCALL_DEFINE5(dget, unsigned long, child, unsigned long, flags,
 	}
 	if (op == DET_MERGE) {
 		t0 = ktime_get_ns();
-		ret = det_merge(d, start, size, dststart);
+		ret = det_merge_call(d, flags, start, size, dststart);
 		det_account(DET_T_MERGE, t0);
 		if (ret)
 			return ret;

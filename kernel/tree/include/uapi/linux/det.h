@@ -52,8 +52,8 @@
 #define DET_SNAP		0x00000080 /* put: COW copy + reference */
 #define DET_MERGE		0x00000100 /* get: three-way merge */
 #define DET_PERM		0x00000200 /* put: set page protection */
-#define DET_GET_TIMES		0x00000400 /* get: the group's time in memory
-				    * operations (masters only) */
+/* get: the group's time in memory operations (masters only) */
+#define DET_GET_TIMES		0x00000400
 
 /*
  * Memory operations (see docs/kernel.md and docs/det-merge.7.md):
@@ -86,6 +86,10 @@
  *	merged, the call fails with EBADE (DET_E_CONFLICT) and the report
  *	says where.  @report, if not 0, points at a struct det_merge,
  *	written on success and on conflict.
+ * dget(c, DET_MERGE | DET_MERGE_ARGS, args, sizeof(*args), 0): the same
+ *	for each of several ranges at once, all or nothing: on a conflict
+ *	in any range, or any other failure, no range is merged.  See struct
+ *	det_merge_args.
  * A child's memory outlives its exit: dget() DET_VM_COPY and DET_MERGE
  * work on an exited child until DET_KILL frees its ID.
  */
@@ -111,11 +115,22 @@
 
 /* Op-flag of DET_KILL: do not wait for the child to stop first. */
 #define DET_KILL_POISON		0x00010000
+/*
+ * Op-flag of DET_KILL: return at once, its ID free, while the subtree
+ * dies on its own; the caller's exit still waits for it.
+ */
+#define DET_KILL_NOWAIT		0x00020000
 
 /* Op-flags of DET_VM_ZERO and DET_PERM: protection of the range. */
 #define DET_PROT_READ		0x00010000
 #define DET_PROT_WRITE		0x00020000
 #define DET_PROT_EXEC		0x00040000
+
+/*
+ * Op-flag of DET_MERGE: @start points at a struct det_merge_args of @size
+ * bytes (several ranges, one report of a given size; @dststart 0).
+ */
+#define DET_MERGE_ARGS		0x00010000
 
 /* After the operation, set the child running. */
 #define DET_START		0x01000000
@@ -190,6 +205,41 @@ struct det_merge {
 	__u64 copied_pages;
 	__u64 compared_pages;
 };
+
+/**
+ * struct det_range - one range of a DET_MERGE_ARGS merge.
+ * @start:	first byte.
+ * @size:	bytes.
+ */
+struct det_range {
+	__u64 start;
+	__u64 size;
+};
+
+/**
+ * struct det_merge_args - what dget(child, DET_MERGE | DET_MERGE_ARGS,
+ * &args, sizeof(args), 0) reads.  It may grow at its end: the kernel takes
+ * a smaller struct than it knows (at least DET_MERGE_ARGS_SIZE_VER0 bytes)
+ * with the fields past it 0, and a larger one whose extra bytes are 0
+ * (else E2BIG).
+ * @ranges:	user address of @nr_ranges struct det_range, in ascending
+ *		order; no two may touch the same page (EINVAL).
+ * @nr_ranges:	1 to DET_MERGE_MAX_RANGES.
+ * @report:	user address of a struct det_merge, or 0.
+ * @report_size: bytes at @report: the kernel writes the first
+ *		min(@report_size, sizeof(struct det_merge)) bytes of its
+ *		report and zeros the rest, so the report may grow too.
+ *		Counts are totals over all ranges.  0 when @report is 0.
+ */
+struct det_merge_args {
+	__u64 ranges;
+	__u64 nr_ranges;
+	__u64 report;
+	__u64 report_size;
+};
+
+#define DET_MERGE_MAX_RANGES	64
+#define DET_MERGE_ARGS_SIZE_VER0 32 /* the first struct det_merge_args */
 
 /**
  * struct det_times - what a master's dget(0, DET_GET_TIMES, &t, sizeof(t), 0)

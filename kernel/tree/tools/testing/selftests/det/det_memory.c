@@ -393,6 +393,153 @@ TEST(merge_errors)
 	EXPECT_EQ(1, rep.copied_pages);
 }
 
+/* dget(id, DET_MERGE | DET_MERGE_ARGS) of @nr ranges; report of @rsize. */
+static long merge_ranges(unsigned long id, const struct det_range *r,
+			 unsigned long nr, void *rep, size_t rsize)
+{
+	struct det_merge_args args = {
+		.ranges = (unsigned long)r, .nr_ranges = nr,
+		.report = (unsigned long)rep, .report_size = rep ? rsize : 0,
+	};
+
+	if (rep)
+		memset(rep, 0xa5, rsize);
+	return dget(id, DET_MERGE | DET_MERGE_ARGS, (unsigned long)&args,
+		    sizeof(args), 0);
+}
+
+/*
+ * Several ranges in one call are one merge: a conflict in the last range
+ * leaves the first unmerged too; without it, all are merged and the
+ * report counts over all of them.
+ */
+TEST(merge_ranges_all_or_nothing)
+{
+	unsigned char *buf = map(8 * PG);
+	struct det_range r[3];
+	struct det_merge rep;
+	long ret;
+
+	ASSERT_NE(NULL, buf);
+	memset(buf, 0, 8 * PG);
+	r[0] = (struct det_range){ (unsigned long)buf + 10, PG - 10 };
+	r[1] = (struct det_range){ (unsigned long)buf + 3 * PG, 2 * PG };
+	r[2] = (struct det_range){ (unsigned long)buf + 6 * PG, PG };
+	ASSERT_EQ(0, become_master());
+	ret = fork_snap(1);
+	if (ret == 0) {
+		buf[20] = 1;			/* range 0 */
+		buf[5] = 2;			/* outside every range */
+		buf[4 * PG + 1] = 3;		/* range 1 */
+		buf[6 * PG + 7] = 4;		/* range 2: conflict */
+		buf[7 * PG] = 5;		/* outside */
+		dret();
+		det_exit(0);
+	}
+	buf[6 * PG + 7] = 40;
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	ASSERT_EQ(-DET_E_CONFLICT, merge_ranges(1, r, 3, &rep, sizeof(rep)));
+	EXPECT_EQ(1, rep.conflict_bytes);
+	EXPECT_EQ((unsigned long)buf + 6 * PG + 7, rep.conflict_addr);
+	EXPECT_EQ(0, buf[20]);		/* nothing merged, not range 0 */
+	EXPECT_EQ(0, buf[4 * PG + 1]);
+
+	buf[6 * PG + 7] = 0;		/* no conflict any more */
+	ASSERT_EQ(DET_S_READY, merge_ranges(1, r, 3, &rep, sizeof(rep)));
+	EXPECT_EQ(1, buf[20]);
+	EXPECT_EQ(3, buf[4 * PG + 1]);
+	EXPECT_EQ(4, buf[6 * PG + 7]);
+	EXPECT_EQ(0, buf[5]);		/* outside: left alone */
+	EXPECT_EQ(0, buf[7 * PG]);
+	EXPECT_EQ(0, rep.conflict_bytes);
+	EXPECT_EQ(4, rep.scanned_pages);
+	EXPECT_EQ(3, rep.copied_pages);
+	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+}
+
+/*
+ * struct det_merge_args and the report are sized: an older, smaller
+ * report gets a prefix, a newer, larger one zeros past the kernel's;
+ * arguments the kernel cannot honour fail before anything is merged.
+ */
+TEST(merge_ranges_sizes_and_errors)
+{
+	unsigned char *buf = map(4 * PG);
+	struct det_range r[2], one;
+	unsigned long big[DET_MERGE_SIZE / 8 + 4];
+	struct det_merge_args args;
+	unsigned char bigargs[64];
+	struct det_merge rep;
+	long ret;
+	int i;
+
+	ASSERT_NE(NULL, buf);
+	memset(buf, 0, 4 * PG);
+	one = (struct det_range){ (unsigned long)buf, 4 * PG };
+	ASSERT_EQ(0, become_master());
+	ret = fork_snap(1);
+	if (ret == 0) {
+		buf[0] = 1;
+		buf[PG] = 2;
+		dret();
+		det_exit(0);
+	}
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+
+	/* Arguments wrong in themselves: EINVAL, E2BIG, EFAULT. */
+	args = (struct det_merge_args){ (unsigned long)&one, 1, 0, 0 };
+	EXPECT_EQ(-EINVAL, dget(1, DET_MERGE | DET_MERGE_ARGS,
+				(unsigned long)&args, 16, 0));
+	EXPECT_EQ(-EINVAL, dget(1, DET_MERGE | DET_MERGE_ARGS,
+				(unsigned long)&args, sizeof(args),
+				(unsigned long)&rep));
+	EXPECT_EQ(-EINVAL, merge_ranges(1, &one, 0, NULL, 0));
+	EXPECT_EQ(-EINVAL, merge_ranges(1, &one, DET_MERGE_MAX_RANGES + 1,
+					NULL, 0));
+	args.report = (unsigned long)&rep;	/* a report with no size */
+	EXPECT_EQ(-EINVAL, dget(1, DET_MERGE | DET_MERGE_ARGS,
+				(unsigned long)&args, sizeof(args), 0));
+	r[0] = (struct det_range){ (unsigned long)buf + PG, PG };
+	r[1] = (struct det_range){ (unsigned long)buf, PG };
+	EXPECT_EQ(-EINVAL, merge_ranges(1, r, 2, NULL, 0));	/* order */
+	r[0] = (struct det_range){ (unsigned long)buf, 10 };
+	r[1] = (struct det_range){ (unsigned long)buf + 20, 10 };
+	EXPECT_EQ(-EINVAL, merge_ranges(1, r, 2, NULL, 0));	/* a page */
+	r[1] = (struct det_range){ KPTR, PG };
+	EXPECT_EQ(-EINVAL, merge_ranges(1, r, 2, NULL, 0));	/* kernel */
+	EXPECT_EQ(-EFAULT, merge_ranges(1, (void *)KPTR, 1, NULL, 0));
+	memset(bigargs, 0, sizeof(bigargs));
+	memcpy(bigargs, &(struct det_merge_args){ (unsigned long)&one, 1,
+						  0, 0 }, sizeof(args));
+	bigargs[40] = 1;		/* a field this kernel does not know */
+	EXPECT_EQ(-E2BIG, dget(1, DET_MERGE | DET_MERGE_ARGS,
+			       (unsigned long)bigargs, sizeof(bigargs), 0));
+	EXPECT_EQ(0, buf[0]);	/* nothing was merged by any of these */
+
+	/* A larger args struct with zeros past ours is taken. */
+	bigargs[40] = 0;
+	ASSERT_EQ(DET_S_READY, dget(1, DET_MERGE | DET_MERGE_ARGS,
+				    (unsigned long)bigargs, sizeof(bigargs),
+				    0));
+	EXPECT_EQ(1, buf[0]);
+	EXPECT_EQ(2, buf[PG]);
+
+	/* Reports of other sizes: a prefix, or the whole and zeros. */
+	memset(buf, 0, 4 * PG);
+	memset(big, 0xa5, sizeof(big));
+	ASSERT_EQ(DET_S_READY, merge_ranges(1, &one, 1, big, 16));
+	EXPECT_EQ(0, big[0]);			/* conflict_bytes */
+	EXPECT_EQ(0, big[1]);			/* conflict_addr */
+	EXPECT_EQ(0xa5a5a5a5a5a5a5a5UL, big[2]);	/* not written */
+	memset(buf, 0, 4 * PG);
+	ASSERT_EQ(DET_S_READY, merge_ranges(1, &one, 1, big, sizeof(big)));
+	EXPECT_EQ(4, big[5]);			/* scanned_pages */
+	EXPECT_EQ(2, big[6]);			/* copied_pages */
+	for (i = DET_MERGE_SIZE / 8; i < (int)(sizeof(big) / 8); i++)
+		EXPECT_EQ(0, big[i]);
+	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+}
+
 TEST(merge_after_exit)
 {
 	unsigned char *buf = map(PG), *out = map(PG);

@@ -366,6 +366,55 @@ TEST(dont_wait_and_kill_poison)
 	EXPECT_EQ(0, count_children_of(getpid()));
 }
 
+/*
+ * DET_KILL_NOWAIT returns at once with the ID free; the killed children
+ * die on their own and are released by later calls (and at exit).
+ */
+TEST(kill_nowait_frees_the_id_at_once)
+{
+	int i, n = -1;
+	long r;
+
+	ASSERT_EQ(0, become_master());
+	r = dput(9, DET_START, 0, 0, 0);
+	if (r == 0)
+		for (;;)
+			;
+	ASSERT_EQ(DET_S_RUNNING, r);
+	ASSERT_EQ(0, dput(9, DET_KILL | DET_KILL_POISON | DET_KILL_NOWAIT,
+			  0, 0, 0));
+	EXPECT_EQ(-ESRCH, dget(9, 0, 0, 0, 0));
+	/* The same ID, a new child, at once. */
+	r = dput(9, DET_START, 0, 0, 0);
+	if (r == 0) {
+		dret();
+		det_exit(0);
+	}
+	ASSERT_EQ(DET_S_READY, dget(9, 0, 0, 0, 0));
+	/* Many more: each kill sweeps the dead ones up. */
+	for (i = 0; i < 40; i++) {
+		r = dput(100 + i, DET_START, 0, 0, 0);
+		if (r == 0)
+			for (;;)
+				;
+		ASSERT_EQ(DET_S_RUNNING, r);
+		ASSERT_EQ(0, dput(100 + i, DET_KILL | DET_KILL_POISON |
+				  DET_KILL_NOWAIT, 0, 0, 0));
+	}
+	/* Only child 9 is left once they have died. */
+	for (i = 0; i < 100 && n != 1; i++) {
+		n = count_children_of(getpid());
+		if (n != 1)
+			usleep(50000);
+	}
+	EXPECT_EQ(1, n);
+	/* Without NOWAIT, DET_KILL still returns with the child gone. */
+	ASSERT_EQ(0, dput(9, DET_KILL, 0, 0, 0));
+	EXPECT_EQ(0, count_children_of(getpid()));
+	/* An op-flag DET_KILL does not know. */
+	EXPECT_EQ(-EINVAL, dput(9, DET_KILL | 0x00040000, 0, 0, 0));
+}
+
 TEST(kill_stopped_gone_from_proc)
 {
 	long r;
