@@ -10,8 +10,17 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use bootproto::Mode;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
+
+/// `--profile`, for the verbs that take one profile.
+#[derive(clap::Args, Clone)]
+pub struct ProfileArg {
+    /// Profile name: configs/<PROFILE>.toml.
+    #[arg(long, short, default_value = "default")]
+    pub profile: String,
+}
 
 /// A fully resolved profile.
 #[derive(Debug, Clone)]
@@ -49,7 +58,7 @@ pub struct BootCfg {
     pub cpus: u32,
     pub memory_mib: u32,
     /// What init runs: `tests`, `demos`, `shell` or a command.
-    pub run: String,
+    pub run: Mode,
     /// Extra kernel command line.
     pub cmdline: String,
     pub timeout_secs: u64,
@@ -231,7 +240,7 @@ impl Profile {
             boot: BootCfg {
                 cpus: 2,
                 memory_mib: 1024,
-                run: "shell".into(),
+                run: Mode::Shell,
                 cmdline: String::new(),
                 timeout_secs: 600,
                 accel: AccelChoice::Auto,
@@ -309,10 +318,8 @@ impl Profile {
         if let Some(v) = b.run {
             let span = v.span();
             let v = v.into_inner();
-            if v.trim().is_empty() {
-                return Err(src.error(span, "boot.run: must not be empty".into()));
-            }
-            self.boot.run = v;
+            self.boot.run =
+                Mode::parse(&v).map_err(|e| src.error(span, format!("boot.run: {e}")))?;
         }
         if let Some(v) = b.cmdline {
             self.boot.cmdline = v.into_inner();
@@ -472,7 +479,7 @@ mod tests {
         ]);
         let p = t.load("debug").unwrap();
         assert_eq!(p.kernel.fragments, vec!["base", "debug"]);
-        assert_eq!(p.boot.run, "tests");
+        assert_eq!(p.boot.run, Mode::Tests);
         assert_eq!(p.boot.cpus, 2);
         assert_eq!(p.files.len(), 2);
         assert!(p.files[0].ends_with("base.toml"));
