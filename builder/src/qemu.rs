@@ -410,16 +410,6 @@ impl Tail {
     }
 }
 
-/// The last `n` lines of `text`, indented, for error reports.
-pub fn tail_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| format!("    {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Print what went wrong with a boot, with the console's tail.
 pub fn report_problem(project: &Project, o: &Outcome) {
     let c = &o.classification;
@@ -432,7 +422,7 @@ pub fn report_problem(project: &Project, o: &Outcome) {
         Verdict::BootError | Verdict::Crashed | Verdict::Timeout
     ) {
         eprintln!("last lines of the kernel console:");
-        eprintln!("{}", tail_lines(&o.console, 40));
+        eprintln!("{}", crate::progress::tail_lines(&o.console, 40));
     }
     eprintln!("logs: {}", project.show(&o.logs.dir));
 }
