@@ -18,15 +18,17 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use bootproto::Mode;
 use serde_json::{json, Value};
 
 use crate::build;
+use crate::cmdline;
 use crate::fsutil::write_atomic;
 use crate::plot::{self, Chart, Series};
 use crate::project::Project;
+use crate::qemu::BootOpts;
 use crate::qemu::{self, Boot, Logs};
 use crate::verdict::Verdict;
-use crate::BootOpts;
 
 /// The full plan: the thesis's sizes that finish on a 2-CPU TCG guest in
 /// about an hour (TCG runs these programs 10-50× slower than the host).
@@ -45,22 +47,41 @@ pub const QUICK: &[&str] = &[
     "qsort:1000,10000,100000,1000000",
 ];
 
-pub struct Options {
+#[derive(clap::Args)]
+pub struct Args {
+    /// Profile to boot.
+    #[arg(long, short, default_value = "bench")]
     pub profile: String,
+    /// A few sizes per demo with shorter runs (minutes, not an hour).
+    #[arg(long)]
     pub quick: bool,
+    /// Instead of the built-in plan: DEMO:SIZE[,SIZE...] items, e.g.
+    /// `--plan lu:16,2048 --plan qsort:1000`.
+    #[arg(long)]
     pub plan: Vec<String>,
+    /// Only these demos (comma-separated: md5, qsort, matmult, lu).
+    #[arg(long, value_delimiter = ',')]
     pub demos: Vec<String>,
-    pub cpus: Vec<u32>,
+    /// Values of N (guest CPUs used), comma-separated; default 1..=CPUs.
+    #[arg(long, value_delimiter = ',')]
+    pub n: Vec<u32>,
+    /// Each timed run lasts at least this long (default 2, --quick 0.5).
+    #[arg(long)]
     pub min_secs: Option<f64>,
+    /// Runs per timing; the median counts.
+    #[arg(long, default_value_t = 1)]
     pub trials: u32,
+    /// Do not boot: redraw the table and plots from images/bench/results.json.
+    #[arg(long)]
     pub replot: bool,
+    #[command(flatten)]
     pub boot: BootOpts,
 }
 
 /// One `BENCH` line: its keys and values, in order.
 pub type Row = BTreeMap<String, String>;
 
-pub fn run(project: &Project, o: &Options) -> Result<ExitCode> {
+pub fn run(project: &Project, o: &Args) -> Result<ExitCode> {
     let profile = project.profile(&o.profile)?;
     let out = project.output(&profile.name);
     if o.replot {
@@ -90,8 +111,8 @@ pub fn run(project: &Project, o: &Options) -> Result<ExitCode> {
         "det-bench --min-secs {min_secs} --trials {}",
         o.trials.max(1)
     );
-    if !o.cpus.is_empty() {
-        let list: Vec<String> = o.cpus.iter().map(u32::to_string).collect();
+    if !o.n.is_empty() {
+        let list: Vec<String> = o.n.iter().map(u32::to_string).collect();
         command.push_str(&format!(" --cpus {}", list.join(",")));
     }
     for p in &plan {
@@ -100,7 +121,7 @@ pub fn run(project: &Project, o: &Options) -> Result<ExitCode> {
     }
     let image = build::build(project, &profile)?;
     let boot = Boot::resolve(project, &profile, &image, &o.boot);
-    let cmdline = qemu::harness_cmdline(&profile, boot.cpus, &command, &[]);
+    let cmdline = cmdline::harness(&profile, boot.cpus, &Mode::Command(command), &[]);
     let logs = Logs {
         dir: project.images().join("logs").join("bench"),
     };
@@ -125,7 +146,10 @@ pub fn run(project: &Project, o: &Options) -> Result<ExitCode> {
         qemu::each_line(|l| progress.line(l)),
     )?;
     let rows: Vec<Row> = outcome.output.lines().filter_map(parse_bench).collect();
-    let done = outcome.output.lines().any(|l| l.trim() == "BENCH-DONE");
+    let done = outcome
+        .output
+        .lines()
+        .any(|l| bootproto::record::tagged(l, "BENCH-DONE").is_some());
     let guest = json!({
         "cpus": boot.cpus,
         "accel": format!("{:?}", boot.accel),
@@ -162,7 +186,7 @@ fn json_text(v: &Value) -> String {
 }
 
 /// The `DEMO:SIZES` arguments of `det-bench`.
-fn plan(o: &Options) -> Result<Vec<String>> {
+fn plan(o: &Args) -> Result<Vec<String>> {
     let base: Vec<String> = if !o.plan.is_empty() {
         o.plan.clone()
     } else if o.quick {
@@ -193,25 +217,13 @@ fn plan(o: &Options) -> Result<Vec<String>> {
     Ok(plan)
 }
 
-/// The `key=value` pairs of a `BENCH ` line; values may be `"quoted"`.
+/// The fields of a `BENCH` record (`bootproto::record`); `None` for any
+/// other line and for a malformed one.
 pub fn parse_bench(line: &str) -> Option<Row> {
-    let rest = line.trim().strip_prefix("BENCH ")?;
-    let mut row = Row::new();
-    let mut s = rest;
-    while !s.is_empty() {
-        let (key, after) = s.split_once('=')?;
-        let (value, next) = if let Some(q) = after.strip_prefix('"') {
-            let end = q.find('"')?;
-            (&q[..end], q[end + 1..].trim_start())
-        } else {
-            match after.split_once(' ') {
-                Some((v, n)) => (v, n.trim_start()),
-                None => (after, ""),
-            }
-        };
-        row.insert(key.trim().to_string(), value.to_string());
-        s = next;
-    }
+    let row = bootproto::record::tagged(line, "BENCH")?
+        .map(|f| f.map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect::<Result<Row, _>>()
+        .ok()?;
     row.contains_key("demo").then_some(row)
 }
 
@@ -228,11 +240,8 @@ impl Progress {
     fn line(&mut self, line: &str) {
         let started = *self.started.get_or_insert_with(std::time::Instant::now);
         if let Some(rest) = line.strip_prefix("BENCH-PLAN ") {
-            self.total = rest
-                .split(' ')
-                .find_map(|kv| kv.strip_prefix("total="))
-                .and_then(|t| t.parse().ok());
-            if rest.contains("det=no") {
+            self.total = bootproto::record::value(rest, "total").and_then(|t| t.parse().ok());
+            if bootproto::record::value(rest, "det") == Some("no") {
                 eprintln!("note: the image has no deterministic versions: pthread times only");
             }
         } else if let Some(row) = parse_bench(line) {
@@ -683,12 +692,12 @@ mod tests {
 
     #[test]
     fn plans_filter_by_demo_and_reject_junk() {
-        let mut o = Options {
+        let mut o = Args {
             profile: "bench".into(),
             quick: true,
             plan: vec![],
             demos: vec!["lu".into()],
-            cpus: vec![],
+            n: vec![],
             min_secs: None,
             trials: 1,
             replot: false,

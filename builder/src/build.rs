@@ -8,17 +8,53 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use serde_json::json;
 
+use crate::cmdline;
 use crate::disk::{self, Disk};
 use crate::fsutil;
 use crate::initramfs;
 use crate::kernel::{self, Kernel};
-use crate::profile::Profile;
+use crate::profile::{Profile, ProfileArg};
 use crate::project::Project;
 use crate::userland;
+
+/// The build verbs, each up to its stage: `kernel`, `userland`,
+/// `initramfs` and `build` (the whole image).
+#[derive(Clone, Copy)]
+pub enum Stage {
+    Kernel,
+    Userland,
+    Initramfs,
+    Image,
+}
+
+/// Build `args`'s profile up to `stage` and print what it made.
+pub fn stage(project: &Project, stage: Stage, args: &ProfileArg) -> Result<ExitCode> {
+    let profile = project.profile(&args.profile)?;
+    if let Stage::Image = stage {
+        println!("{}", build(project, &profile)?.dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let kernel = kernel::build(project, &profile)?;
+    if let Stage::Kernel = stage {
+        println!("{}", kernel.bzimage.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let userland = userland::build(project, &profile, &kernel)?;
+    if let Stage::Userland = stage {
+        for bin in &userland.programs {
+            println!("{}", bin.path.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let initramfs = initramfs::build(project, &profile, &userland)?;
+    println!("{}", initramfs.path.display());
+    Ok(ExitCode::SUCCESS)
+}
 
 /// A profile's published image.
 pub struct Image {
@@ -40,7 +76,7 @@ pub fn build(project: &Project, profile: &Profile) -> Result<Image> {
     let kernel = kernel::build(project, profile)?;
     let userland = userland::build(project, profile, &kernel)?;
     let initramfs = initramfs::build(project, profile, &userland)?;
-    let cmdline = cmdline(profile);
+    let cmdline = cmdline::console(profile);
     let disk = disk::build(
         project,
         &disk::Inputs {
@@ -48,7 +84,7 @@ pub fn build(project: &Project, profile: &Profile) -> Result<Image> {
             bzimage: &kernel.bzimage,
             initramfs: &initramfs.path,
             os_release: initramfs::os_release(profile),
-            cmdline: disk::builtin_cmdline(profile),
+            cmdline: cmdline::builtin(profile),
         },
     )?;
 
@@ -165,33 +201,25 @@ pub fn build(project: &Project, profile: &Profile) -> Result<Image> {
     Ok(image)
 }
 
-/// The kernel command line a profile boots with, outside the QEMU harness
-/// (the harness adds its own channel settings). Kernel messages go to the
-/// serial port and the screen; the screen (`tty0`) comes last, so it is
-/// /dev/console: a PC without a serial port still has a working console,
-/// and init serves a shell on both where both exist.
-pub fn cmdline(profile: &Profile) -> String {
-    let mut c = format!(
-        "console=ttyS0,115200 console=tty0 panic=-1 {}",
-        run_arg(&profile.boot.run)
-    );
-    if !profile.boot.cmdline.trim().is_empty() {
-        c.push(' ');
-        c.push_str(profile.boot.cmdline.trim());
-    }
-    c
-}
-
-/// `det.run=` for a mode or simple word, `det.runx=<hex>` for any command.
-pub fn run_arg(run: &str) -> String {
-    let simple = !run.is_empty()
-        && run
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./,:=".contains(&b));
-    if simple {
-        format!("det.run={run}")
-    } else {
-        format!("det.runx={}", hex::encode(run.as_bytes()))
+impl Image {
+    /// The disk a harness run with `cmdline` boots: the published disk.img
+    /// when its built-in command line is exactly `cmdline`, else a one-off
+    /// copy with `cmdline` built in, written to `dir`.
+    pub fn disk_for(&self, profile: &Profile, cmdline: &str, dir: &Path) -> Result<PathBuf> {
+        if self.disk.cmdline == cmdline {
+            return Ok(self.disk_image.clone());
+        }
+        fs::create_dir_all(dir)?;
+        disk::build_scratch(
+            &disk::Inputs {
+                profile,
+                bzimage: &self.bzimage,
+                initramfs: &self.initramfs,
+                os_release: initramfs::os_release(profile),
+                cmdline: cmdline.to_string(),
+            },
+            dir,
+        )
     }
 }
 
@@ -232,14 +260,6 @@ fn clean_stale_staging(images: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn run_arg_encodes_anything_that_is_not_a_word() {
-        assert_eq!(run_arg("tests"), "det.run=tests");
-        assert_eq!(run_arg("/bin/true"), "det.run=/bin/true");
-        assert_eq!(run_arg("echo hi"), "det.runx=6563686f206869");
-        assert_eq!(run_arg("a\"b"), "det.runx=612262");
-    }
 
     #[test]
     fn publish_swaps_whole_directories() {

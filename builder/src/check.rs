@@ -13,12 +13,15 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
+use bootproto::record::value;
+use bootproto::Mode;
 
 use crate::build;
+use crate::cmdline;
 use crate::project::Project;
+use crate::qemu::BootOpts;
 use crate::qemu::{self, Boot, Logs};
 use crate::verdict::Verdict;
-use crate::BootOpts;
 
 /// The demos checked, with sizes that keep a run under a second or two
 /// on the TCG guest.
@@ -31,15 +34,25 @@ pub const SPECS: &[&str] = &[
     "gauss:16:fixed",
 ];
 
-pub struct Options {
+#[derive(clap::Args)]
+pub struct Args {
+    /// Profile to boot.
+    #[arg(long, short, default_value = "bench")]
     pub profile: String,
+    /// Runs per demo, version, CPU count and load setting (K).
+    #[arg(long, short = 'k', default_value_t = 100)]
     pub runs: u32,
+    /// Only without background load.
+    #[arg(long)]
     pub no_load: bool,
+    /// Only these demos (comma-separated: md5, qsort, matmult, lu, gauss).
+    #[arg(long, value_delimiter = ',')]
     pub demos: Vec<String>,
+    #[command(flatten)]
     pub boot: BootOpts,
 }
 
-pub fn run(project: &Project, o: &Options) -> Result<ExitCode> {
+pub fn run(project: &Project, o: &Args) -> Result<ExitCode> {
     let profile = project.profile(&o.profile)?;
     let specs: Vec<&str> = SPECS
         .iter()
@@ -59,7 +72,7 @@ pub fn run(project: &Project, o: &Options) -> Result<ExitCode> {
         if o.no_load { "0" } else { "0,1" },
         specs.join(" ")
     );
-    let cmdline = qemu::harness_cmdline(&profile, boot.cpus, &command, &[]);
+    let cmdline = cmdline::harness(&profile, boot.cpus, &Mode::Command(command), &[]);
     let logs = Logs {
         dir: project.images().join("logs").join("check"),
     };
@@ -79,7 +92,7 @@ pub fn run(project: &Project, o: &Options) -> Result<ExitCode> {
     let lines: Vec<&str> = outcome
         .output
         .lines()
-        .filter(|l| l.starts_with("CHECK "))
+        .filter_map(|l| l.strip_prefix("CHECK "))
         .collect();
     println!(
         "{:<8} {:>6} {:>5} {:<8} {:>5} {:>9} {:>7}  hashes",
@@ -102,7 +115,7 @@ pub fn run(project: &Project, o: &Options) -> Result<ExitCode> {
     let done = outcome
         .output
         .lines()
-        .find_map(|l| l.strip_prefix("CHECK-DONE "));
+        .find_map(|l| l.trim_end().strip_prefix("CHECK-DONE "));
     // As for `bench`: det-check's verdict counts only from a run that
     // ended cleanly (no kernel report, crash or time limit).
     let clean = matches!(
@@ -123,10 +136,4 @@ pub fn run(project: &Project, o: &Options) -> Result<ExitCode> {
             bail!("the check did not finish cleanly");
         }
     }
-}
-
-/// The value of `key` in a `key=value ...` line.
-fn value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split(' ')
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }

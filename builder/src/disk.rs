@@ -22,6 +22,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::cmdline;
 use crate::deps;
 use crate::fsutil::{self, Key};
 use crate::gpt::{self, Partition, Table, SECTOR};
@@ -31,8 +32,7 @@ use crate::project::Project;
 
 pub const STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 pub const GPTMBR: &str = "/usr/lib/syslinux/mbr/gptmbr.bin";
-/// Partition label init looks for (userland/init).
-pub const DATA_LABEL: &str = "detlinux-data";
+use bootproto::DATA_LABEL;
 pub const ESP_LABEL: &str = "detlinux-esp";
 /// Where everything starts and what the partitions align to: 1 MiB.
 const ALIGN: u64 = 1 << 20;
@@ -94,15 +94,6 @@ pub struct Inputs<'a> {
     pub initramfs: &'a Path,
     pub os_release: String,
     pub cmdline: String,
-}
-
-/// The command line built into a profile's disk (docs/disk-image.md).
-pub fn builtin_cmdline(profile: &Profile) -> String {
-    if profile.disk.channels == crate::profile::Channels::Harness {
-        crate::qemu::harness_cmdline(profile, profile.boot.cpus, &profile.boot.run, &[])
-    } else {
-        crate::build::cmdline(profile)
-    }
 }
 
 /// Build (or find in the cache) the disk for `inputs`.
@@ -208,13 +199,13 @@ fn assemble(inputs: &Inputs, key: &str, dir: &Path, final_dir: &Path) -> Result<
     let total = data_start + data_sectors + ALIGN / SECTOR;
 
     let uki = dir.join("detlinux.efi");
-    make_uki(inputs, &disk_line(&inputs.cmdline), dir, &uki)?;
+    make_uki(inputs, &cmdline::disk(&inputs.cmdline), dir, &uki)?;
     // The tour entry is for people at a screen: a harness disk (test,
     // debug) runs tests, and a debug kernel's second UKI would not fit.
     let tour_uki = dir.join("tour.efi");
     let tour = has_tour(p);
     if tour {
-        make_uki(inputs, &tour_line(&inputs.cmdline), dir, &tour_uki)?;
+        make_uki(inputs, &cmdline::tour(&inputs.cmdline), dir, &tour_uki)?;
     }
     let esp = dir.join("esp.img");
     let esp_files = make_esp(
@@ -441,23 +432,10 @@ fn pe_checksum(pe: &[u8]) -> u32 {
     (sum as u32).wrapping_add(pe.len() as u32)
 }
 
-/// The line a disk boots with: the profile's, plus where the data
-/// partition is, so init waits for it (USB and NVMe disks appear late)
-/// and finds it by name on whatever disk the image was written to.
-pub fn disk_line(cmdline: &str) -> String {
-    format!("{cmdline} det.data={DATA_LABEL}")
-}
-
 /// Whether a profile's disk has the tour entries: disks made for people
 /// (`disk.channels = "console"`), not for the harness.
 pub fn has_tour(p: &Profile) -> bool {
     p.disk.channels == crate::profile::Channels::Console
-}
-
-/// The boot entry that shows the demos: the disk's line with `det.tour=1`
-/// (init runs `tour` on the screen, then its shell).
-pub fn tour_line(cmdline: &str) -> String {
-    format!("{} det.tour=1", disk_line(cmdline))
 }
 
 /// syslinux's configuration: the same kernel, initramfs and command line.
@@ -467,12 +445,12 @@ pub fn syslinux_cfg(cmdline: &str, tour: bool) -> String {
     let mut cfg = format!(
         "# detlinux: legacy BIOS boot (docs/disk-image.md)\nSERIAL 0 115200\nPROMPT 0\nTIMEOUT 0\nDEFAULT detlinux\n\
          LABEL detlinux\n  LINUX /LINUX/BZIMAGE\n  INITRD /LINUX/INITRD.GZ\n  APPEND {}\n",
-        disk_line(cmdline)
+        cmdline::disk(cmdline)
     );
     if tour {
         cfg.push_str(&format!(
             "LABEL tour\n  LINUX /LINUX/BZIMAGE\n  INITRD /LINUX/INITRD.GZ\n  APPEND {}\n",
-            tour_line(cmdline)
+            cmdline::tour(cmdline)
         ));
     }
     cfg

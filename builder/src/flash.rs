@@ -16,10 +16,13 @@ use std::fs;
 use std::io::{self, BufRead, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
 use crate::gpt::{self, SECTOR};
+use crate::profile::ProfileArg;
+use crate::project::Project;
 
 /// A block device as the checks see it.
 #[derive(Debug, Clone)]
@@ -183,6 +186,26 @@ pub fn check(t: &Target, sys: &System, image_size: u64) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// The whole-disk block device to write, e.g. /dev/sdb.
+    #[arg(long)]
+    pub device: PathBuf,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `cargo det flash`: build the profile, then [`run`].
+pub fn verb(project: &Project, args: &Args) -> Result<ExitCode> {
+    let profile = project.profile(&args.profile.profile)?;
+    let image = crate::build::build(project, &profile)?;
+    run(&image.disk_image, &args.device, args.yes)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The verb: check, confirm, write, move the backup GPT, verify.

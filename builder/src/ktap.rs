@@ -242,7 +242,7 @@ fn classify_line(raw: &str) -> (usize, Line<'_>) {
         .map(|c| if c == '\t' { 8 } else { 1 })
         .sum();
     let content = content.trim_end();
-    if content.is_empty() || content.starts_with("DET-INIT ") || content.starts_with("DET-EXIT ") {
+    if content.is_empty() || bootproto::status::is_status_line(content) {
         return (indent, Line::Noise);
     }
     (indent, classify_content(content))

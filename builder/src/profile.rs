@@ -10,8 +10,17 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use bootproto::Mode;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
+
+/// `--profile`, for the verbs that take one profile.
+#[derive(clap::Args, Clone)]
+pub struct ProfileArg {
+    /// Profile name: configs/<PROFILE>.toml.
+    #[arg(long, short, default_value = "default")]
+    pub profile: String,
+}
 
 /// A fully resolved profile.
 #[derive(Debug, Clone)]
@@ -49,7 +58,7 @@ pub struct BootCfg {
     pub cpus: u32,
     pub memory_mib: u32,
     /// What init runs: `tests`, `demos`, `shell` or a command.
-    pub run: String,
+    pub run: Mode,
     /// Extra kernel command line.
     pub cmdline: String,
     pub timeout_secs: u64,
@@ -198,6 +207,43 @@ impl Source<'_> {
 pub const DEFAULT_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
 
 impl Profile {
+    /// Every key's default: the one place they are written. Profiles
+    /// (configs/base.toml included) set only what differs, and
+    /// docs/profiles.md's table is checked against these by a test.
+    fn defaults(name: &str, files: Vec<PathBuf>) -> Profile {
+        Profile {
+            name: name.to_string(),
+            files,
+            kernel: KernelCfg {
+                tarball: PathBuf::from(DEFAULT_TARBALL),
+                sha256: None,
+                fragments: Vec::new(),
+            },
+            userland: UserlandCfg {
+                tests: true,
+                busybox: true,
+            },
+            boot: BootCfg {
+                cpus: 2,
+                memory_mib: 1024,
+                run: Mode::Shell,
+                cmdline: String::new(),
+                timeout_secs: 600,
+                accel: AccelChoice::Auto,
+            },
+            disk: DiskCfg {
+                esp_mib: 64,
+                data_mib: 64,
+                channels: Channels::Console,
+                test_boots: false,
+                pc_profile: String::new(),
+            },
+            build: BuildCfg {
+                source_date_epoch: 1_767_225_600, // 2026-01-01T00:00:00Z
+            },
+        }
+    }
+
     /// Load `configs/<name>.toml` and everything it inherits.
     pub fn load(configs: &Path, root: &Path, name: &str) -> Result<Profile> {
         let mut chain: Vec<(PathBuf, String)> = Vec::new();
@@ -216,37 +262,7 @@ impl Profile {
         }
         chain.reverse();
 
-        let mut p = Profile {
-            name: name.to_string(),
-            files: chain.iter().map(|(p, _)| p.clone()).collect(),
-            kernel: KernelCfg {
-                tarball: PathBuf::from(DEFAULT_TARBALL),
-                sha256: None,
-                fragments: Vec::new(),
-            },
-            userland: UserlandCfg {
-                tests: true,
-                busybox: true,
-            },
-            boot: BootCfg {
-                cpus: 2,
-                memory_mib: 1024,
-                run: "shell".into(),
-                cmdline: String::new(),
-                timeout_secs: 600,
-                accel: AccelChoice::Auto,
-            },
-            disk: DiskCfg {
-                esp_mib: 64,
-                data_mib: 64,
-                channels: Channels::Console,
-                test_boots: false,
-                pc_profile: String::new(),
-            },
-            build: BuildCfg {
-                source_date_epoch: 1_767_225_600, // 2026-01-01T00:00:00Z
-            },
-        };
+        let mut p = Profile::defaults(name, chain.iter().map(|(p, _)| p.clone()).collect());
         for (path, text) in &chain {
             let src = Source { path, text };
             let layer = parse_layer(path, text)?;
@@ -309,10 +325,8 @@ impl Profile {
         if let Some(v) = b.run {
             let span = v.span();
             let v = v.into_inner();
-            if v.trim().is_empty() {
-                return Err(src.error(span, "boot.run: must not be empty".into()));
-            }
-            self.boot.run = v;
+            self.boot.run =
+                Mode::parse(&v).map_err(|e| src.error(span, format!("boot.run: {e}")))?;
         }
         if let Some(v) = b.cmdline {
             self.boot.cmdline = v.into_inner();
@@ -437,6 +451,7 @@ fn key_at(text: &str, at: usize) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     struct Tree(tempfile::TempDir);
 
@@ -472,7 +487,7 @@ mod tests {
         ]);
         let p = t.load("debug").unwrap();
         assert_eq!(p.kernel.fragments, vec!["base", "debug"]);
-        assert_eq!(p.boot.run, "tests");
+        assert_eq!(p.boot.run, Mode::Tests);
         assert_eq!(p.boot.cpus, 2);
         assert_eq!(p.files.len(), 2);
         assert!(p.files[0].ends_with("base.toml"));
@@ -552,6 +567,68 @@ mod tests {
         ]);
         let e = t.load("a").unwrap_err().to_string();
         assert!(e.contains("inheritance loop"), "{e}");
+    }
+
+    /// docs/profiles.md's default column says what [`Profile::defaults`]
+    /// says, and base.toml repeats none of it.
+    #[test]
+    fn docs_and_base_agree_with_the_defaults() {
+        let d = Profile::defaults("x", Vec::new());
+        let quoted = |s: &str| format!("`{s:?}`");
+        let plain = |v: &dyn std::fmt::Display| format!("`{v}`");
+        let lower = |v: &dyn std::fmt::Debug| quoted(&format!("{v:?}").to_lowercase());
+        let want: BTreeMap<&str, String> = [
+            ("inherit", "—".to_string()),
+            ("kernel.tarball", plain(&d.kernel.tarball.display())),
+            ("kernel.sha256", "—".to_string()),
+            ("kernel.fragments", plain(&"[]")),
+            ("userland.tests", plain(&d.userland.tests)),
+            ("userland.busybox", plain(&d.userland.busybox)),
+            ("boot.cpus", plain(&d.boot.cpus)),
+            ("boot.memory_mib", plain(&d.boot.memory_mib)),
+            ("boot.run", quoted(d.boot.run.as_str())),
+            ("boot.cmdline", quoted(&d.boot.cmdline)),
+            ("boot.timeout_secs", plain(&d.boot.timeout_secs)),
+            ("boot.accel", lower(&d.boot.accel)),
+            ("disk.esp_mib", plain(&d.disk.esp_mib)),
+            ("disk.data_mib", plain(&d.disk.data_mib)),
+            ("disk.channels", lower(&d.disk.channels)),
+            ("disk.test_boots", plain(&d.disk.test_boots)),
+            ("disk.pc_profile", quoted(&d.disk.pc_profile)),
+            ("build.source_date_epoch", plain(&d.build.source_date_epoch)),
+        ]
+        .into_iter()
+        .collect();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let doc = std::fs::read_to_string(root.join("docs/profiles.md")).unwrap();
+        let rows: BTreeMap<&str, String> = doc
+            .lines()
+            .filter_map(|l| {
+                let mut cells = l.strip_prefix("| `")?.split(" | ");
+                let key = cells.next()?.strip_suffix('`')?;
+                Some((key, cells.next()?.to_string()))
+            })
+            .collect();
+        assert_eq!(rows, want, "docs/profiles.md's table vs Profile::defaults");
+        // base.toml sets no key to its default: only what every profile
+        // shares and differs from it.
+        let base = std::fs::read_to_string(root.join("configs/base.toml")).unwrap();
+        let base: toml::Table = toml::from_str(&base).unwrap();
+        for (table, keys) in &base {
+            for (key, value) in keys.as_table().unwrap() {
+                let name = format!("{table}.{key}");
+                let shown = match value {
+                    toml::Value::String(s) if name == "kernel.tarball" => format!("`{s}`"),
+                    toml::Value::String(s) => quoted(s),
+                    v => plain(v),
+                };
+                assert_ne!(
+                    want.get(name.as_str()),
+                    Some(&shown),
+                    "base.toml repeats {name}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -68,6 +68,17 @@ impl Drop for Step {
     }
 }
 
+/// The last `n` lines of `text`, indented, for error reports: the one
+/// helper that shows the end of a log.
+pub fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Run `cmd`, sending stdout and stderr to `log` and the latest line to the
 /// step's spinner. On failure the error carries the log's last lines.
 pub fn run_logged(step: &Step, mut cmd: Command, log: &Path) -> Result<()> {
@@ -100,18 +111,15 @@ pub fn run_logged(step: &Step, mut cmd: Command, log: &Path) -> Result<()> {
     let _ = err.join();
     if !status.success() {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-        if let Some(hint) = crate::deps::undeclared_hint(&text) {
-            bail!(
-                "{hint}\n{shown} failed ({status}); last lines of {}:\n{tail}",
-                log.display()
-            );
-        }
-        bail!(
-            "{shown} failed ({status}); last lines of {}:\n{tail}",
-            log.display()
+        let failed = format!(
+            "{shown} failed ({status}); last lines of {}:\n{}",
+            log.display(),
+            tail_lines(&text, 30)
         );
+        match crate::deps::undeclared_hint(&text) {
+            Some(hint) => bail!("{hint}\n{failed}"),
+            None => bail!("{failed}"),
+        }
     }
     Ok(())
 }
@@ -127,4 +135,16 @@ pub fn first_line(program: &str, arg: &str) -> Result<String> {
         .next()
         .unwrap_or("")
         .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_lines_indents_the_last_n() {
+        assert_eq!(tail_lines("a\nb\nc\n", 2), "    b\n    c");
+        assert_eq!(tail_lines("a", 5), "    a");
+        assert_eq!(tail_lines("", 3), "");
+    }
 }

@@ -1,4 +1,6 @@
-//! Booting images in QEMU, and the `run` and `demo` verbs.
+//! Booting images in QEMU: the machine, its media and firmware, captured
+//! runs, the KVM probe. The verbs that boot live elsewhere (`run`, `test`,
+//! `bench`, `check`, `pc`).
 //!
 //! A guest gets three serial ports, each captured to its own file, so the
 //! kernel console, the program's output and init's status lines never mix:
@@ -8,19 +10,34 @@
 //! hanging it; a time limit catches everything else.
 
 use std::fs;
-use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::build::{self, Image};
+use crate::build::Image;
+use crate::cmdline;
 use crate::deps;
 use crate::profile::{AccelChoice, Profile};
 use crate::project::Project;
 use crate::verdict::{self, Classification, RunLogs, Verdict};
-use crate::BootOpts;
+
+/// Options for every verb that boots a guest.
+#[derive(clap::Args, Clone)]
+pub struct BootOpts {
+    /// Accelerator (overrides the profile).
+    #[arg(long, value_enum)]
+    pub accel: Option<AccelChoice>,
+    /// Guest CPUs (overrides the profile).
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// Time limit for the whole boot, in seconds (overrides the profile;
+    /// a test run multiplies it by the guest's speed factor).
+    #[arg(long)]
+    pub timeout: Option<u64>,
+}
 
 /// How to boot: resolved from the profile and the command line.
 pub struct Boot {
@@ -58,10 +75,14 @@ impl Firmware {
     }
 }
 
-/// `--uefi` or `--bios` of a disk boot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The firmware a disk boots through (`run --disk`, the test profile's
+/// disk runs, the PC boots).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum DiskBoot {
+    /// OVMF, through the UKI at \EFI\BOOT\BOOTX64.EFI.
     Uefi,
+    /// SeaBIOS, through syslinux.
     Bios,
 }
 
@@ -93,7 +114,7 @@ pub fn uefi_firmware(dir: &Path, run_dir: &Path) -> Result<Firmware> {
     for f in [&code, &vars] {
         if !f.is_file() {
             anyhow::bail!(
-                "UEFI firmware not found: {} is missing (package ovmf; run `cargo det deps`), or boot with --bios",
+                "UEFI firmware not found: {} is missing (package ovmf; run `cargo det deps`), or boot with `--disk bios`",
                 f.display()
             );
         }
@@ -103,26 +124,6 @@ pub fn uefi_firmware(dir: &Path, run_dir: &Path) -> Result<Firmware> {
     fs::copy(&vars, &copy)
         .with_context(|| format!("copying {} to {}", vars.display(), copy.display()))?;
     Ok(Firmware::Uefi { code, vars: copy })
-}
-
-/// The disk a harness run with `cmdline` boots: the published disk.img
-/// when its built-in command line is exactly `cmdline`, else a one-off
-/// copy with `cmdline` built in, written to `dir`.
-pub fn disk_for(profile: &Profile, image: &Image, cmdline: &str, dir: &Path) -> Result<PathBuf> {
-    if image.disk.cmdline == cmdline {
-        return Ok(image.disk_image.clone());
-    }
-    fs::create_dir_all(dir)?;
-    crate::disk::build_scratch(
-        &crate::disk::Inputs {
-            profile,
-            bzimage: &image.bzimage,
-            initramfs: &image.initramfs,
-            os_release: crate::initramfs::os_release(profile),
-            cmdline: cmdline.to_string(),
-        },
-        dir,
-    )
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -212,7 +213,8 @@ pub fn add_firmware(q: &mut Command, firmware: &Firmware) {
     }
 }
 
-fn base_command(image: &Image, boot: &Boot, cmdline: &str) -> Command {
+/// The machine of `boot`, its media and `cmdline` (for a kernel boot).
+pub fn base_command(image: &Image, boot: &Boot, cmdline: &str) -> Command {
     let mut q = machine(boot.cpus, boot.memory_mib, boot.accel);
     match &boot.media {
         Media::Kernel => {
@@ -237,23 +239,6 @@ fn base_command(image: &Image, boot: &Boot, cmdline: &str) -> Command {
 /// A path inside a QEMU option list: commas are doubled.
 fn qemu_path(p: &Path) -> String {
     p.display().to_string().replace(',', ",,")
-}
-
-/// The harness's kernel command line for running `run` in the guest.
-pub fn harness_cmdline(profile: &Profile, cpus: u32, run: &str, extra: &[String]) -> String {
-    let mut c = format!(
-        "console=ttyS0 panic=-1 {} det.out=/dev/ttyS1 det.status=/dev/ttyS2 det.cpus={cpus}",
-        build::run_arg(run),
-    );
-    for e in extra {
-        c.push(' ');
-        c.push_str(e);
-    }
-    if !profile.boot.cmdline.trim().is_empty() {
-        c.push(' ');
-        c.push_str(profile.boot.cmdline.trim());
-    }
-    c
 }
 
 /// Boot with all three channels captured to files in `logs`, calling
@@ -425,16 +410,6 @@ impl Tail {
     }
 }
 
-/// The last `n` lines of `text`, indented, for error reports.
-pub fn tail_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| format!("    {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Print what went wrong with a boot, with the console's tail.
 pub fn report_problem(project: &Project, o: &Outcome) {
     let c = &o.classification;
@@ -447,22 +422,9 @@ pub fn report_problem(project: &Project, o: &Outcome) {
         Verdict::BootError | Verdict::Crashed | Verdict::Timeout
     ) {
         eprintln!("last lines of the kernel console:");
-        eprintln!("{}", tail_lines(&o.console, 40));
+        eprintln!("{}", crate::progress::tail_lines(&o.console, 40));
     }
     eprintln!("logs: {}", project.show(&o.logs.dir));
-}
-
-/// Stream the program output to stdout as it grows.
-fn streamer() -> impl FnMut(&str) {
-    let mut shown = 0;
-    move |text: &str| {
-        if text.len() > shown {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&text.as_bytes()[shown..]);
-            let _ = out.flush();
-            shown = text.len();
-        }
-    }
 }
 
 /// A `watch` for [`boot_captured`] that calls `f` once for each complete
@@ -476,169 +438,6 @@ pub fn each_line(mut f: impl FnMut(&str)) -> impl FnMut(&str) {
             seen = complete;
         }
     }
-}
-
-/// The exit code a harness-level problem maps to.
-fn problem_code(v: Verdict) -> ExitCode {
-    match v {
-        Verdict::Timeout => ExitCode::from(124),
-        _ => ExitCode::from(125),
-    }
-}
-
-/// `cargo det run`: interactive shell, or one command with its status.
-/// With `disk`, the guest boots disk.img through firmware instead.
-pub fn run(
-    project: &Project,
-    profile: &Profile,
-    image: &Image,
-    opts: &BootOpts,
-    command: &[String],
-    disk: Option<DiskBoot>,
-) -> Result<ExitCode> {
-    let mut boot = Boot::resolve(project, profile, image, opts);
-    let run = if command.is_empty() {
-        profile.boot.run.clone()
-    } else {
-        shell_join(command)
-    };
-    let logs = Logs {
-        dir: project.images().join("logs").join(match disk {
-            None => profile.name.clone(),
-            Some(d) => format!("{}-{}", profile.name, d.name()),
-        }),
-    };
-    if run == "shell" {
-        if let Some(d) = disk {
-            boot.media = Media::Disk {
-                image: image.disk_image.clone(),
-                firmware: d.firmware(&logs.dir)?,
-            };
-        }
-        return interactive(profile, image, &boot, &logs.dir);
-    }
-    let cmdline = harness_cmdline(profile, boot.cpus, &run, &[]);
-    if let Some(d) = disk {
-        boot.media = Media::Disk {
-            image: disk_for(profile, image, &cmdline, &logs.dir)?,
-            firmware: d.firmware(&logs.dir)?,
-        };
-    }
-    let o = boot_captured(image, &boot, &cmdline, logs, false, streamer())?;
-    let c = &o.classification;
-    let what = match (c.verdict, c.exit_status) {
-        (Verdict::Passed | Verdict::Failed, Some(s)) => format!("exit status {s}"),
-        (v, _) => v.to_string(),
-    };
-    eprintln!(
-        "guest: {what} after {:.1}s ({:?}{}{})",
-        o.elapsed.as_secs_f64(),
-        boot.accel,
-        match &boot.media {
-            Media::Kernel => String::new(),
-            Media::Disk { firmware, .. } => format!(", disk via {}", firmware.name()),
-        },
-        c.init_uptime_ms
-            .map(|ms| format!(", init at {:.2}s guest time", ms as f64 / 1000.0))
-            .unwrap_or_default()
-    );
-    match (c.verdict, c.exit_status) {
-        (Verdict::Passed | Verdict::Failed, Some(s)) => Ok(ExitCode::from(s.clamp(0, 255) as u8)),
-        _ => {
-            report_problem(project, &o);
-            Ok(problem_code(c.verdict))
-        }
-    }
-}
-
-/// Serial console on the terminal; Ctrl-A X quits QEMU. A disk boots with
-/// its own command line: ttyS1 and ttyS2 go to files, so a disk built for
-/// the harness works too.
-fn interactive(profile: &Profile, image: &Image, boot: &Boot, logs: &Path) -> Result<ExitCode> {
-    fs::create_dir_all(logs)?;
-    let mut cmdline = format!(
-        "console=ttyS0 panic=-1 det.run=shell det.status=/dev/ttyS1 det.cpus={}",
-        boot.cpus
-    );
-    if !profile.boot.cmdline.trim().is_empty() {
-        cmdline = format!("{cmdline} {}", profile.boot.cmdline.trim());
-    }
-    let mut q = base_command(image, boot, &cmdline);
-    q.args(["-serial", "mon:stdio"]);
-    if matches!(boot.media, Media::Disk { .. }) {
-        q.arg("-serial")
-            .arg(format!("file:{}", logs.join("output.log").display()));
-    }
-    q.arg("-serial")
-        .arg(format!("file:{}", logs.join("status.log").display()));
-    if std::io::stdin().is_terminal() {
-        eprintln!("detlinux shell on the serial console; `exit` powers off, Ctrl-A X quits QEMU");
-    }
-    let status = q.status().context("starting qemu-system-x86_64")?;
-    let (_, exit, errors) =
-        verdict::status_lines(&fs::read_to_string(logs.join("status.log")).unwrap_or_default());
-    for e in errors {
-        eprintln!("init: {e}");
-    }
-    Ok(match exit {
-        Some(s) => ExitCode::from(s.clamp(0, 255) as u8),
-        None if status.success() => ExitCode::SUCCESS,
-        None => ExitCode::from(125),
-    })
-}
-
-/// `cargo det demo`: boot the default profile and run the demos.
-pub fn demo(
-    project: &Project,
-    profile: &Profile,
-    image: &Image,
-    opts: &BootOpts,
-) -> Result<ExitCode> {
-    let boot = Boot::resolve(project, profile, image, opts);
-    let cmdline = harness_cmdline(profile, boot.cpus, "demos", &[]);
-    let logs = Logs {
-        dir: project.images().join("logs").join("demo"),
-    };
-    eprintln!(
-        "booting images/{} with det.run=demos ({:?})",
-        profile.name, boot.accel
-    );
-    let o = boot_captured(image, &boot, &cmdline, logs, false, streamer())?;
-    let c = &o.classification;
-    eprintln!(
-        "demo: {} in {:.1}s{}",
-        c.verdict,
-        o.elapsed.as_secs_f64(),
-        c.init_uptime_ms
-            .map(|ms| format!(" (init at {:.2}s guest time)", ms as f64 / 1000.0))
-            .unwrap_or_default()
-    );
-    if c.verdict == Verdict::Passed {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        report_problem(project, &o);
-        Ok(match c.exit_status {
-            Some(s) if c.verdict == Verdict::Failed => ExitCode::from(s.clamp(1, 255) as u8),
-            _ => problem_code(c.verdict),
-        })
-    }
-}
-
-/// Join arguments into one `/bin/sh -c` string, quoting where needed.
-pub fn shell_join(args: &[String]) -> String {
-    args.iter()
-        .map(|a| {
-            let plain = !a.is_empty()
-                && a.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_./,:=+@%".contains(&b));
-            if plain {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// KVM only when it demonstrably works: the CPU must advertise vmx/svm,
@@ -676,8 +475,8 @@ fn probe_kvm(project: &Project, image: &Image) -> Accel {
     let logs = Logs {
         dir: project.cache("kvm-probe").join("logs"),
     };
-    let cmdline = "console=ttyS0 panic=-1 det.run=true det.out=/dev/ttyS1 det.status=/dev/ttyS2";
-    let works = boot_captured(image, &boot, cmdline, logs, false, |_| {})
+    let cmdline = cmdline::kvm_probe();
+    let works = boot_captured(image, &boot, &cmdline, logs, false, |_| {})
         .map(|o| o.classification.verdict == Verdict::Passed)
         .unwrap_or(false);
     let verdict = if works { "kvm" } else { "tcg" };
@@ -748,15 +547,5 @@ mod tests {
         let mut plain = Tail::new(PathBuf::from("/nonexistent"));
         plain.push("BdsDxe: kept without a preamble\n");
         assert_eq!(plain.text, "BdsDxe: kept without a preamble\n");
-    }
-
-    #[test]
-    fn shell_join_quotes_what_needs_it() {
-        let a = |v: &[&str]| shell_join(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert_eq!(a(&["uname", "-r"]), "uname -r");
-        assert_eq!(a(&["echo", "a b"]), "echo 'a b'");
-        assert_eq!(a(&["echo", "it's"]), r"echo 'it'\''s'");
-        assert_eq!(a(&["sh", "-c", "exit 3"]), "sh -c 'exit 3'");
-        assert_eq!(a(&[""]), "''");
     }
 }

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use flate2::{Compression, GzBuilder};
@@ -54,6 +55,12 @@ struct Member {
 }
 
 /// Build the release into `images/release/`; returns that directory.
+/// `cargo det release`: [`build`], then print where.
+pub fn verb(project: &Project) -> Result<ExitCode> {
+    println!("{}", build(project)?.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn build(project: &Project) -> Result<PathBuf> {
     let started = std::time::Instant::now();
     let profile = project.profile(PROFILE)?;

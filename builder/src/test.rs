@@ -13,15 +13,17 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use bootproto::Mode;
 
 use crate::build;
+use crate::cmdline;
 use crate::deps;
 use crate::ktap::{self, Outcome};
 use crate::pc;
 use crate::profile::Profile;
 use crate::project::Project;
+use crate::qemu::BootOpts;
 use crate::qemu::{self, Boot, DiskBoot, Logs, Media};
-use crate::BootOpts;
 
 /// Totals of one guest run.
 #[derive(Default)]
@@ -72,21 +74,56 @@ struct Row {
 /// the same image runs every program.
 const BOOT_PATH_TESTS: &[&str] = &["boot"];
 
-pub fn run(
-    project: &Project,
-    profiles: &[String],
-    opts: &BootOpts,
-    only: &[String],
-    host: bool,
-    disk: bool,
-    logs: Option<PathBuf>,
-) -> Result<ExitCode> {
+#[derive(clap::Args)]
+pub struct Args {
+    /// Profiles to boot for the in-guest tests, one after another
+    /// (comma-separated or repeated). `debug` is the suite on the KASAN,
+    /// lockdep and kmemleak kernel.
+    #[arg(long, short, value_delimiter = ',', default_values = ["test", "debug"])]
+    pub profile: Vec<String>,
+    #[command(flatten)]
+    pub boot: BootOpts,
+    /// Run only these in-guest test programs (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Skip the host tests (`cargo test`).
+    #[arg(long)]
+    pub no_host: bool,
+    /// Skip the disk boots: by default a profile with `disk.test_boots`
+    /// (the test profile) also runs the boot test (or the --only programs)
+    /// from disk.img under OVMF (UEFI) and under SeaBIOS (BIOS), each its
+    /// own run in the tally; then the disk.img of its `disk.pc_profile`
+    /// booted like a PC (UEFI from NVMe, BIOS from a USB stick written by
+    /// flash to a loop device), read by OCR. This skips those too.
+    #[arg(long)]
+    pub no_disk: bool,
+    /// Keep each run's logs in DIR/<run> instead of images/logs/<run>/
+    /// (runs: `test`, `test-uefi`, `test-bios`, `test-pc-uefi-nvme`,
+    /// `test-pc-bios-usb`, `debug`).
+    #[arg(long, value_name = "DIR")]
+    pub logs: Option<PathBuf>,
+}
+
+impl Args {
+    /// Where the run `name` keeps its logs.
+    fn logs(&self, project: &Project, name: &str) -> PathBuf {
+        let dir = self
+            .logs
+            .clone()
+            .unwrap_or_else(|| project.images().join("logs"));
+        dir.join(name.replace('/', "-"))
+    }
+}
+
+pub fn run(project: &Project, args: &Args) -> Result<ExitCode> {
     // Load every profile first: a typo fails before anything is built.
-    let profiles = profiles
+    let profiles = args
+        .profile
         .iter()
         .map(|p| project.profile(p))
         .collect::<Result<Vec<_>>>()?;
-    if host {
+    let opts = &args.boot;
+    if !args.no_host {
         eprintln!("host tests: cargo test --workspace");
         let status = deps::command("cargo")
             .current_dir(&project.root)
@@ -105,7 +142,7 @@ pub fn run(
         // The suite via -kernel, then from disk.img under OVMF and SeaBIOS
         // when the profile asks for it: each is its own run in the tally.
         let mut media = vec![None];
-        if disk && profile.disk.test_boots {
+        if !args.no_disk && profile.disk.test_boots {
             media.extend([Some(DiskBoot::Uefi), Some(DiskBoot::Bios)]);
         }
         for m in media {
@@ -113,17 +150,13 @@ pub fn run(
                 None => profile.name.clone(),
                 Some(d) => format!("{}/{}", profile.name, d.name()),
             };
-            let logs = logs
-                .as_ref()
-                .unwrap_or(&project.images().join("logs"))
-                .join(name.replace('/', "-"));
-            let row = run_profile(project, profile, opts, only, m, &name, logs)?;
+            let row = run_profile(project, profile, args, m, &name)?;
             all_passed &= row.ok;
             total.add(&row.tally);
             rows.push(row);
         }
         // Then another profile's disk.img booted like a PC, read by OCR.
-        if disk && !profile.disk.pc_profile.is_empty() {
+        if !args.no_disk && !profile.disk.pc_profile.is_empty() {
             let scale = rows
                 .iter()
                 .find(|r| r.name == profile.name)
@@ -131,10 +164,7 @@ pub fn run(
                 .unwrap_or(1.0);
             for (firmware, storage) in PC_BOOTS {
                 let name = format!("{}/pc-{}-{}", profile.name, firmware.name(), storage.name());
-                let logs = logs
-                    .as_ref()
-                    .unwrap_or(&project.images().join("logs"))
-                    .join(name.replace('/', "-"));
+                let logs = args.logs(project, &name);
                 let row = run_pc(
                     project, profile, opts, *firmware, *storage, scale, &name, logs,
                 )?;
@@ -361,25 +391,24 @@ fn print_table(rows: &[Row]) {
 fn run_profile(
     project: &Project,
     profile: &Profile,
-    opts: &BootOpts,
-    only: &[String],
+    args: &Args,
     disk: Option<DiskBoot>,
     name: &str,
-    logs: PathBuf,
 ) -> Result<Row> {
     let started = Instant::now();
+    let logs = args.logs(project, name);
     let image = build::build(project, profile)?;
-    let mut boot = Boot::resolve(project, profile, &image, opts);
+    let mut boot = Boot::resolve(project, profile, &image, &args.boot);
     let mut extra = Vec::new();
-    if !only.is_empty() {
-        extra.push(format!("det.tests={}", only.join(",")));
+    if !args.only.is_empty() {
+        extra.push(cmdline::only_tests(&args.only));
     } else if disk.is_some() {
-        extra.push(format!("det.tests={}", BOOT_PATH_TESTS.join(",")));
+        extra.push(cmdline::only_tests(BOOT_PATH_TESTS));
     }
-    let cmdline = qemu::harness_cmdline(profile, boot.cpus, "tests", &extra);
+    let cmdline = cmdline::harness(profile, boot.cpus, &Mode::Tests, &extra);
     let mut what = format!("images/{}", profile.name);
     if let Some(d) = disk {
-        let path = qemu::disk_for(profile, &image, &cmdline, &logs)?;
+        let path = image.disk_for(profile, &cmdline, &logs)?;
         what = format!("{} via {}", project.show(&path), d.name());
         boot.media = Media::Disk {
             image: path,

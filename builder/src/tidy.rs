@@ -17,7 +17,7 @@ fn root() -> PathBuf {
 /// Every `.rs` file of the workspace's crates.
 fn sources() -> Vec<PathBuf> {
     let mut files = Vec::new();
-    let mut dirs: Vec<PathBuf> = ["builder", "userland", "libdeterm"]
+    let mut dirs: Vec<PathBuf> = ["bootproto", "builder", "userland", "libdeterm"]
         .iter()
         .map(|d| root().join(d))
         .filter(|d| d.is_dir())

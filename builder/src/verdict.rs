@@ -3,7 +3,8 @@
 //! A run has a kernel console (ttyS0), program output (ttyS1, KTAP for test
 //! runs) and a status channel (ttyS2) on which our init writes
 //! `DET-INIT start uptime_ms=<n>`, `DET-INIT error: <message>` and
-//! `DET-EXIT status=<n>`. For single-stream runs the whole stream may be
+//! `DET-EXIT status=<n>` (the boot protocol's lines, `bootproto::status`).
+//! For single-stream runs the whole stream may be
 //! passed as `console` (with `output` and `status` empty): status lines and
 //! KTAP are then looked for in the console text too.
 //!
@@ -270,56 +271,31 @@ fn find_status(logs: &RunLogs) -> Status {
 }
 
 fn scan_status(text: &str) -> Status {
-    const START: &str = "DET-INIT start";
-    const ERROR: &str = "DET-INIT error:";
-    const EXIT: &str = "DET-EXIT status=";
+    use bootproto::status::Status as Line;
     let mut status = Status::default();
-    for line in text.lines() {
-        let line = line.trim_end_matches('\r');
-        if let Some(at) = line.find(START) {
-            if !status.started {
-                status.started = true;
-                status.uptime_ms = line[at + START.len()..]
-                    .split_once("uptime_ms=")
-                    .and_then(|(_, n)| leading_number(n));
+    for line in text.lines().filter_map(Line::find) {
+        match line {
+            Line::Start { uptime_ms } => {
+                if !status.started {
+                    status.started = true;
+                    status.uptime_ms = uptime_ms;
+                }
             }
-        } else if let Some(at) = line.find(ERROR) {
-            status
-                .errors
-                .push(line[at + ERROR.len()..].trim().to_owned());
-        } else if let Some(at) = line.find(EXIT) {
-            if status.exit.is_none() {
-                status.exit = leading_number(&line[at + EXIT.len()..]);
+            Line::Error(message) => status.errors.push(message.to_owned()),
+            Line::Exit(exit) => {
+                if status.exit.is_none() {
+                    status.exit = exit;
+                }
             }
         }
     }
     status
 }
 
-/// Parses the (optionally negative) decimal number at the start of `s`.
-fn leading_number<T: std::str::FromStr>(s: &str) -> Option<T> {
-    let sign = usize::from(s.starts_with('-'));
-    let digits = s[sign..].bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 {
-        return None;
-    }
-    s[..sign + digits].parse().ok()
-}
-
 /// The guest's speed factor, from init's `# DET-SPEED scale=<f>` line on
-/// the output channel (see `userland/init/src/speed.rs`): how much slower
-/// this guest runs than the reference, at least 1.
-pub fn speed_scale(output: &str) -> Option<f64> {
-    const SPEED: &str = "# DET-SPEED scale=";
-    let line = output
-        .lines()
-        .find_map(|l| l.trim_start().strip_prefix(SPEED))?;
-    let number = line.split_whitespace().next()?;
-    number
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 1.0)
-}
+/// the output channel: how much slower this guest runs than the
+/// reference, at least 1.
+pub use bootproto::status::speed_scale;
 
 /// Reads the status channel: `(init uptime in ms, exit status, init
 /// errors)`.

@@ -40,6 +40,39 @@ fn artifacts() -> Vec<(&'static str, String)> {
     ]
 }
 
+#[derive(clap::Args)]
+pub struct Args {
+    /// Instead: check a downloaded release directory against its
+    /// SHA256SUMS and manifest.json (every tarball member too).
+    #[arg(long, value_name = "DIR")]
+    pub release: Option<PathBuf>,
+    /// Keep the clean clone even when everything matched.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// `cargo det verify`: the clean rebuild ([`run`]), or with `--release`
+/// the check of a downloaded release.
+pub fn verb(project: &Project, args: &Args) -> Result<ExitCode> {
+    let Some(dir) = &args.release else {
+        return run(project, args.keep);
+    };
+    let problems = release::verify_dir(dir)?;
+    for p in &problems {
+        println!("BAD  {p}");
+    }
+    if problems.is_empty() {
+        println!(
+            "{}: every file matches SHA256SUMS and manifest.json",
+            dir.display()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{} problem(s) in {}", problems.len(), dir.display());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
 pub fn run(project: &Project, keep: bool) -> Result<ExitCode> {
     let git = |args: &[&str]| -> Result<String> {
         let out = deps::command("git")

@@ -19,37 +19,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cmdline::{last_value, Param};
+use bootproto::cmdline::{last_value, Param};
+use bootproto::{key, Mode};
 
 /// Where status lines go when `det.status=` is absent.
 pub const CONSOLE: &str = "/dev/console";
 
-const KNOWN_KEYS: &[&str] = &[
-    "det.run",
-    "det.runx",
-    "det.out",
-    "det.status",
-    "det.tests",
-    "det.cpus",
-    "det.test_timeout",
-    "det.tour",
-    "det.data",
-];
-
 const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// What to run once the system is up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
-    /// Every (selected) program in `/usr/lib/detlinux/tests`, as nested KTAP.
-    Tests,
-    /// Every program in `/usr/lib/detlinux/demos`.
-    Demos,
-    /// An interactive shell on the console.
-    Shell,
-    /// `/bin/sh -c <command>`.
-    Command(String),
-}
 
 /// The parsed `det.*` keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,71 +42,59 @@ pub struct Config {
 /// The status channel named by `det.status=`, read on its own so that
 /// errors in the other keys can already be reported there.
 pub fn status_path(params: &[Param]) -> PathBuf {
-    PathBuf::from(last_value(params, "det.status").unwrap_or(CONSOLE))
+    PathBuf::from(last_value(params, key::STATUS).unwrap_or(CONSOLE))
 }
 
 impl Config {
     /// Validates and interprets the `det.*` keys of `params`.
     pub fn from_params(params: &[Param]) -> Result<Config, String> {
         for p in params {
-            if p.key.starts_with("det.") && !KNOWN_KEYS.contains(&p.key.as_str()) {
+            if p.key.starts_with("det.") && !key::ALL.contains(&p.key.as_str()) {
                 return Err(format!("unknown kernel command line key `{}`", p.key));
             }
-            if KNOWN_KEYS.contains(&p.key.as_str()) && p.value.is_none() {
+            if key::ALL.contains(&p.key.as_str()) && p.value.is_none() {
                 return Err(format!("`{}` needs a value (`{}=...`)", p.key, p.key));
             }
         }
         let get = |key| last_value(params, key);
 
-        let mode = match (get("det.runx"), get("det.run")) {
-            (Some(hex), _) => {
-                Mode::Command(decode_command(hex).map_err(|e| format!("det.runx: {e}"))?)
-            }
-            (None, None) => Mode::Shell,
-            (None, Some("tests")) => Mode::Tests,
-            (None, Some("demos")) => Mode::Demos,
-            (None, Some("shell")) => Mode::Shell,
-            (None, Some(cmd)) if cmd.trim().is_empty() => {
-                return Err("det.run: empty command".to_string())
-            }
-            (None, Some(cmd)) => Mode::Command(cmd.to_string()),
-        };
+        let mode = Mode::from_params(params)?;
 
-        let out = PathBuf::from(get("det.out").unwrap_or(CONSOLE));
+        let out = PathBuf::from(get(key::OUT).unwrap_or(CONSOLE));
         if !out.is_absolute() {
             return Err(format!(
                 "det.out: `{}` is not an absolute path",
                 out.display()
             ));
         }
-        if let Some(status) = get("det.status") {
+        if let Some(status) = get(key::STATUS) {
             if !status.starts_with('/') {
                 return Err(format!("det.status: `{status}` is not an absolute path"));
             }
         }
 
-        let tests = get("det.tests")
+        let tests = get(key::TESTS)
             .map(|list| parse_test_list(list).map_err(|e| format!("det.tests: {e}")))
             .transpose()?;
 
-        if let Some(cpus) = get("det.cpus") {
+        if let Some(cpus) = get(key::CPUS) {
             parse_positive(cpus).map_err(|e| format!("det.cpus: {e}"))?;
         }
 
-        let test_timeout = match get("det.test_timeout") {
+        let test_timeout = match get(key::TEST_TIMEOUT) {
             Some(secs) => Duration::from_secs(
                 parse_positive(secs).map_err(|e| format!("det.test_timeout: {e}"))?,
             ),
             None => DEFAULT_TEST_TIMEOUT,
         };
 
-        let tour = match get("det.tour") {
+        let tour = match get(key::TOUR) {
             None | Some("0") => false,
             Some("1") => true,
             Some(other) => return Err(format!("det.tour: `{other}` is not 0 or 1")),
         };
 
-        if let Some(label) = get("det.data") {
+        if let Some(label) = get(key::DATA) {
             if label.is_empty() || label.contains('/') {
                 return Err(format!("det.data: `{label}` is not a partition name"));
             }
@@ -144,40 +108,6 @@ impl Config {
             tour,
         })
     }
-}
-
-/// Decodes the hex of `det.runx=` into a non-empty UTF-8 command.
-fn decode_command(hex: &str) -> Result<String, String> {
-    if hex.is_empty() {
-        return Err("empty command".to_string());
-    }
-    if !hex.len().is_multiple_of(2) {
-        return Err(format!("odd number of hex digits ({})", hex.len()));
-    }
-    let digit = |c: u8| -> Result<u8, String> {
-        match c {
-            b'0'..=b'9' => Ok(c - b'0'),
-            b'a'..=b'f' => Ok(c - b'a' + 10),
-            b'A'..=b'F' => Ok(c - b'A' + 10),
-            _ => Err(format!(
-                "`{}` is not a hex digit",
-                char::from(c).escape_default()
-            )),
-        }
-    };
-    let bytes = hex
-        .as_bytes()
-        .chunks_exact(2)
-        .map(|pair| Ok(digit(pair[0])? << 4 | digit(pair[1])?))
-        .collect::<Result<Vec<u8>, String>>()?;
-    let cmd = String::from_utf8(bytes).map_err(|_| "command is not UTF-8".to_string())?;
-    if cmd.trim().is_empty() {
-        return Err("empty command".to_string());
-    }
-    if cmd.contains('\0') {
-        return Err("command contains a NUL byte".to_string());
-    }
-    Ok(cmd)
 }
 
 /// `a,b,c` into sorted, de-duplicated program names.
@@ -207,7 +137,7 @@ fn parse_positive(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmdline::parse;
+    use bootproto::cmdline::parse;
 
     fn config(text: &str) -> Result<Config, String> {
         Config::from_params(&parse(text))
@@ -225,59 +155,10 @@ mod tests {
     }
 
     #[test]
-    fn modes() {
+    fn mode_errors_name_the_key() {
         assert_eq!(config("det.run=tests").unwrap().mode, Mode::Tests);
-        assert_eq!(config("det.run=demos").unwrap().mode, Mode::Demos);
-        assert_eq!(config("det.run=shell").unwrap().mode, Mode::Shell);
-        assert_eq!(
-            config(r#"det.run="echo hi there""#).unwrap().mode,
-            Mode::Command("echo hi there".to_string())
-        );
-        assert_eq!(
-            config("det.run=true").unwrap().mode,
-            Mode::Command("true".to_string())
-        );
-    }
-
-    #[test]
-    fn runx_is_hex_and_wins() {
-        // "echo 'a \"b\"'"
-        let hex: String = "echo 'a \"b\"'"
-            .bytes()
-            .map(|b| format!("{b:02X}"))
-            .collect();
-        let c = config(&format!("det.runx={hex} det.run=tests")).unwrap();
-        assert_eq!(c.mode, Mode::Command("echo 'a \"b\"'".to_string()));
-        assert_eq!(
-            config("det.runx=6c73").unwrap().mode,
-            Mode::Command("ls".to_string())
-        );
-    }
-
-    #[test]
-    fn bad_runx() {
-        for (hex, want) in [
-            ("6", "odd number"),
-            ("zz", "not a hex digit"),
-            ("ff", "not UTF-8"),
-            ("2020", "empty command"),
-            ("00", "NUL"),
-        ] {
-            let err = config(&format!("det.runx={hex}")).unwrap_err();
-            assert!(
-                err.starts_with("det.runx: ") && err.contains(want),
-                "{hex}: {err}"
-            );
-        }
-        assert!(config("det.runx=").unwrap_err().contains("empty command"));
-    }
-
-    #[test]
-    fn bad_run() {
+        assert!(config("det.runx=6").unwrap_err().starts_with("det.runx: "));
         assert!(config("det.run=").unwrap_err().contains("empty command"));
-        assert!(config(r#"det.run="  ""#)
-            .unwrap_err()
-            .contains("empty command"));
         assert!(config("det.run").unwrap_err().contains("needs a value"));
     }
 

@@ -7,13 +7,8 @@
 //! channel, run what `det.run=` asks for ([`modes`]) while reaping every
 //! orphan ([`child`]), report `DET-EXIT status=N`, power off.
 //!
-//! Status channel lines (`det.status=`, parsed by the host):
-//!
-//! ```text
-//! DET-INIT start uptime_ms=<ms since boot, CLOCK_BOOTTIME>
-//! DET-INIT error: <message>      (then power off, without DET-EXIT)
-//! DET-EXIT status=<exit code, or 128 + signal>
-//! ```
+//! The status lines (`det.status=`, parsed by the host) and the `det.*`
+//! keys are the boot protocol's, written and read by the `bootproto` crate.
 //!
 //! Architecture invariant: init never exits (PID 1 exiting panics the
 //! kernel) and never leaves the guest running: every path, errors and
@@ -23,7 +18,6 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod child;
-mod cmdline;
 mod config;
 mod ktap;
 mod modes;
@@ -39,6 +33,8 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use bootproto::status::Status;
+use bootproto::{cmdline, key, DATA_LABEL};
 use child::Reaper;
 use config::{Config, CONSOLE};
 
@@ -96,7 +92,7 @@ fn main() {
     let result = panic::catch_unwind(AssertUnwindSafe(|| boot(&mut io)))
         .unwrap_or_else(|panic| Err(format!("init panicked: {}", ::ktap::payload_text(&*panic))));
     match result {
-        Ok(status) => io.status(&format!("DET-EXIT status={status}")),
+        Ok(status) => io.status(&Status::Exit(Some(status)).to_string()),
         Err(message) => io.error(&message),
     }
     io.drain();
@@ -109,12 +105,10 @@ fn boot(io: &mut Channels) -> Result<i32, String> {
     reopen_stdio_on_console()?;
     let text = read_cmdline()?;
     let params = cmdline::parse(&text);
-    mount_data(cmdline::last_value(&params, "det.data"));
+    mount_data(cmdline::last_value(&params, key::DATA));
     io.open_status(&config::status_path(&params))?;
-    io.status(&format!(
-        "DET-INIT start uptime_ms={}",
-        sys::boottime().as_millis()
-    ));
+    let uptime_ms = u64::try_from(sys::boottime().as_millis()).ok();
+    io.status(&Status::Start { uptime_ms }.to_string());
     cmdline::check_quotes(&text)?;
     let config = Config::from_params(&params)?;
     let out = io.open_out(&config.out)?;
@@ -137,8 +131,6 @@ fn mount_all(mounts: &[Mount]) -> Result<(), String> {
     Ok(())
 }
 
-/// GPT partition name of the data partition on detlinux's disk image.
-const DATA_LABEL: &str = "detlinux-data";
 const DATA_DIR: &str = "/data";
 
 /// How long a disk boot (`det.data=LABEL`) waits for its data partition:
@@ -289,7 +281,7 @@ impl Channels {
 
     /// Reports an error on the status channel and on the console.
     fn error(&mut self, message: &str) {
-        let line = format!("DET-INIT error: {}", message.replace('\n', " "));
+        let line = Status::Error(message).to_string();
         self.status(&line);
         if self.status.is_some() {
             let _ = writeln!(io::stderr(), "{line}");

@@ -16,7 +16,9 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::child::{Ended, Reaper};
-use crate::config::{Config, Mode};
+use bootproto::Mode;
+
+use crate::config::Config;
 use crate::ktap::{self, Indenter, Verdict};
 use crate::speed::{self, Speed};
 use crate::sys::{self, Exit};

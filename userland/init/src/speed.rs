@@ -59,12 +59,12 @@ impl Speed {
 
     /// The diagnostic line the host looks for.
     pub fn line(&self) -> String {
-        format!(
-            "# DET-SPEED scale={:.2} work_ms={} reference_ms={}\n",
-            self.scale,
-            self.elapsed.as_millis(),
-            REFERENCE.as_millis()
-        )
+        let line = bootproto::status::Speed {
+            scale: self.scale,
+            work_ms: self.elapsed.as_millis(),
+            reference_ms: REFERENCE.as_millis(),
+        };
+        format!("{line}\n")
     }
 }
 

@@ -9,10 +9,9 @@
 
 use std::fs;
 
-/// The kernel command line parser of init, shared by path so that tests read
-/// `det.*` keys exactly as init does.
-#[path = "../../init/src/cmdline.rs"]
-pub mod cmdline;
+/// The boot protocol's command-line parser: tests read `det.*` keys
+/// exactly as init does.
+pub use bootproto::cmdline;
 #[allow(unsafe_code)]
 pub mod sys;
 

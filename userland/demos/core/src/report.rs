@@ -11,7 +11,9 @@
 //! matrix, found indices) of every repetition in order: the two versions of
 //! a demo print the same hash for the same arguments, and a deterministic
 //! demo prints the same hash every time. `ok` says whether the result
-//! passed the demo's own check. Demos may add keys after `ok`.
+//! passed the demo's own check. Demos may add keys after `ok`. The line
+//! is a `bootproto::record` without a tag; its values are numbers and
+//! words, which that format writes bare.
 
 use core::fmt::{self, Write};
 
@@ -111,16 +113,11 @@ impl Line {
     }
 }
 
-/// The value of `key` in an output line, if present.
-pub fn value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split(' ')
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::args::Params;
+    use bootproto::record::value;
 
     #[test]
     fn fnv_reference_values() {

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 pub mod sys;
 
+use bootproto::record;
 pub use demos_core::args::Demo;
-use demos_core::report;
 pub use sys::pin;
 
 /// Where the builder installs the two versions and the launcher; the
@@ -93,7 +93,7 @@ pub struct Run {
 impl Run {
     /// A key of the result line.
     pub fn value(&self, key: &str) -> Option<&str> {
-        report::value(&self.line, key)
+        record::value(&self.line, key)
     }
 }
 
@@ -127,13 +127,13 @@ pub fn run(imp: Impl, args: &[String]) -> Result<Run, String> {
         return Err(err());
     }
     let line = line.ok_or_else(err)?;
-    let hash = report::value(&line, "hash").ok_or_else(err)?.to_string();
-    let ok = report::value(&line, "ok") == Some("yes");
+    let hash = record::value(&line, "hash").ok_or_else(err)?.to_string();
+    let ok = record::value(&line, "ok") == Some("yes");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let merge_ms = stderr
         .lines()
-        .find(|l| l.starts_with("detrun: time:"))
-        .and_then(|l| report::value(l, "merge_ms"))
+        .find_map(|l| l.strip_prefix("detrun: time:"))
+        .and_then(|l| record::value(l, "merge_ms"))
         .and_then(|v| v.parse().ok());
     Ok(Run {
         line,

@@ -104,7 +104,7 @@ fn cpus_online() -> TestResult {
         "{usable} CPUs usable by this process, {} online",
         online.len()
     );
-    match cmdline_value("det.cpus")? {
+    match cmdline_value(bootproto::key::CPUS)? {
         None => ktap::diag("det.cpus not given: only checked online == possible"),
         Some(text) => {
             let want: usize = text

@@ -30,8 +30,9 @@
 //! is the share of the deterministic run spent in `DET_MERGE`, from the
 //! kernel's account (`detrun --stats`), per repetition by the same method
 //! as the time. Keys the deterministic demo adds after `ok` are passed on
-//! as `det_<key>`.
+//! as `det_<key>`. The lines are `bootproto::record`s.
 
+use bootproto::record::{self, Record};
 use det_demos_harness::{
     args, number_list, online_cpus, pin, run, say, start, usable_cpus, Demo, Impl, Run,
 };
@@ -94,10 +95,11 @@ fn main() {
     let cpus = usable_cpus(&o.cpus);
     let det = Impl::Det.installed();
     let total: usize = o.specs.iter().map(|(_, s)| s.len()).sum::<usize>() * cpus.len();
-    say(&format!(
-        "BENCH-PLAN total={total} det={} online_cpus={online}",
-        if det { "yes" } else { "no" }
-    ));
+    say(Record::new("BENCH-PLAN")
+        .field("total", total)
+        .field("det", yes(det))
+        .field("online_cpus", online)
+        .as_str());
     let mut failed = false;
     for (demo, sizes) in &o.specs {
         for &size in sizes {
@@ -111,8 +113,8 @@ fn main() {
                     },
                     det,
                 );
-                failed |= line.contains("error=");
-                say(&line);
+                failed |= line.as_str().contains(" error=");
+                say(line.as_str());
             }
         }
     }
@@ -139,16 +141,17 @@ impl Point {
 }
 
 /// One `BENCH` line.
-fn measure(o: &Options, at: Point, det: bool) -> String {
-    let line = format!(
-        "BENCH demo={} size={} cpus={}",
-        at.demo.name(),
-        at.size,
-        at.cpus
-    );
-    match measure_inner(o, at, det) {
-        Ok(rest) => format!("{line} {rest}"),
-        Err(e) => format!("{line} error=\"{}\"", e.replace('"', "'")),
+fn measure(o: &Options, at: Point, det: bool) -> Record {
+    let mut line = Record::new("BENCH");
+    line.field("demo", at.demo.name())
+        .field("size", at.size)
+        .field("cpus", at.cpus);
+    match measure_inner(o, at, det, line.clone()) {
+        Ok(whole) => whole,
+        Err(e) => {
+            line.field("error", e);
+            line
+        }
     }
 }
 
@@ -202,7 +205,8 @@ fn per_rep(
     ))
 }
 
-fn measure_inner(o: &Options, at: Point, det: bool) -> Result<String, String> {
+/// `line` with the measurement's fields.
+fn measure_inner(o: &Options, at: Point, det: bool, mut line: Record) -> Result<Record, String> {
     pin(at.cpus)?;
     // Calibrate on the pthread version: double the repetitions until a
     // run lasts `--min-secs`; start-up is what one repetition costs beyond
@@ -222,46 +226,46 @@ fn measure_inner(o: &Options, at: Point, det: bool) -> Result<String, String> {
     // Start-up under 5% of a run: one measurement is enough.
     let differential = startup > 0.05 * est * reps as f64;
     let (p_each, p_start, p) = per_rep(o, at, Impl::Pthread, reps, differential)?;
-    let mut rest = format!(
-        "reps={reps} method={} pthread_ms={:.4}",
-        if differential { "diff" } else { "single" },
-        p_each * 1e3
-    );
+    line.field("reps", reps)
+        .field("method", if differential { "diff" } else { "single" })
+        .field("pthread_ms", format_args!("{:.4}", p_each * 1e3));
     if !det {
-        rest.push_str(&format!(" det=missing hash={} ok={}", p.hash, yes(p.ok)));
-        return Ok(rest);
+        line.field("det", "missing")
+            .field("hash", &p.hash)
+            .field("ok", yes(p.ok));
+        return Ok(line);
     }
     let (d_each, d_start, d) = match per_rep(o, at, Impl::Det, reps, differential) {
         Ok(x) => x,
         Err(e) => {
-            rest.push_str(&format!(" det=error error=\"{}\"", e.replace('"', "'")));
-            return Ok(rest);
+            line.field("det", "error").field("error", e);
+            return Ok(line);
         }
     };
-    rest.push_str(&format!(
-        " det_ms={:.4} ratio={:.3} match={} det=ok hash={} ok={} pthread_start_ms={:.1} det_start_ms={:.1}",
-        d_each * 1e3,
-        d_each / p_each.max(1e-9),
-        yes(p.hash == d.hash),
-        p.hash,
-        yes(p.ok && d.ok),
-        p_start * 1e3,
-        d_start * 1e3,
-    ));
+    line.field("det_ms", format_args!("{:.4}", d_each * 1e3))
+        .field("ratio", format_args!("{:.3}", d_each / p_each.max(1e-9)))
+        .field("match", yes(p.hash == d.hash))
+        .field("det", "ok")
+        .field("hash", &p.hash)
+        .field("ok", yes(p.ok && d.ok))
+        .field("pthread_start_ms", format_args!("{:.1}", p_start * 1e3))
+        .field("det_start_ms", format_args!("{:.1}", d_start * 1e3));
     // The thesis's parenthesised figure: time in merge, % of the det run.
     if let Some(m) = d.merge_ms {
-        rest.push_str(&format!(
-            " merge_pct={:.1}",
-            100.0 * m / (d_each * 1e3).max(1e-9)
-        ));
+        line.field(
+            "merge_pct",
+            format_args!("{:.1}", 100.0 * m / (d_each * 1e3).max(1e-9)),
+        );
     }
     // Whatever the deterministic demo reports after `ok` (merge figures).
-    if let Some((_, after)) = d.line.split_once(" ok=") {
-        for kv in after.split(' ').skip(1) {
-            rest.push_str(&format!(" det_{kv}"));
-        }
+    let after_ok = record::fields(&d.line)
+        .map_while(Result::ok)
+        .skip_while(|&(k, _)| k != "ok")
+        .skip(1);
+    for (k, v) in after_ok {
+        line.field(&format!("det_{k}"), v);
     }
-    Ok(rest)
+    Ok(line)
 }
 
 fn yes(b: bool) -> &'static str {

@@ -14,11 +14,12 @@
 //! CHECK-DONE verdict=pass
 //! ```
 //!
-//! The verdict fails (exit status 1) when a deterministic demo gives more
+//! The lines are `bootproto::record`s. The verdict fails (exit status 1) when a deterministic demo gives more
 //! than one hash, when a race-free pthread demo (all but unfixed gauss)
 //! does, or when a run fails. The unfixed pthread gauss is expected to
 //! give several: it is reported, not judged.
 
+use bootproto::record::Record;
 use det_demos_harness::{
     args, distinct, number_list, online_cpus, pin, run, say, start, usable_cpus, Demo, Impl, Load,
     Run,
@@ -88,14 +89,17 @@ fn main() {
     let o = start("det-check", parse);
     match check(&o) {
         Ok(true) => {
-            say("CHECK-DONE verdict=pass");
+            say(Record::new("CHECK-DONE").field("verdict", "pass").as_str());
         }
         Ok(false) => {
-            say("CHECK-DONE verdict=fail");
+            say(Record::new("CHECK-DONE").field("verdict", "fail").as_str());
             std::process::exit(1);
         }
         Err(e) => {
-            say(&format!("CHECK-DONE verdict=error error=\"{e}\""));
+            say(Record::new("CHECK-DONE")
+                .field("verdict", "error")
+                .field("error", e)
+                .as_str());
             std::process::exit(1);
         }
     }
@@ -151,17 +155,17 @@ fn check(o: &Options) -> Result<bool, String> {
             let racy = imp == Impl::Pthread && spec.demo == Demo::Gauss && !spec.fixed;
             pass &= errors.is_empty() && (racy || hashes.len() == 1);
             let list: Vec<String> = hashes.iter().map(|(h, n)| format!("{h}:{n}")).collect();
-            say(&format!(
-                "CHECK demo={} size={} fixed={} impl={imp} runs={} distinct={} ok_runs={} errors={} hashes={}",
-                spec.demo.name(),
-                spec.size,
-                if spec.fixed { "yes" } else { "no" },
-                runs.len() + errors.len(),
-                hashes.len(),
-                runs.iter().filter(|r| r.ok).count(),
-                errors.len(),
-                list.join(",")
-            ));
+            say(Record::new("CHECK")
+                .field("demo", spec.demo.name())
+                .field("size", spec.size)
+                .field("fixed", if spec.fixed { "yes" } else { "no" })
+                .field("impl", imp)
+                .field("runs", runs.len() + errors.len())
+                .field("distinct", hashes.len())
+                .field("ok_runs", runs.iter().filter(|r| r.ok).count())
+                .field("errors", errors.len())
+                .field("hashes", list.join(","))
+                .as_str());
             if let Some(e) = errors.first() {
                 say(&format!("# first error: {e}"));
             }

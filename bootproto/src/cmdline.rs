@@ -8,8 +8,12 @@
 //! elsewhere are kept. Parsing stops at a bare `--` (what follows is argv
 //! for init, not parameters).
 //!
-//! This file is pure (no I/O, no crates) because `det-guest-tests` includes
-//! it too, with `#[path]`, to read the same keys the same way.
+//! Init and the in-guest tests read `det.*` keys through it, so both read
+//! them the same way.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
 /// One command-line parameter: `key` or `key=value`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +124,7 @@ fn next_arg(args: &str) -> (Param, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     fn kv(text: &str) -> Vec<(String, Option<String>)> {
         parse(text).into_iter().map(|p| (p.key, p.value)).collect()
