@@ -1,8 +1,8 @@
 //! `libdeterm`: deterministic programs run through `detrun`: startup,
 //! fork/join trees, heap merge, exit status, exec, a merge conflict named by
-//! symbol, file-system reconciliation and scope, persistence and corrupt images, the
-//! same output over many runs on 1 and 2 CPUs, and a C program built
-//! against `determ.h`. The programs are in `/usr/lib/detlinux/det/`
+//! symbol, file-system reconciliation and scope, persistence and corrupt
+//! images, the same output over many runs on 1 and 2 CPUs, and a C program
+//! built against `determ.h`. The programs are in `/usr/lib/detlinux/det/`
 //! (built from `userland/dettests`).
 
 #![forbid(unsafe_code)]
