@@ -278,6 +278,12 @@ pub fn report_of(child: u64) -> Option<Report> {
     r.valid().then_some(r)
 }
 
+/// The heap figures a child left at its exit or fault (zeros if none).
+pub fn heap_stats_of(child: u64) -> Result<crate::heap::HeapStats, Errno> {
+    // SAFETY: `HeapStats` is plain data: any bytes make one.
+    unsafe { read_from(child, PRIV_BASE + HEAP_STATS_OFFSET) }
+}
+
 /// Copies the file system at the child's [`FS_BASE`] into `buf` (whose
 /// address must be congruent with it modulo the page size): the
 /// superblock, the rest of the metadata, then the blocks up to the highest

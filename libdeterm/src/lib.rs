@@ -36,4 +36,4 @@ pub use rt::process::{
     JoinStats, Scope,
 };
 #[cfg(determ_rt)]
-pub use rt::{args, env_var, exit, fs_mut, heap_stats};
+pub use rt::{args, env_var, exit, heap_stats, with_fs};

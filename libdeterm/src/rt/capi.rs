@@ -7,7 +7,7 @@
 
 use core::ffi::{c_char, c_int, c_long, c_void};
 
-use super::{fs_mut, io, process};
+use super::{io, process, with_fs};
 use crate::fs::FsError;
 use crate::heap::Heap;
 use crate::sys::Errno;
@@ -17,7 +17,9 @@ fn set_error(msg: core::fmt::Arguments<'_>) {
     let n = s.len().min(511);
     // Kept in the private runtime state, not in .bss, so a join never
     // merges a child's error text into its parent.
-    let st = super::state();
+    // SAFETY: used for two copies that do not reach `state` (`s` is
+    // formatted already).
+    let st = unsafe { super::state() };
     st.last_error[..n].copy_from_slice(&s.as_bytes()[..n]);
     st.last_error_len = n;
 }
@@ -77,7 +79,9 @@ unsafe fn path<'a>(p: *const c_char) -> &'a str {
 /// `buf` must hold `len` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn det_last_error(buf: *mut c_char, len: usize) -> usize {
-    let st = super::state();
+    // SAFETY: used for one copy into the caller's buffer, which does not
+    // reach `state`.
+    let st = unsafe { super::state() };
     let n = st.last_error_len.min(len.saturating_sub(1));
     // SAFETY: `buf` holds `len` bytes (the caller's contract), n < len.
     unsafe {
@@ -190,12 +194,13 @@ fn to_file(
     p: &str,
     op: impl FnOnce(&mut crate::fs::Fs<&'static mut [u8]>) -> Result<usize, FsError>,
 ) -> c_long {
-    let fs = fs_mut();
-    let created = match fs.lookup(p) {
-        Err(FsError::NotFound) => fs.create(p).map(|_| ()),
-        _ => Ok(()),
-    };
-    match created.and_then(|()| op(fs)) {
+    let r = with_fs(|fs| {
+        if let Err(FsError::NotFound) = fs.lookup(p) {
+            fs.create(p)?;
+        }
+        op(fs)
+    });
+    match r {
         Ok(n) => n as c_long,
         Err(e) => fs_fail(e),
     }
@@ -250,7 +255,7 @@ pub unsafe extern "C" fn det_file_read(
             core::slice::from_raw_parts_mut(buf as *mut u8, len),
         )
     };
-    match fs_mut().read(p, off, data) {
+    match with_fs(|fs| fs.read(p, off, data)) {
         Ok(n) => n as c_long,
         Err(e) => fs_fail(e),
     }
@@ -263,7 +268,8 @@ pub unsafe extern "C" fn det_file_read(
 #[no_mangle]
 pub unsafe extern "C" fn det_file_size(p: *const c_char) -> c_long {
     // SAFETY: the caller's contract.
-    match fs_mut().stat(unsafe { path(p) }) {
+    let p = unsafe { path(p) };
+    match with_fs(|fs| fs.stat(p)) {
         Ok(s) => s.size as c_long,
         Err(e) => fs_fail(e),
     }
@@ -276,7 +282,8 @@ pub unsafe extern "C" fn det_file_size(p: *const c_char) -> c_long {
 #[no_mangle]
 pub unsafe extern "C" fn det_file_remove(p: *const c_char) -> c_int {
     // SAFETY: the caller's contract.
-    match fs_mut().unlink(unsafe { path(p) }) {
+    let p = unsafe { path(p) };
+    match with_fs(|fs| fs.unlink(p)) {
         Ok(()) => 0,
         Err(e) => fs_fail(e) as c_int,
     }
@@ -289,7 +296,8 @@ pub unsafe extern "C" fn det_file_remove(p: *const c_char) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn det_mkdir(p: *const c_char) -> c_int {
     // SAFETY: the caller's contract.
-    match fs_mut().mkdir(unsafe { path(p) }) {
+    let p = unsafe { path(p) };
+    match with_fs(|fs| fs.mkdir(p)) {
         Ok(_) => 0,
         Err(e) => fs_fail(e) as c_int,
     }
@@ -330,7 +338,8 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn free(p: *mut c_void) {
     if !p.is_null() {
-        // SAFETY: the caller's contract.
+        // SAFETY: the caller's contract; freeing neither allocates nor
+        // reaches `state`.
         unsafe { super::state().heap.free(p as *mut u8) }
     }
 }

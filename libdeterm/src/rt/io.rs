@@ -14,18 +14,15 @@
 
 use core::fmt;
 
-use super::{boot, fs_mut, state};
+use super::{append_output, boot, fs_busy, state, update_boot, with_fs};
 use crate::fs::{STDERR_INO, STDOUT_INO};
 use crate::sys::{self, Errno};
 
 /// Appends to standard output (fd 1) or error (fd 2).
 pub fn write_fd(fd: u64, bytes: &[u8]) {
     let ino = if fd == 2 { STDERR_INO } else { STDOUT_INO };
-    // A full file system drops output rather than failing the program.
-    let _ = fs_mut().append_ino(ino, bytes);
-    if state().top {
-        flush();
-    }
+    append_output(ino, bytes);
+    flush();
 }
 
 /// Appends to standard output.
@@ -38,14 +35,17 @@ pub fn stderr_write(bytes: &[u8]) {
     write_fd(2, bytes)
 }
 
-/// In the top process: hands output not yet shown to the master.
+/// In the top process: hands output not yet shown to the master (none
+/// while a [`with_fs`](super::with_fs) scope is open: its output is not in
+/// the file system yet).
 pub fn flush() {
-    if !state().top {
+    // SAFETY: one field is copied out at once.
+    if !unsafe { state() }.top || fs_busy() {
         return;
     }
     let mut chunk = [0u8; 4096];
     for (fd, ino) in [(1u64, STDOUT_INO), (2, STDERR_INO)] {
-        let size = fs_mut().stat_ino(ino).map(|s| s.size).unwrap_or(0);
+        let size = with_fs(|fs| fs.stat_ino(ino).map(|s| s.size).unwrap_or(0));
         loop {
             let b = boot();
             let shown = if fd == 1 {
@@ -56,17 +56,19 @@ pub fn flush() {
             if shown >= size {
                 break;
             }
-            let n = match fs_mut().read_ino(ino, shown, &mut chunk) {
+            let n = match with_fs(|fs| fs.read_ino(ino, shown, &mut chunk)) {
                 Ok(n) if n > 0 => n,
                 _ => break,
             };
             // The master writes it out; a failed write is not retried.
             let done = sys::write(fd, &chunk[..n]).unwrap_or(n as u64).max(1);
-            if fd == 1 {
-                b.stdout_shown += done;
-            } else {
-                b.stderr_shown += done;
-            }
+            update_boot(|b| {
+                if fd == 1 {
+                    b.stdout_shown += done;
+                } else {
+                    b.stderr_shown += done;
+                }
+            });
         }
     }
 }

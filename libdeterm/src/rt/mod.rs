@@ -3,9 +3,19 @@
 //! and the panic handler.
 //!
 //! A deterministic process is single-threaded, and everything the runtime
-//! keeps is in [`State`], at a fixed address in the private region that a
-//! join never merges. [`state`] hands out that one `&'static mut`; the
-//! runtime never holds it across a call that could reenter it.
+//! keeps is in [`Private`], at a fixed address in the private region that
+//! a join never merges. Each piece has the accessor its users need:
+//!
+//! - [`state`], the runtime's own bookkeeping, is an `unsafe fn`: the
+//!   allocator, the panic handler and a child's first code (on another
+//!   stack) all reach it, from inside other uses, so no scope could cover
+//!   them; its callers are this module's code, and each says why its
+//!   reference does not outlive the next call that could reach `state`.
+//! - [`with_fs`], the file system, is public, so it is scoped and checked:
+//!   a flag refuses a second use while one is open, and output written
+//!   meanwhile waits in [`Files`] until the scope closes.
+//! - [`boot`] and the report are plain data, read and written by value:
+//!   no reference to them leaves this module.
 
 pub mod capi;
 pub mod io;
@@ -16,7 +26,9 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::fmt::Write;
 use core::mem::MaybeUninit;
 
-use crate::fs::Fs;
+use alloc::vec::Vec;
+
+use crate::fs::{Fs, STDOUT_INO};
 use crate::heap::{Heap, HeapStats};
 use crate::layout::*;
 use crate::sys;
@@ -67,7 +79,6 @@ pub(crate) struct State {
     /// unchanged, and the number for the next one made.
     pub fs_reference: Option<FsReference>,
     pub next_reference: u64,
-    pub fs: MaybeUninit<Fs<&'static mut [u8]>>,
     pub fs_len: u64,
     pub data: [(u64, u64); MAX_DATA],
     pub ndata: usize,
@@ -84,34 +95,140 @@ pub(crate) struct State {
     pub last_error_len: usize,
 }
 
+/// The file system and what guards it, apart from [`State`] so that a
+/// reference to one never covers the other.
+pub(crate) struct Files {
+    /// A [`with_fs`] scope is open.
+    busy: bool,
+    fs: MaybeUninit<Fs<&'static mut [u8]>>,
+    /// Output (stdout, stderr) written while a scope was open.
+    pending: [Vec<u8>; 2],
+}
+
+/// What the runtime keeps at `PRIV_BASE + STATE_OFFSET`. `State` comes
+/// first: a parent reads a child's heap at its offset (`reclaim`).
+#[repr(C)]
+pub(crate) struct Private {
+    state: State,
+    files: Files,
+}
+
 const STATE_MAGIC: u64 = u64::from_le_bytes(*b"DETSTAT1");
-const _: () = assert!(STATE_OFFSET as usize + core::mem::size_of::<State>() <= PRIV_SIZE as usize);
+const _: () =
+    assert!(STATE_OFFSET as usize + core::mem::size_of::<Private>() <= PRIV_SIZE as usize);
+
+fn private() -> *mut Private {
+    (PRIV_BASE + STATE_OFFSET) as *mut Private
+}
 
 /// The process's runtime state.
-pub(crate) fn state() -> &'static mut State {
+///
+/// # Safety
+/// The caller must have stopped using the reference this returned before
+/// anything else calls `state` again: before it allocates or frees, forks,
+/// joins, writes output, panics or calls a function that may. (The process
+/// has one thread, so that is a property of the caller's code.)
+pub(crate) unsafe fn state() -> &'static mut State {
     // SAFETY: the private region is mapped by the loader in every
-    // deterministic process, `State` fits in it (checked above), it is
-    // initialised by `init` before `main`, and the process has one thread;
-    // callers do not keep the reference across reentrant calls.
-    unsafe { &mut *((PRIV_BASE + STATE_OFFSET) as *mut State) }
+    // deterministic process, `Private` fits in it (checked above), `init`
+    // fills it before `main`, and the caller's contract makes this the only
+    // reference in use. It borrows the `state` field alone, not `files`.
+    unsafe { &mut *core::ptr::addr_of_mut!((*private()).state) }
 }
 
-/// The boot record the loader left.
-pub(crate) fn boot() -> &'static mut Boot {
-    // SAFETY: as `state`: the boot record is at the start of the private
-    // region, written by the loader (zeros if it wrote none).
-    unsafe { &mut *(PRIV_BASE as *mut Boot) }
+/// The file system and its guard, as a raw pointer: its fields are
+/// touched one at a time, so that no reference covers the `Fs` a
+/// [`with_fs`] scope holds.
+fn files() -> *mut Files {
+    // SAFETY: a field address inside the mapped private region; no
+    // reference is made.
+    unsafe { core::ptr::addr_of_mut!((*private()).files) }
 }
 
-/// The process's file system.
-pub fn fs_mut() -> &'static mut Fs<&'static mut [u8]> {
-    // SAFETY: initialised by `init` before `main` runs.
-    unsafe { state().fs.assume_init_mut() }
+/// Runs `f` on the process's file system.
+///
+/// One scope at a time: `with_fs` inside `f`, or a fork, join or exec
+/// (which reconcile the file system), ends the process with a report
+/// saying so. Output written inside `f` (`println!` and the like) is kept
+/// aside and appended to the console streams when `f` returns, so it comes
+/// after what `f` did to the files; if the process exits or panics inside
+/// `f`, it is appended then.
+pub fn with_fs<R>(f: impl FnOnce(&mut Fs<&'static mut [u8]>) -> R) -> R {
+    let files = files();
+    if fs_busy() {
+        fatal(format_args!(
+            "the file system is in use: with_fs, fork, join and exec cannot run inside with_fs"
+        ));
+    }
+    // SAFETY: a plain bool in the private region, written through the place.
+    unsafe { (*files).busy = true };
+    // SAFETY: `init` wrote the file system before `main`; `busy` makes
+    // this the only reference to it until it is cleared below (or the
+    // process ends inside `f`, which never uses it again).
+    let r = f(unsafe { (*files).fs.assume_init_mut() });
+    close_fs_scope();
+    r
+}
+
+/// Ends an open [`with_fs`] scope, if any, and appends the output written
+/// meanwhile. `exit` and the panic handler call it too: they never return
+/// into the scope, so the file system is theirs.
+fn close_fs_scope() {
+    let files = files();
+    // SAFETY: a plain bool in the private region, written through the place.
+    unsafe { (*files).busy = false };
+    for fd in [1u64, 2] {
+        // SAFETY: the `pending` field alone; nothing else borrows it now
+        // that no scope is open (output goes straight to the file system).
+        let bytes = core::mem::take(unsafe { &mut (*files).pending[fd as usize - 1] });
+        if !bytes.is_empty() {
+            io::write_fd(fd, &bytes);
+        }
+    }
+}
+
+/// Appends to the console stream `ino` of the file system, or keeps the
+/// bytes for the end of the open [`with_fs`] scope; false if it is full.
+/// A full file system drops output rather than failing the program.
+pub(crate) fn append_output(ino: u32, bytes: &[u8]) {
+    let files = files();
+    if fs_busy() {
+        let i = usize::from(ino != STDOUT_INO);
+        // SAFETY: the `pending` field alone, disjoint from the file system
+        // the open scope holds.
+        unsafe { (*files).pending[i].extend_from_slice(bytes) };
+        return;
+    }
+    with_fs(|fs| {
+        let _ = fs.append_ino(ino, bytes);
+    })
+}
+
+/// A [`with_fs`] scope is open.
+pub(crate) fn fs_busy() -> bool {
+    // SAFETY: `busy` is a plain bool in the mapped private region, read
+    // through the place alone.
+    unsafe { (*files()).busy }
+}
+
+/// The boot record the loader left (a copy).
+pub(crate) fn boot() -> Boot {
+    // SAFETY: the boot record is at the start of the private region,
+    // mapped in every deterministic process and written by the loader
+    // (zeros if it wrote none); plain data, read by value.
+    unsafe { core::ptr::read(PRIV_BASE as *const Boot) }
+}
+
+/// Changes the boot record.
+pub(crate) fn update_boot(f: impl FnOnce(&mut Boot)) {
+    let mut b = boot();
+    f(&mut b);
+    // SAFETY: as in `boot`; written by value.
+    unsafe { core::ptr::write(PRIV_BASE as *mut Boot, b) }
 }
 
 /// Called by `_start` with the initial stack pointer.
 pub(crate) fn init(sp: *const u64) {
-    let st = state();
     // SAFETY: `sp` points at argc, then argv, NULL, envp, NULL, auxv, as
     // the loader built it (crate::stack).
     let (argc, argv, envp, auxv) = unsafe {
@@ -124,6 +241,13 @@ pub(crate) fn init(sp: *const u64) {
         }
         (argc, argv, envp, e.add(1) as *const u64)
     };
+    if boot().magic != BOOT_MAGIC {
+        update_boot(|b| *b = Boot::default());
+    }
+    let b = boot();
+    // SAFETY: nothing below allocates, prints or calls `state` until `st`
+    // is last used (the heap is not even set up before).
+    let st = unsafe { state() };
     st.magic = STATE_MAGIC;
     st.depth = 0;
     st.argc = argc;
@@ -169,10 +293,6 @@ pub(crate) fn init(sp: *const u64) {
             st.ndata += 1;
         }
     }
-    let b = boot();
-    if b.magic != BOOT_MAGIC {
-        *b = Boot::default();
-    }
     st.top = b.flags & BOOT_TOP != 0;
     st.heap_size = if b.heap_size != 0 {
         b.heap_size
@@ -201,29 +321,41 @@ pub(crate) fn init(sp: *const u64) {
             Err(e) => fatal(format_args!("cannot format the file system: {e}")),
         }
     };
-    st.fs.write(fs);
+    // SAFETY: the `files` field of the mapped private region, written
+    // whole (whatever the loader left there is not read).
+    unsafe {
+        files().write(Files {
+            busy: false,
+            fs: MaybeUninit::new(fs),
+            pending: [Vec::new(), Vec::new()],
+        })
+    };
     if b.flags & BOOT_FS_CHILD != 0 {
-        fs_mut().enter_child();
+        with_fs(|fs| fs.enter_child());
     }
 }
 
 /// This process's heap figures (see [`HeapStats`]): a child's cover its
 /// own region, the root's the whole heap and its joined children.
 pub fn heap_stats() -> HeapStats {
-    state().heap.stats()
+    // SAFETY: used for one call that does not reach `state`.
+    unsafe { state() }.heap.stats()
 }
 
 /// Leaves this process's heap figures where `detrun --stats` reads them.
 fn publish_heap_stats() {
+    let stats = heap_stats();
     // SAFETY: the slot is inside the private region (checked in layout),
     // mapped in every deterministic process; plain data.
-    unsafe { *((PRIV_BASE + HEAP_STATS_OFFSET) as *mut HeapStats) = state().heap.stats() };
+    unsafe { *((PRIV_BASE + HEAP_STATS_OFFSET) as *mut HeapStats) = stats };
 }
 
 /// Allocates from this process's heap; a failure is remembered, so that
 /// the panic that follows names the request and the heap.
 pub(crate) fn heap_alloc(size: u64, align: u64) -> *mut u8 {
-    let st = state();
+    // SAFETY: the heap allocates from its own lists and never reaches
+    // `state` or allocates itself while `st` is in use.
+    let st = unsafe { state() };
     // SAFETY: the heap's regions are mapped for this process.
     let p = unsafe { st.heap.alloc(size, align) };
     st.failed_request = if p.is_null() {
@@ -249,8 +381,8 @@ impl core::fmt::Display for Size {
 
 /// The program's arguments.
 pub fn args() -> impl Iterator<Item = &'static str> {
-    let st = state();
-    let (argc, argv) = (st.argc, st.argv);
+    // SAFETY: two fields are copied out at once.
+    let (argc, argv) = unsafe { (state().argc, state().argv) };
     // SAFETY: argv holds argc pointers to NUL-terminated strings on the
     // initial stack, which lives as long as the process.
     (0..argc).map(move |i| unsafe { cstr(*argv.add(i)) })
@@ -258,7 +390,8 @@ pub fn args() -> impl Iterator<Item = &'static str> {
 
 /// The value of environment variable `name`.
 pub fn env_var(name: &str) -> Option<&'static str> {
-    let mut e = state().envp;
+    // SAFETY: one field is copied out at once.
+    let mut e = unsafe { state() }.envp;
     // SAFETY: envp is a NULL-terminated array of C strings on the
     // initial stack.
     unsafe {
@@ -289,6 +422,7 @@ pub(crate) unsafe fn cstr(p: *const u8) -> &'static str {
 /// Ends the process: shows pending output (top process) and exits with
 /// `code`, which the parent sees as the exit status.
 pub fn exit(code: i32) -> ! {
+    close_fs_scope();
     io::flush();
     publish_heap_stats();
     sys::exit(code)
@@ -317,37 +451,53 @@ impl Write for ReportWriter<'_> {
     }
 }
 
-fn report() -> &'static mut Report {
-    // SAFETY: the report area is inside the private region (checked in
-    // layout), mapped in every deterministic process; plain data.
-    unsafe { &mut *((PRIV_BASE + REPORT_OFFSET) as *mut Report) }
+fn report_slot() -> *mut Report {
+    (PRIV_BASE + REPORT_OFFSET) as *mut Report
 }
 
 /// Forgets an earlier report (a join starts afresh).
 pub(crate) fn clear_report() {
-    report().magic = 0;
+    // SAFETY: the report area is inside the private region (checked in
+    // layout), mapped in every deterministic process; one plain field,
+    // written through the place.
+    unsafe { (*report_slot()).magic = 0 };
 }
 
-/// Records the report the parent reads when this process fails.
+/// Records the report the parent reads when this process fails. It is
+/// composed here and stored whole, so a panic while formatting `msg`
+/// leaves its own report, not a torn one.
 pub(crate) fn set_report(kind: u32, child: u64, addr: u64, msg: core::fmt::Arguments<'_>) {
-    let r = report();
-    r.magic = REPORT_MAGIC;
-    r.kind = kind;
-    r.child = child;
-    r.addr = addr;
-    r.len = 0;
-    let _ = ReportWriter(r).write_fmt(msg);
+    let mut r = Report {
+        magic: REPORT_MAGIC,
+        kind,
+        len: 0,
+        child,
+        addr,
+        message: [0; REPORT_MSG],
+    };
+    let _ = ReportWriter(&mut r).write_fmt(msg);
+    // SAFETY: as in `clear_report`; plain data, written by value.
+    unsafe { report_slot().write(r) };
+}
+
+/// The conflict a join just reported: (child, address).
+fn reported_conflict() -> Option<(u64, u64)> {
+    // SAFETY: as in `clear_report`; plain data, read by value.
+    let r = unsafe { report_slot().read() };
+    (r.valid() && r.kind == REPORT_CONFLICT).then_some((r.child, r.addr))
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     // Output first, so what the program printed is not lost.
+    close_fs_scope();
     io::flush();
     publish_heap_stats();
-    let st = state();
-    if let Some((size, align)) = st.failed_request {
+    // SAFETY: fields are copied out at once.
+    let (failed_request, heap_size) = unsafe { (state().failed_request, state().heap_size) };
+    if let Some((size, align)) = failed_request {
         // The allocation error handler's panic: say what ran out, exactly.
-        let s = st.heap.stats();
+        let s = heap_stats();
         set_report(
             REPORT_PANIC,
             0,
@@ -357,7 +507,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
                  (detrun --heap), this process holds {} ({} live) of its {} region, \
                  {} free in {} range(s), the largest {}",
                 Size(size),
-                Size(st.heap_size),
+                Size(heap_size),
                 Size(s.held),
                 Size(s.live),
                 Size(s.size),
@@ -371,11 +521,9 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let msg = info.message();
     // A panic right after a merge conflict keeps the conflict's child and
     // address, so detrun names them too.
-    let r = report();
-    let (kind, child, addr) = if r.valid() && r.kind == REPORT_CONFLICT {
-        (REPORT_CONFLICT, r.child, r.addr)
-    } else {
-        (REPORT_PANIC, 0, 0)
+    let (kind, child, addr) = match reported_conflict() {
+        Some((child, addr)) => (REPORT_CONFLICT, child, addr),
+        None => (REPORT_PANIC, 0, 0),
     };
     match info.location() {
         Some(l) => set_report(
@@ -400,7 +548,8 @@ unsafe impl GlobalAlloc for DetAlloc {
     }
 
     unsafe fn dealloc(&self, p: *mut u8, _l: Layout) {
-        // SAFETY: `p` came from `alloc` (GlobalAlloc contract).
+        // SAFETY: `p` came from `alloc` (GlobalAlloc contract); freeing
+        // neither allocates nor reaches `state`.
         unsafe { state().heap.free(p) }
     }
 

@@ -25,7 +25,7 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::mem::{ManuallyDrop, MaybeUninit};
 
-use super::{boot, fs_mut, io, state, ChildSlot, State, MAX_CHILDREN};
+use super::{io, state, update_boot, with_fs, ChildSlot, State, MAX_CHILDREN};
 use crate::elf::{self, Symbol};
 use crate::exec::{self, ExecError, Spec};
 use crate::fs::{self, Fs, FsError};
@@ -201,7 +201,8 @@ extern "C" fn child_entry(frame: *const u8) -> ! {
     // SAFETY: the frame lies in the parent's stack frame, copied by the
     // snapshot and never written by the child.
     let fr = unsafe { &*(frame as *const Frame) };
-    let st = state();
+    // SAFETY: `st` is last used before anything below reaches `state`.
+    let st = unsafe { state() };
     st.depth = fr.depth;
     st.top = false;
     st.next_id = 1;
@@ -212,8 +213,8 @@ extern "C" fn child_entry(frame: *const u8) -> ! {
     for c in st.children.iter_mut() {
         c.used = false;
     }
-    boot().flags &= !BOOT_TOP;
-    fs_mut().enter_child();
+    update_boot(|b| b.flags &= !BOOT_TOP);
+    with_fs(|fs| fs.enter_child());
     // SAFETY: the closure was left to the child by `fork_raw`.
     let code = unsafe { (fr.call)(fr.data) };
     super::exit(code)
@@ -228,7 +229,8 @@ fn take_slot(st: &mut State) -> Result<usize, Error> {
 
 /// The next unused child ID of this process (1, 2, 3, ...).
 pub fn next_id() -> u64 {
-    let st = state();
+    // SAFETY: the loop reaches nothing but `st`.
+    let st = unsafe { state() };
     loop {
         let id = st.next_id;
         st.next_id += 1;
@@ -247,25 +249,25 @@ pub fn next_id() -> u64 {
 /// `DET_SNAP` would add a merge reference of the whole address space that
 /// nothing ever merges against.
 fn files_reference(child: u64) -> Result<u64, Error> {
-    let st = state();
-    if let Some(r) = st.fs_reference {
-        if r.writes == fs_mut().writes() {
+    let writes = with_fs(|fs| fs.writes());
+    // SAFETY: one field is copied out at once.
+    if let Some(r) = unsafe { state() }.fs_reference {
+        if r.writes == writes {
             return Ok(r.id);
         }
     }
-    fs_mut()
-        .prepare_fork()
+    let writes = with_fs(|fs| fs.prepare_fork().map(|()| fs.writes()))
         .map_err(|error| Error::Fs { child, error })?;
+    // SAFETY: `st` is last used before `release_reference` reaches
+    // `state`; the `dput` in between is a system call.
+    let st = unsafe { state() };
     let id = REF_BIT | st.next_reference;
     sys_err(
         "creating the file-system reference",
         sys::dput_plain(id, 0, 0, 0),
     )?;
     st.next_reference += 1;
-    let old = st.fs_reference.replace(super::FsReference {
-        id,
-        writes: fs_mut().writes(),
-    });
+    let old = st.fs_reference.replace(super::FsReference { id, writes });
     if let Some(old) = old {
         release_reference(old.id);
     }
@@ -280,7 +282,8 @@ const KILL_NOW: u64 = sys::DET_KILL | sys::DET_KILL_POISON | sys::DET_KILL_NOWAI
 /// Kills reference holder `id` once neither a child nor the next fork
 /// needs it.
 fn release_reference(id: u64) {
-    let st = state();
+    // SAFETY: used for two reads, before the `dput` (a system call).
+    let st = unsafe { state() };
     let current = st.fs_reference.is_some_and(|r| r.id == id);
     if !current && !st.children.iter().any(|c| c.used && c.holder == id) {
         let _ = sys::dput_plain(id, KILL_NOW, 0, 0);
@@ -293,27 +296,30 @@ fn release_reference(id: u64) {
 /// # Safety
 /// The child must be joined while everything `f` borrows is alive.
 unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
-    let st = state();
     if id & REF_BIT != 0 || id == 0 {
         return Err(Error::Sys("fork", Errno::EINVAL));
     }
+    // SAFETY: `st` is used for the checks alone, which reach nothing else.
+    let st = unsafe { state() };
     if st.children.iter().any(|c| c.used && c.id == id) {
         return Err(Error::Sys("fork", Errno(17)));
     }
     if st.depth + 1 >= MAX_DEPTH {
         return Err(Error::TooDeep);
     }
+    let depth = st.depth + 1;
     let slot = take_slot(st)?;
     let holder = files_reference(id)?;
-    let (region, gap) = st.heap.split();
+    // SAFETY: splitting the heap reaches nothing else.
+    let (region, gap) = unsafe { state() }.heap.split();
     let f = ManuallyDrop::new(f);
     let frame = Frame {
         call: call_closure::<F>,
         data: &*f as *const F as *mut u8,
         region,
-        depth: st.depth + 1,
+        depth,
     };
-    let (_, stack_hi) = stack_range(st.depth + 1);
+    let (_, stack_hi) = stack_range(depth);
     // SAFETY: `frame` lives in this stack frame, which the child's copy
     // keeps and never writes; `child_entry` takes it and never returns;
     // `stack_hi` is the top of the child's own stack, unused so far.
@@ -326,12 +332,14 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
         )
     };
     if let Err(e) = sys::check(ret) {
-        state().heap.abandon(region);
+        // SAFETY: giving the region back reaches nothing else.
+        unsafe { state() }.heap.abandon(region);
         // The closure was not handed over: drop it here.
         drop(ManuallyDrop::into_inner(f));
         return Err(Error::Sys("forking", e));
     }
-    st.children[slot] = ChildSlot {
+    // SAFETY: a plain store.
+    unsafe { state() }.children[slot] = ChildSlot {
         id,
         region,
         gap,
@@ -456,29 +464,32 @@ pub fn divide<A, B>(a: impl FnOnce() -> A, b: impl FnOnce() -> B) -> Result<(A, 
 /// environment, and starts it. The child gets a copy of the file system,
 /// reconciled at its join; its memory is its own.
 pub fn exec(path: &str, args: &[&str]) -> Result<Child, Error> {
-    let bytes = fs_mut()
-        .read_all(path)
-        .map_err(|error| Error::Fs { child: 0, error })?;
-    let st = state();
-    let slot = take_slot(st)?;
+    let bytes = with_fs(|fs| fs.read_all(path)).map_err(|error| Error::Fs { child: 0, error })?;
+    // SAFETY: finding a free slot reaches nothing else.
+    let slot = take_slot(unsafe { state() })?;
     let id = next_id();
     let symbols = elf::symbols(&bytes).unwrap_or_default();
     let holder = files_reference(id)?;
-    let used = fs_mut().used_prefix() as u64 * sys::PAGE;
-    // SAFETY: FS_BASE holds this process's file system of fs_len bytes
-    // (used ≤ fs_len); it is only read while the loader copies it.
-    let fs_bytes = unsafe { core::slice::from_raw_parts(FS_BASE as *const u8, used as usize) };
-    let spec = Spec {
-        elf: &bytes,
-        args,
-        env: crate::stack::DEFAULT_ENV,
-        fs: Some((fs_bytes, st.fs_len / sys::PAGE)),
-        boot_flags: BOOT_FS_CHILD,
-        stdout_shown: 0,
-        stderr_shown: 0,
-        heap_size: st.heap_size,
-    };
-    if let Err(e) = exec::load(id, &spec) {
+    // SAFETY: two fields are copied out at once.
+    let (fs_len, heap_size) = unsafe { (state().fs_len, state().heap_size) };
+    let loaded = with_fs(|fs| {
+        // The used prefix reads like the whole file system (the loader
+        // gives the child `fs_len` bytes).
+        let used = fs.used_prefix() as usize * sys::PAGE as usize;
+        let image = fs.as_bytes();
+        let spec = Spec {
+            elf: &bytes,
+            args,
+            env: crate::stack::DEFAULT_ENV,
+            fs: Some((&image[..used.min(image.len())], fs_len / sys::PAGE)),
+            boot_flags: BOOT_FS_CHILD,
+            stdout_shown: 0,
+            stderr_shown: 0,
+            heap_size,
+        };
+        exec::load(id, &spec)
+    });
+    if let Err(e) = loaded {
         let _ = sys::dput_plain(id, sys::DET_KILL, 0, 0);
         return Err(Error::Exec(e));
     }
@@ -486,13 +497,15 @@ pub fn exec(path: &str, args: &[&str]) -> Result<Child, Error> {
         "starting the program",
         sys::dput_plain(id, sys::DET_START, 0, 0),
     )?;
-    st.children[slot] = ChildSlot {
+    let symbols = Box::into_raw(Box::new(symbols));
+    // SAFETY: a plain store (the box is made before).
+    unsafe { state() }.children[slot] = ChildSlot {
         id,
         region: (0, 0),
         gap: (0, 0),
         exec: true,
         used: true,
-        symbols: Box::into_raw(Box::new(symbols)),
+        symbols,
         holder,
     };
     Ok(Child { id })
@@ -533,7 +546,9 @@ impl serve::Host for Parent {
 /// region: no one had written there and the child could not, so it is
 /// left out (it is most of the heap, and a merge walks what it is given).
 fn merge(id: u64, gap: (u64, u64)) -> Result<(), Error> {
-    let st = state();
+    // SAFETY: `st` is last used to list the ranges, which reaches nothing
+    // else.
+    let st = unsafe { state() };
     let (_, stack_hi) = stack_range(st.depth);
     let mut ranges: [(u64, u64, &'static str); 7] = [(0, 0, ""); 7];
     let mut n = 0;
@@ -593,7 +608,8 @@ fn merge(id: u64, gap: (u64, u64)) -> Result<(), Error> {
     // variables the child may have changed through what it was given;
     // the runtime's own state is in the private region, outside them.
     let r = unsafe { sys::merge_ranges(id, &kr[..k], &mut rep) };
-    let s = &mut state().stats;
+    // SAFETY: four additions reach nothing else.
+    let s = &mut unsafe { state() }.stats;
     s.merges += 1;
     s.scanned_pages += rep.scanned_pages;
     s.copied_pages += rep.copied_pages;
@@ -625,7 +641,8 @@ fn merge(id: u64, gap: (u64, u64)) -> Result<(), Error> {
 
 /// Reconciles the child's file system with ours.
 fn join_fs(id: u64, holder: u64) -> Result<(), Error> {
-    let len = state().fs_len as usize;
+    // SAFETY: one field is copied out at once.
+    let len = unsafe { state() }.fs_len as usize;
     // SAFETY: the two scratch regions are mapped for this process, each
     // fs_len bytes, and used by nothing else.
     let (cbuf, rbuf) = unsafe {
@@ -650,8 +667,9 @@ fn join_fs(id: u64, holder: u64) -> Result<(), Error> {
     let fs_err = |error| Error::Fs { child: id, error };
     let child = Fs::open(&*cbuf).map_err(fs_err)?;
     let reference = Fs::open(&*rbuf).map_err(fs_err)?;
-    let rep = fs::reconcile(fs_mut(), &reference, &child, id as u32).map_err(fs_err)?;
-    state().stats.fs_dirty_inodes += rep.dirty_inodes as u64;
+    let rep = with_fs(|fs| fs::reconcile(fs, &reference, &child, id as u32)).map_err(fs_err)?;
+    // SAFETY: one addition.
+    unsafe { state() }.stats.fs_dirty_inodes += rep.dirty_inodes as u64;
     Ok(())
 }
 
@@ -661,7 +679,8 @@ fn reclaim(id: u64, region: (u64, u64)) -> Result<(), Error> {
     // SAFETY: the bytes are the child's `Heap`, plain data of this type.
     let child = unsafe { exec::read_from::<Heap>(id, at) };
     let child = sys_err("reading the child's heap", child)?;
-    // SAFETY: the child's heap changes were merged just before.
+    // SAFETY: the child's heap changes were merged just before; joining
+    // the heap reaches nothing but the heap.
     unsafe { state().heap.join(region, &child) };
     Ok(())
 }
@@ -679,7 +698,8 @@ pub fn join_by_id(id: u64) -> Result<i32, Error> {
 }
 
 fn join_id(id: u64) -> Result<i32, Error> {
-    let st = state();
+    // SAFETY: `st` is used to find and copy the slot, nothing else.
+    let st = unsafe { state() };
     let Some(i) = st.children.iter().position(|c| c.used && c.id == id) else {
         return Err(Error::NoSuchChild(id));
     };
@@ -696,7 +716,8 @@ fn join_id(id: u64) -> Result<i32, Error> {
         };
         let s = sys_err("waiting for the child", serve::run(id, &mut parent))?;
         if s.status != sys::DET_S_EXIT_NORMAL && !slot.exec {
-            state().heap.abandon(slot.region);
+            // SAFETY: giving the region back reaches nothing else.
+            unsafe { state() }.heap.abandon(slot.region);
             region_back = true;
         }
         match s.status {
@@ -706,7 +727,9 @@ fn join_id(id: u64) -> Result<i32, Error> {
                         // The merge is all or nothing: none of the
                         // child's memory came over, so its region is
                         // free again, as for a child that faulted.
-                        state().heap.abandon(slot.region);
+                        // SAFETY: giving the region back reaches nothing
+                        // else.
+                        unsafe { state() }.heap.abandon(slot.region);
                         region_back = true;
                         return Err(e);
                     }
@@ -714,7 +737,8 @@ fn join_id(id: u64) -> Result<i32, Error> {
                     region_back = true;
                 }
                 join_fs(id, slot.holder)?;
-                state().stats.joins += 1;
+                // SAFETY: one addition.
+                unsafe { state() }.stats.joins += 1;
                 Ok(s.exit_code)
             }
             sys::DET_S_EXCEPT => Err(Error::Fault {
@@ -731,11 +755,12 @@ fn join_id(id: u64) -> Result<i32, Error> {
         }
     })();
     if !region_back {
-        state().heap.forsake(slot.region);
+        // SAFETY: dropping the region reaches nothing else.
+        unsafe { state() }.heap.forsake(slot.region);
     }
     let _ = sys::dput_plain(id, KILL_NOW, 0, 0);
-    let st = state();
-    st.children[i].used = false;
+    // SAFETY: a plain store.
+    unsafe { state() }.children[i].used = false;
     release_reference(slot.holder);
     if !slot.symbols.is_null() {
         // SAFETY: made by Box::into_raw in `exec`, freed once here.
@@ -747,5 +772,6 @@ fn join_id(id: u64) -> Result<i32, Error> {
 
 /// This process's join statistics so far.
 pub fn stats() -> JoinStats {
-    state().stats
+    // SAFETY: a copy.
+    unsafe { state() }.stats
 }

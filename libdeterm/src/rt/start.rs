@@ -15,10 +15,14 @@ extern "C" {
 
 pub(crate) extern "C" fn start_rust(sp: *const u64) -> ! {
     super::init(sp);
-    let st = super::state();
+    // SAFETY: three fields are copied out at once.
+    let (argc, argv, envp) = unsafe {
+        let st = super::state();
+        (st.argc, st.argv, st.envp)
+    };
     // SAFETY: `main` is the program's C-ABI entry point; argv and envp are
     // the loader's arrays on the initial stack.
-    let code = unsafe { main(st.argc as i32, st.argv, st.envp) };
+    let code = unsafe { main(argc as i32, argv, envp) };
     super::exit(code)
 }
 

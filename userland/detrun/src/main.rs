@@ -18,6 +18,11 @@
 //! Exit status: the program's; 128 + signal when it faulted; 2 for a usage
 //! error, an unreadable program or a bad file-system image (then nothing is
 //! written).
+//!
+//! No unsafe code: system calls go through libdeterm's safe wrappers
+//! (`determ::sys`, `determ::exec`) and rustix.
+
+#![forbid(unsafe_code)]
 
 mod prepare;
 mod run;

@@ -15,18 +15,8 @@
 //! `PR_SET_THP_DISABLE` is inherited by every process created from this
 //! one.
 
-use determ::sys;
-
-const NR_PRCTL: u64 = 157;
-const PR_SET_THP_DISABLE: u64 = 41;
-
 /// Prepares this process to create deterministic children.
 pub fn prepare() -> Result<(), String> {
-    // SAFETY: prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) sets a flag of this
-    // process's mm and touches no memory.
-    let ret = unsafe { sys::syscall6(NR_PRCTL, [PR_SET_THP_DISABLE, 1, 0, 0, 0, 0]) };
-    if ret < 0 {
-        return Err(format!("prctl(PR_SET_THP_DISABLE): errno {}", -ret));
-    }
-    Ok(())
+    rustix::thread::disable_transparent_huge_pages(true)
+        .map_err(|e| format!("prctl(PR_SET_THP_DISABLE): {e}"))
 }

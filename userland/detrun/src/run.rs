@@ -7,7 +7,6 @@ use std::path::Path;
 use determ::elf::{self, Symbol};
 use determ::exec::{self, Spec, Staged};
 use determ::fs::{Fs, FsError, STDERR_INO, STDOUT_INO};
-use determ::heap::HeapStats;
 use determ::layout::*;
 use determ::serve::{self, Host};
 use determ::sys::{self, DetStatus, Errno};
@@ -96,9 +95,7 @@ fn print_times(run: std::time::Duration) {
 /// The `--stats` line: the heap figures the root left at its exit or
 /// fault (`determ::heap::HeapStats`).
 fn print_stats(heap: (u64, &str)) {
-    // SAFETY: `HeapStats` is plain data: any bytes make one.
-    let s: Result<HeapStats, _> = unsafe { exec::read_from(ROOT, PRIV_BASE + HEAP_STATS_OFFSET) };
-    match s {
+    match exec::heap_stats_of(ROOT) {
         Ok(s) if s.size != 0 => eprintln!(
             "detrun: stats: heap_size={} ({}) peak_heap={} peak_live={} ratio={:.2} held={} live={} lost={} free_ranges={}",
             heap.0,

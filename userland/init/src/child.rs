@@ -8,10 +8,11 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, PipeReader, Read, Write};
-use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Child, Command};
 use std::time::Instant;
+
+use rustix::event::PollFd;
 
 use crate::sys::{self, ChildSignals, Exit, Reaped};
 
@@ -51,12 +52,12 @@ impl Reaper {
             if let Some(ended) = self.reap_matching(|p| pids.contains(&p))? {
                 return Ok(ended);
             }
-            let mut fds = vec![sys::poll_input(self.signals.as_fd())];
+            let mut fds = vec![sys::poll_input(&self.signals)];
             if let Some(b) = &self.button {
-                fds.push(sys::poll_input(b.file.as_fd()));
+                fds.push(sys::poll_input(&b.file));
             }
             sys::poll(&mut fds, None).map_err(|e| format!("poll: {e}"))?;
-            if fds[0].revents != 0 {
+            if !fds[0].revents().is_empty() {
                 self.signals
                     .clear()
                     .map_err(|e| format!("reading SIGCHLD: {e}"))?;
@@ -66,9 +67,9 @@ impl Reaper {
     }
 
     /// Powers off if the power button's entry in a poll reports a press.
-    fn check_button(&self, fd: Option<&libc::pollfd>) {
+    fn check_button(&self, fd: Option<&PollFd>) {
         if let (Some(b), Some(fd)) = (&self.button, fd) {
-            if fd.revents != 0 && b.pressed() {
+            if !fd.revents().is_empty() && b.pressed() {
                 let _ = writeln!(io::stderr(), "init: power button pressed, powering off");
                 sys::power_off();
             }
@@ -121,23 +122,23 @@ impl Reaper {
                 timeout = Some(deadline - now);
             }
 
-            let mut fds = vec![sys::poll_input(self.signals.as_fd())];
+            let mut fds = vec![sys::poll_input(&self.signals)];
             if let Some(pipe) = &output {
-                fds.push(sys::poll_input(pipe.as_fd()));
+                fds.push(sys::poll_input(pipe));
             }
             if let Some(b) = &self.button {
-                fds.push(sys::poll_input(b.file.as_fd()));
+                fds.push(sys::poll_input(&b.file));
             }
             sys::poll(&mut fds, timeout).map_err(|e| format!("poll: {e}"))?;
             if self.button.is_some() {
                 self.check_button(fds.last());
             }
-            if fds[0].revents != 0 {
+            if !fds[0].revents().is_empty() {
                 self.signals
                     .clear()
                     .map_err(|e| format!("reading SIGCHLD: {e}"))?;
             }
-            if fds.get(1).is_some_and(|fd| fd.revents != 0) {
+            if fds.get(1).is_some_and(|fd| !fd.revents().is_empty()) {
                 if let Some(pipe) = &mut output {
                     match read_some(pipe, &mut buf)? {
                         0 => output = None,
@@ -243,7 +244,7 @@ fn drain(
 ) -> Result<(), String> {
     let mut total = 0;
     while total < DRAIN_LIMIT {
-        let mut fds = [sys::poll_input(pipe.as_fd())];
+        let mut fds = [sys::poll_input(&pipe)];
         let ready = sys::poll(&mut fds, Some(std::time::Duration::ZERO))
             .map_err(|e| format!("poll: {e}"))?;
         if ready == 0 {

@@ -25,6 +25,7 @@ mod speed;
 #[allow(unsafe_code)]
 mod sys;
 
+use std::ffi::CStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
 use std::os::fd::AsFd;
@@ -37,13 +38,15 @@ use bootproto::status::Status;
 use bootproto::{cmdline, key, DATA_LABEL};
 use child::Reaper;
 use config::{Config, CONSOLE};
+use rustix::io::Errno;
+use rustix::mount::{mount, MountFlags};
 
 /// A file system to mount at boot; the source is the file system's name.
 struct Mount {
     fstype: &'static str,
     target: &'static str,
-    flags: libc::c_ulong,
-    data: &'static str,
+    flags: MountFlags,
+    data: &'static CStr,
 }
 
 /// What init mounts, in order. Each target is created if missing; one
@@ -52,38 +55,42 @@ const MOUNTS: &[Mount] = &[
     Mount {
         fstype: "proc",
         target: "/proc",
-        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        data: "",
+        flags: MountFlags::NOSUID
+            .union(MountFlags::NODEV)
+            .union(MountFlags::NOEXEC),
+        data: c"",
     },
     Mount {
         fstype: "sysfs",
         target: "/sys",
-        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        data: "",
+        flags: MountFlags::NOSUID
+            .union(MountFlags::NODEV)
+            .union(MountFlags::NOEXEC),
+        data: c"",
     },
     Mount {
         fstype: "devtmpfs",
         target: "/dev",
-        flags: libc::MS_NOSUID,
-        data: "mode=0755",
+        flags: MountFlags::NOSUID,
+        data: c"mode=0755",
     },
     Mount {
         fstype: "devpts",
         target: "/dev/pts",
-        flags: libc::MS_NOSUID | libc::MS_NOEXEC,
-        data: "mode=0620,ptmxmode=0666",
+        flags: MountFlags::NOSUID.union(MountFlags::NOEXEC),
+        data: c"mode=0620,ptmxmode=0666",
     },
     Mount {
         fstype: "tmpfs",
         target: "/tmp",
-        flags: libc::MS_NOSUID | libc::MS_NODEV,
-        data: "mode=1777",
+        flags: MountFlags::NOSUID.union(MountFlags::NODEV),
+        data: c"mode=1777",
     },
     Mount {
         fstype: "tmpfs",
         target: "/run",
-        flags: libc::MS_NOSUID | libc::MS_NODEV,
-        data: "mode=0755",
+        flags: MountFlags::NOSUID.union(MountFlags::NODEV),
+        data: c"mode=0755",
     },
 ];
 
@@ -122,8 +129,8 @@ fn mount_all(mounts: &[Mount]) -> Result<(), String> {
             continue;
         }
         fs::create_dir_all(m.target).map_err(|e| format!("mkdir {}: {e}", m.target))?;
-        match sys::mount(m.fstype, m.target, m.fstype, m.flags, m.data) {
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+        match mount(m.fstype, m.target, m.fstype, m.flags, m.data) {
+            Err(Errno::BUSY) => {}
             Err(e) => return Err(format!("mount {} on {}: {e}", m.fstype, m.target)),
             Ok(()) => {}
         }
@@ -166,8 +173,9 @@ fn mount_data(wanted: Option<&str>) {
             }
         }
     };
-    let result = fs::create_dir_all(DATA_DIR)
-        .and_then(|()| sys::mount(&dev, DATA_DIR, "ext4", libc::MS_NOATIME, ""));
+    let result = fs::create_dir_all(DATA_DIR).and_then(|()| {
+        mount(&dev, DATA_DIR, "ext4", MountFlags::NOATIME, c"").map_err(io::Error::from)
+    });
     if let Err(e) = result {
         let _ = writeln!(io::stderr(), "init: not mounting {dev} on {DATA_DIR}: {e}");
     }

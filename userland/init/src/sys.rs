@@ -1,13 +1,19 @@
-//! The only unsafe code in init: small safe wrappers over the system calls
-//! that std does not offer.
+//! The system calls init makes that std does not offer.
 //!
-//! Each wrapper checks its arguments so that no caller can make the unsafe
-//! block inside misbehave; each `unsafe` block says why it is sound.
+//! Most are rustix's safe wrappers; this module adds what init needs on top
+//! (a `Duration`, an [`Exit`], a retried `EINTR`). The only unsafe code in
+//! init is here, where rustix cannot serve: blocking SIGCHLD and the
+//! signalfd that receives it, and `fork` + `execve` for a session leader.
+//! Each `unsafe` block says why it is sound.
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, WaitOptions};
 
 /// Turns a `-1`-on-error return value into an `io::Result`.
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -22,83 +28,34 @@ fn c_string(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in string"))
 }
 
-/// mount(2).
-pub fn mount(
-    source: &str,
-    target: &str,
-    fstype: &str,
-    flags: libc::c_ulong,
-    data: &str,
-) -> io::Result<()> {
-    let (source, target) = (c_string(source)?, c_string(target)?);
-    let (fstype, data) = (c_string(fstype)?, c_string(data)?);
-    // SAFETY: the four pointers are NUL-terminated strings owned by this
-    // frame and alive for the whole call; mount(2) only reads them.
-    check(unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            flags,
-            data.as_ptr().cast(),
-        )
-    })?;
-    Ok(())
-}
-
 /// Time since boot, including time suspended (CLOCK_BOOTTIME).
 pub fn boottime() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let ret = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    if ret != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(
-        ts.tv_sec.max(0) as u64,
-        ts.tv_nsec.clamp(0, 999_999_999) as u32,
-    )
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    Duration::try_from(ts).unwrap_or(Duration::ZERO)
 }
 
 /// Makes file descriptors 0, 1 and 2 copies of `file`.
 pub fn replace_stdio(file: &impl AsFd) -> io::Result<()> {
-    let fd = file.as_fd().as_raw_fd();
-    for target in 0..=2 {
-        if fd != target {
-            // SAFETY: `fd` is open (borrowed from `file`); dup2 atomically
-            // replaces the process's standard descriptors, which std only
-            // uses through their numbers, so no owned fd is invalidated.
-            check(unsafe { libc::dup2(fd, target) })?;
-        }
-    }
+    rustix::stdio::dup2_stdin(file)?;
+    rustix::stdio::dup2_stdout(file)?;
+    rustix::stdio::dup2_stderr(file)?;
     Ok(())
 }
 
 /// Turns off output post-processing (`\n` to `\r\n` and the like) on a
 /// terminal, so that a serial port passes bytes through unchanged.
 pub fn disable_output_processing(fd: BorrowedFd) -> io::Result<()> {
-    // SAFETY: termios is plain old data; all-zero is a valid value, and
-    // tcgetattr overwrites it before use.
-    let mut tio: libc::termios = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is open for the duration of the borrow and `tio` is a
-    // valid, writable termios.
-    check(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut tio) })?;
-    tio.c_oflag &= !libc::OPOST;
-    // SAFETY: as above; tcsetattr only reads `tio`.
-    check(unsafe { libc::tcsetattr(fd.as_raw_fd(), libc::TCSANOW, &tio) })?;
+    use rustix::termios::{tcgetattr, tcsetattr, OptionalActions, OutputModes};
+    let mut tio = tcgetattr(fd)?;
+    tio.output_modes.remove(OutputModes::OPOST);
+    tcsetattr(fd, OptionalActions::Now, &tio)?;
     Ok(())
 }
 
 /// Waits until everything written to the terminal `fd` has been sent, so
 /// that powering off does not cut a serial port's last lines.
 pub fn drain_output(fd: BorrowedFd) -> io::Result<()> {
-    // SAFETY: `fd` is open for the duration of the borrow; tcdrain takes no
-    // pointers.
-    check(unsafe { libc::tcdrain(fd.as_raw_fd()) })?;
-    Ok(())
+    Ok(rustix::termios::tcdrain(fd)?)
 }
 
 /// SIGCHLD as a pollable file descriptor: SIGCHLD is blocked in init and
@@ -109,6 +66,10 @@ pub struct ChildSignals {
 }
 
 /// Blocks or unblocks SIGCHLD in init.
+///
+/// Hand-written: rustix has `sigprocmask` only in its runtime module,
+/// which must not be used in a process that has a libc (init links glibc,
+/// which keeps signals of its own in the mask).
 pub fn sigchld_blocked(blocked: bool) -> io::Result<()> {
     let how = if blocked {
         libc::SIG_BLOCK
@@ -133,6 +94,7 @@ fn sigchld_set() -> io::Result<libc::sigset_t> {
 }
 
 impl ChildSignals {
+    /// Hand-written: rustix has no signalfd.
     pub fn new() -> io::Result<ChildSignals> {
         sigchld_blocked(true)?;
         let set = sigchld_set()?;
@@ -148,20 +110,12 @@ impl ChildSignals {
     pub fn clear(&self) -> io::Result<()> {
         let mut buf = [0u8; 8 * std::mem::size_of::<libc::signalfd_siginfo>()];
         loop {
-            // SAFETY: `buf` is writable for `buf.len()` bytes; the fd is
-            // owned by `self` and open.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n > 0 {
-                continue;
-            }
-            if n == 0 {
-                return Ok(());
-            }
-            let err = io::Error::last_os_error();
-            match err.kind() {
-                io::ErrorKind::WouldBlock => return Ok(()),
-                io::ErrorKind::Interrupted => continue,
-                _ => return Err(err),
+            match rustix::io::read(&self.fd, &mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(_) => continue,
+                Err(Errno::AGAIN) => return Ok(()),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -201,28 +155,22 @@ pub enum Reaped {
 
 /// Reaps one ended child, any child, without blocking (waitpid(-1, WNOHANG)).
 pub fn reap() -> io::Result<Reaped> {
-    let mut status = 0;
     loop {
-        // SAFETY: `status` is a valid, writable int.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        match pid {
-            0 => return Ok(Reaped::NoneEnded),
-            -1 => {
-                let err = io::Error::last_os_error();
-                match err.raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    Some(libc::ECHILD) => return Ok(Reaped::NoChildren),
-                    _ => return Err(err),
-                }
-            }
-            _ => {
-                let exit = if libc::WIFSIGNALED(status) {
-                    Exit::Signal(libc::WTERMSIG(status))
-                } else {
-                    Exit::Code(libc::WEXITSTATUS(status))
+        match rustix::process::wait(WaitOptions::NOHANG) {
+            Ok(None) => return Ok(Reaped::NoneEnded),
+            Ok(Some((pid, status))) => {
+                let exit = match status.terminating_signal() {
+                    Some(sig) => Exit::Signal(sig),
+                    None => Exit::Code(status.exit_status().unwrap_or(0)),
                 };
-                return Ok(Reaped::Child(pid.unsigned_abs(), exit));
+                return Ok(Reaped::Child(
+                    pid.as_raw_nonzero().get().unsigned_abs(),
+                    exit,
+                ));
             }
+            Err(Errno::INTR) => continue,
+            Err(Errno::CHILD) => return Ok(Reaped::NoChildren),
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -230,45 +178,29 @@ pub fn reap() -> io::Result<Reaped> {
 /// Sends SIGKILL to the process group `pgid` and to the process `pgid`.
 /// Errors are ignored: the processes may be gone already.
 pub fn kill_group(pgid: u32) {
-    let Ok(pid) = libc::pid_t::try_from(pgid) else {
+    let Some(pid) = i32::try_from(pgid).ok().and_then(Pid::from_raw) else {
         return;
     };
-    if pid <= 1 {
-        return; // never ourselves, never "every process"
+    if pid.is_init() {
+        return; // never ourselves
     }
-    // SAFETY: kill takes no pointers; `pid` > 1 names one group / process.
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
-        libc::kill(pid, libc::SIGKILL);
-    }
+    let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+    let _ = rustix::process::kill_process(pid, Signal::KILL);
 }
 
 /// An entry for [`poll`], asking for input on `fd`.
-pub fn poll_input(fd: BorrowedFd) -> libc::pollfd {
-    libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    }
+pub fn poll_input<Fd: AsFd>(fd: &Fd) -> PollFd<'_> {
+    PollFd::new(fd, PollFlags::IN)
 }
 
 /// poll(2); `None` waits forever. An interrupted poll returns `Ok(0)`.
-pub fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
-    let timeout_ms = match timeout {
-        None => -1,
-        // Round up, so that a deadline is not polled for in a busy loop.
-        Some(t) => {
-            libc::c_int::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX)
-        }
-    };
-    let nfds = libc::nfds_t::try_from(fds.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many fds"))?;
-    // SAFETY: `fds` is a valid, writable array of `nfds` pollfds; a stale
-    // fd number in it can only yield POLLNVAL.
-    match check(unsafe { libc::poll(fds.as_mut_ptr(), nfds, timeout_ms) }) {
-        Ok(n) => Ok(n.unsigned_abs() as usize),
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
-        Err(e) => Err(e),
+pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
+    // A timeout too long for a timespec waits forever.
+    let timeout = timeout.and_then(|t| rustix::event::Timespec::try_from(t).ok());
+    match rustix::event::poll(fds, timeout.as_ref()) {
+        Ok(n) => Ok(n),
+        Err(Errno::INTR) => Ok(0),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -283,6 +215,11 @@ pub fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<u
 ///
 /// Init must be single-threaded when calling this (it is: it starts no
 /// threads), so the child cannot inherit a lock held by another thread.
+///
+/// Hand-written: rustix offers `fork` and `execve` only in its runtime
+/// module, which must not be used in a process that has a libc. Between
+/// them the child uses rustix's system calls, which are plain syscall
+/// instructions and so safe after a fork.
 pub fn spawn_session_leader(
     argv: &[&str],
     env: &[(&str, &str)],
@@ -306,7 +243,6 @@ pub fn spawn_session_leader(
     arg_ptrs.push(std::ptr::null());
     let mut env_ptrs: Vec<*const libc::c_char> = vars.iter().map(|v| v.as_ptr()).collect();
     env_ptrs.push(std::ptr::null());
-    let tty = tty.as_raw_fd();
     const EXEC_FAILED: &[u8] = b"det-init: cannot exec the shell\n";
 
     // SAFETY: init is single-threaded, so the child is a full copy of a
@@ -314,28 +250,31 @@ pub fn spawn_session_leader(
     // async-signal-safe calls on memory prepared above, then execs or exits.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        // SAFETY: in the child: all pointers point into `args`, `vars`,
-        // `dir`, `arg_ptrs` and `env_ptrs`, alive in this copy of the
-        // frame; the pointer arrays are NULL-terminated; `tty` is open.
-        // The empty signal mask undoes init's blocked SIGCHLD and SIG_DFL
-        // undoes std's ignored SIGPIPE, as std's Command would.
+        // SAFETY: in the child: the empty signal mask undoes init's blocked
+        // SIGCHLD and SIG_DFL undoes std's ignored SIGPIPE, as std's
+        // Command would; both take only the local `empty`.
         unsafe {
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            let ready = libc::setsid() != -1
-                && libc::ioctl(tty, libc::TIOCSCTTY, 0) != -1
-                && libc::dup2(tty, 0) != -1
-                && libc::dup2(tty, 1) != -1
-                && libc::dup2(tty, 2) != -1;
-            if ready {
-                libc::chdir(dir.as_ptr());
-                libc::execve(program.as_ptr(), arg_ptrs.as_ptr(), env_ptrs.as_ptr());
-            }
-            libc::write(tty, EXEC_FAILED.as_ptr().cast(), EXEC_FAILED.len());
-            libc::_exit(127);
         }
+        let ready = rustix::process::setsid().is_ok()
+            && rustix::process::ioctl_tiocsctty(tty).is_ok()
+            && rustix::stdio::dup2_stdin(tty).is_ok()
+            && rustix::stdio::dup2_stdout(tty).is_ok()
+            && rustix::stdio::dup2_stderr(tty).is_ok();
+        if ready {
+            let _ = rustix::process::chdir(dir.as_c_str());
+            // SAFETY: all pointers point into `args`, `vars`, `arg_ptrs`
+            // and `env_ptrs`, alive in this copy of the frame; the pointer
+            // arrays are NULL-terminated.
+            unsafe { libc::execve(program.as_ptr(), arg_ptrs.as_ptr(), env_ptrs.as_ptr()) };
+        }
+        let _ = rustix::io::write(tty, EXEC_FAILED);
+        // SAFETY: _exit ends the child at once, without running init's
+        // exit handlers or flushing its buffers, which belong to the parent.
+        unsafe { libc::_exit(127) };
     }
     check(pid)?;
     Ok(pid.unsigned_abs())
@@ -343,23 +282,20 @@ pub fn spawn_session_leader(
 
 /// Flushes all file systems.
 pub fn sync() {
-    // SAFETY: sync takes no arguments and cannot fail.
-    unsafe { libc::sync() }
+    rustix::fs::sync()
 }
 
 /// Powers the machine off; if the kernel refuses, reboots (QEMU runs with
 /// `-no-reboot`, so that ends it too); if that fails as well, waits forever
 /// rather than exiting, which would panic the kernel.
 pub fn power_off() -> ! {
+    use rustix::system::{reboot, RebootCommand};
     sync();
-    // SAFETY: reboot takes no pointers; as PID 1 with CAP_SYS_BOOT it ends
-    // the machine, otherwise it fails with an error and returns.
-    unsafe {
-        libc::reboot(libc::RB_POWER_OFF);
-        libc::reboot(libc::RB_AUTOBOOT);
-    }
+    // As PID 1 with CAP_SYS_BOOT each ends the machine; otherwise it fails
+    // with an error and returns.
+    let _ = reboot(RebootCommand::PowerOff);
+    let _ = reboot(RebootCommand::Restart);
     loop {
-        // SAFETY: pause takes no arguments; it returns only on a signal.
-        unsafe { libc::pause() };
+        rustix::event::pause();
     }
 }

@@ -2,17 +2,16 @@
 //! each of which prints one KTAP document with the `ktap` crate.
 //!
 //! Errors are `String`s that name what failed (path and cause), ready to be
-//! a `not ok` reason. All unsafe code is in [`sys`].
+//! a `not ok` reason. There is no unsafe code: system calls std lacks go
+//! through rustix ([`sys`]).
 
-#![deny(unsafe_code)]
-#![warn(clippy::undocumented_unsafe_blocks)]
+#![forbid(unsafe_code)]
 
 use std::fs;
 
 /// The boot protocol's command-line parser: tests read `det.*` keys
 /// exactly as init does.
 pub use bootproto::cmdline;
-#[allow(unsafe_code)]
 pub mod sys;
 
 /// The contents of a text file, or an error naming the file.

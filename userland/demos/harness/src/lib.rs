@@ -7,7 +7,7 @@
 //! They are ordinary ("legacy") Linux programs: they time runs, read the
 //! CPU count and print, which a deterministic program cannot.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -10,46 +10,50 @@
 extern crate alloc;
 
 use alloc::format;
-use determ::{fork, fs_mut, parallel_for, println};
+use determ::{fork, parallel_for, println, with_fs};
 
 determ::main!(run);
 
 fn run() -> i32 {
-    let fs = fs_mut();
-    fs.mkdir("/out").expect("mkdir");
-    fs.mkdir("/shared").expect("mkdir");
-    fs.create("/shared/log").expect("create");
-    fs.append("/shared/log", b"root\n").expect("append");
-    fs.create("/shared/cfg").expect("create");
-    fs.write("/shared/cfg", 0, b"original").expect("write");
+    with_fs(|fs| {
+        fs.mkdir("/out").expect("mkdir");
+        fs.mkdir("/shared").expect("mkdir");
+        fs.create("/shared/log").expect("create");
+        fs.append("/shared/log", b"root\n").expect("append");
+        fs.create("/shared/cfg").expect("create");
+        fs.write("/shared/cfg", 0, b"original").expect("write");
+    });
     parallel_for(4, |i| {
-        let fs = fs_mut();
         let p = format!("/out/child{i}");
-        fs.create(&p).expect("create");
-        fs.write(&p, 0, format!("made by child {i}\n").as_bytes())
-            .expect("write");
-        fs.append("/shared/log", format!("child {i}\n").as_bytes())
-            .expect("append");
-        println!("child {i} wrote {p}");
+        with_fs(|fs| {
+            fs.create(&p).expect("create");
+            fs.write(&p, 0, format!("made by child {i}\n").as_bytes())
+                .expect("write");
+            fs.append("/shared/log", format!("child {i}\n").as_bytes())
+                .expect("append");
+            // Printed inside the scope: it reaches stdout when the scope ends.
+            println!("child {i} wrote {p}");
+        });
     })
     .expect("join");
-    let fs = fs_mut();
-    let names = fs.readdir("/out").expect("readdir");
+    let (names, log) = with_fs(|fs| {
+        let names = fs.readdir("/out").expect("readdir");
+        (names, fs.read_all("/shared/log").expect("read"))
+    });
     let mut names: alloc::vec::Vec<_> = names.into_iter().map(|(n, _)| n).collect();
     names.sort();
     println!("/out: {}", names.join(" "));
-    let log = fs.read_all("/shared/log").expect("read");
     println!(
         "/shared/log: {:?}",
         core::str::from_utf8(&log).unwrap_or("?")
     );
     let a = fork(|| {
-        fs_mut().write("/shared/cfg", 0, b"AAAA").expect("write");
+        with_fs(|fs| fs.write("/shared/cfg", 0, b"AAAA")).expect("write");
         0
     })
     .expect("fork");
     let b = fork(|| {
-        fs_mut().write("/shared/cfg", 0, b"BBBB").expect("write");
+        with_fs(|fs| fs.write("/shared/cfg", 0, b"BBBB")).expect("write");
         0
     })
     .expect("fork");
@@ -58,7 +62,7 @@ fn run() -> i32 {
         Ok(_) => println!("no file conflict?"),
         Err(e) => println!("{e}"),
     }
-    let cfg = fs_mut().read_all("/shared/cfg").expect("read");
+    let cfg = with_fs(|fs| fs.read_all("/shared/cfg")).expect("read");
     println!("/shared/cfg: {}", core::str::from_utf8(&cfg).unwrap_or("?"));
 
     // c1 and c2 start from the same files; the parent then changes
@@ -66,23 +70,23 @@ fn run() -> i32 {
     // against what c3 started from. c1 rewrote it: a conflict against what
     // c1 started from.
     let c1 = fork(|| {
-        fs_mut().write("/shared/cfg", 0, b"c1c1").expect("write");
+        with_fs(|fs| fs.write("/shared/cfg", 0, b"c1c1")).expect("write");
         0
     })
     .expect("fork");
     let c2 = fork(|| {
-        fs_mut().create("/out/c2").expect("create");
+        with_fs(|fs| fs.create("/out/c2")).expect("create");
         0
     })
     .expect("fork");
-    fs_mut().write("/shared/cfg", 0, b"PPPP").expect("write");
+    with_fs(|fs| fs.write("/shared/cfg", 0, b"PPPP")).expect("write");
     let c3 = fork(|| {
-        let cfg = fs_mut().read_all("/shared/cfg").expect("read");
-        let seen = core::str::from_utf8(&cfg).unwrap_or("?");
-        fs_mut()
-            .create(&format!("/out/c3-saw-{seen}"))
-            .expect("create");
-        fs_mut().append("/shared/cfg", b"+c3").expect("append");
+        with_fs(|fs| {
+            let cfg = fs.read_all("/shared/cfg").expect("read");
+            let seen = core::str::from_utf8(&cfg).unwrap_or("?");
+            fs.create(&format!("/out/c3-saw-{seen}")).expect("create");
+            fs.append("/shared/cfg", b"+c3").expect("append");
+        });
         0
     })
     .expect("fork");
@@ -92,10 +96,12 @@ fn run() -> i32 {
         Ok(_) => println!("late: no file conflict?"),
         Err(e) => println!("late: {e}"),
     }
-    let names = fs_mut().readdir("/out").expect("readdir");
+    let (names, cfg) = with_fs(|fs| {
+        let names = fs.readdir("/out").expect("readdir");
+        (names, fs.read_all("/shared/cfg").expect("read"))
+    });
     let mut names: alloc::vec::Vec<_> = names.into_iter().map(|(n, _)| n).collect();
     names.sort();
-    let cfg = fs_mut().read_all("/shared/cfg").expect("read");
     println!(
         "late: /out: {}; /shared/cfg: {}",
         names.join(" "),

@@ -58,7 +58,10 @@ fn devtmpfs_on_dev() -> TestResult {
         meta.file_type().is_char_device(),
         "/dev/null is not a character device"
     );
-    let (major, minor) = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
+    let (major, minor) = (
+        rustix::fs::major(meta.rdev()),
+        rustix::fs::minor(meta.rdev()),
+    );
     ensure!(
         (major, minor) == (1, 3),
         "/dev/null is device {major}:{minor}, not 1:3"

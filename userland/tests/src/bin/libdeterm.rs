@@ -1,8 +1,8 @@
 //! `libdeterm`: deterministic programs run through `detrun`: startup,
 //! fork/join trees, heap merge, exit status, exec, a merge conflict named by
-//! symbol, file-system reconciliation, persistence and corrupt images, the
-//! same output over many runs on 1 and 2 CPUs, and a C program built
-//! against `determ.h`. The programs are in `/usr/lib/detlinux/det/`
+//! symbol, file-system reconciliation and scope, persistence and corrupt
+//! images, the same output over many runs on 1 and 2 CPUs, and a C program
+//! built against `determ.h`. The programs are in `/usr/lib/detlinux/det/`
 //! (built from `userland/dettests`).
 
 #![forbid(unsafe_code)]
@@ -23,6 +23,7 @@ const PROGRAMS: &[&str] = &[
     "exitstatus",
     "conflict",
     "fsjoin",
+    "fsscope",
     "persist",
     "execer",
     "detsum",
@@ -43,6 +44,7 @@ const TESTS: &[(&str, Test)] = &[
     ("root_panic_reported", root_panic),
     ("conflict_names_the_symbol", conflict_names_the_symbol),
     ("fs_reconciled_across_children", fs_reconciled),
+    ("fs_scope_defers_output_and_refuses_nesting", fs_scope),
     ("persistence_round_trip", persistence),
     ("corrupt_image_rejected", corrupt_image_rejected),
     ("exec_from_the_file_system", exec),
@@ -265,6 +267,35 @@ fn fs_reconciled() -> TestResult {
         &r,
         "late: /out: c2 c3-saw-PPPPinal child0 child1 child2 child3; /shared/cfg: PPPPinal+c3",
     )?;
+    Ok(())
+}
+
+fn fs_scope() -> TestResult {
+    let r = expect("fsscope", &[], 0)?;
+    let want = "inside the scope\nafter the scope: /a has 5 bytes\nchild: inside the scope\n\
+                child: after the scope\njoined: /a has 8 bytes\n";
+    ensure!(r.out == want, "output {:?}, expected {want:?}", r.out);
+    ensure!(
+        r.err == "inside the scope, on stderr\n",
+        "stderr {:?}",
+        r.err
+    );
+    for what in ["nested", "fork"] {
+        let r = expect("fsscope", &[what], 128 + 4)?;
+        ensure!(
+            r.err.contains("the file system is in use") && r.out.is_empty(),
+            "{what}: stdout {:?}, stderr {:?}",
+            r.out,
+            r.err
+        );
+    }
+    let r = expect("fsscope", &["panic"], 128 + 4)?;
+    ensure!(
+        r.out == "printed before the panic\n" && r.err.contains("panic inside with_fs"),
+        "panic: stdout {:?}, stderr {:?}",
+        r.out,
+        r.err
+    );
     Ok(())
 }
 
