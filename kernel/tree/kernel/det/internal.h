@@ -131,6 +131,7 @@ int det_call(struct det_proc *d, struct det_req *req);
 void det_mm_set(struct det_proc *d, struct mm_struct *mm,
 		struct mm_struct *snap);
 void det_mm_release(struct det_proc *d);
+void det_mm_release_async(struct det_proc *d);
 int det_mm_get(struct det_proc *d, struct mm_struct **mm,
 	       struct mm_struct **snap);
 pmd_t *det_find_pmd(struct mm_struct *mm, unsigned long addr,

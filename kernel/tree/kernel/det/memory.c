@@ -75,7 +75,7 @@ void det_mm_set(struct det_proc *d, struct mm_struct *mm,
  * when the child is forgotten, and as soon as it dies of a signal, so that
  * an out-of-memory kill frees the child's memory at once.
  */
-void det_mm_release(struct det_proc *d)
+static void det_mm_drop(struct det_proc *d, void (*put)(struct mm_struct *))
 {
 	struct mm_struct *mm, *snap;
 
@@ -86,9 +86,24 @@ void det_mm_release(struct det_proc *d)
 	d->snap = NULL;
 	spin_unlock(&d->lock);
 	if (mm)
-		mmput(mm);
+		put(mm);
 	if (snap)
-		mmput(snap);
+		put(snap);
+}
+
+void det_mm_release(struct det_proc *d)
+{
+	det_mm_drop(d, mmput);
+}
+
+/*
+ * The same for a child killed without waiting (DET_KILL_NOWAIT): the
+ * address spaces are torn down by a worker, on another CPU, not by the
+ * caller, which the kill is not to hold up.
+ */
+void det_mm_release_async(struct det_proc *d)
+{
+	det_mm_drop(d, mmput_async);
 }
 
 /*
@@ -194,7 +209,8 @@ int det_snap(struct det_proc *d, bool created)
 
 	if (det_dead(d))
 		return -ECHILD;
-	ret = det_check_outside(mm);
+	/* det_create() checked the same address space just now. */
+	ret = created ? 0 : det_check_outside(mm);
 	if (ret)
 		return ret;
 	if (!created) {

@@ -262,6 +262,16 @@ static int det_get_pages(struct det_merger *m, unsigned long addr,
 }
 
 
+/* 0xff in each byte where @a and @b differ, 0 elsewhere. */
+static inline u64 det_diff_mask(u64 a, u64 b)
+{
+	u64 x = a ^ b, low7 = 0x7f7f7f7f7f7f7f7fULL;
+
+	/* Bit 7 of each byte: set iff the byte of @x is not 0. */
+	x = (((x & low7) + low7) | x) & ~low7;
+	return (x >> 7) * 0xff;
+}
+
 /*
  * A page both sides may have changed: count its conflicts into the report
  * and return which sides' bytes differ from the reference (DET_CH_*).
@@ -282,19 +292,30 @@ static int det_merge_bytes(struct det_merger *m, unsigned long addr)
 		return ret;
 	c = kmap_local_page(cpage);
 	r = kmap_local_page(rpage);
+	ret = 0;
 	for (i = lo; i < hi; i++) {
-		/* Skip equal 8-byte words quickly. */
-		if (!(i & 7) && i + 8 <= hi &&
-		    *(const u64 *)(c + i) == *(const u64 *)(r + i)) {
-			i += 7;
-			continue;
+		/* Whole aligned words first: most are decided as a word. */
+		if (!(i & 7) && i + 8 <= hi) {
+			u64 cw = *(const u64 *)(c + i), rw = *(const u64 *)(r + i);
+			u64 pw = *(const u64 *)(p + i);
+
+			if (pw != rw)
+				ret |= DET_CH_CALLER;
+			if (cw == rw || pw == rw || pw == cw) {
+				if (cw != rw)
+					ret |= DET_CH_CHILD;
+				i += 7;
+				continue;
+			}
 		}
-		if (c[i] != r[i] && p[i] != r[i] && p[i] != c[i] && !n++)
+		if (p[i] != r[i])
+			ret |= DET_CH_CALLER;
+		if (c[i] == r[i])
+			continue;
+		ret |= DET_CH_CHILD;
+		if (p[i] != r[i] && p[i] != c[i] && !n++)
 			first = i;
 	}
-	ret = memcmp(c + lo, r + lo, hi - lo) ? DET_CH_CHILD : 0;
-	if (memcmp(p + lo, r + lo, hi - lo))
-		ret |= DET_CH_CALLER;
 	kunmap_local(r);
 	kunmap_local(c);
 	put_page(rpage);
@@ -542,9 +563,18 @@ static int det_fill_page(struct det_merger *m, struct det_item *it)
 	if (!ret) {
 		c = kmap_local_page(cpage);
 		r = kmap_local_page(rpage);
-		for (i = it->lo; i < it->hi; i++)
-			if (c[i] != r[i])
+		for (i = it->lo; i < it->hi; i++) {
+			if (!(i & 7) && i + 8 <= it->hi) {
+				u64 cw = *(const u64 *)(c + i);
+				u64 mask = det_diff_mask(cw, *(const u64 *)(r + i));
+
+				*(u64 *)(p + i) = (*(u64 *)(p + i) & ~mask) |
+						  (cw & mask);
+				i += 7;
+			} else if (c[i] != r[i]) {
 				p[i] = c[i];
+			}
+		}
 		kunmap_local(r);
 		kunmap_local(c);
 		put_page(rpage);

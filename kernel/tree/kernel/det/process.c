@@ -291,11 +291,14 @@ void det_free_task(struct task_struct *t)
 
 /* Drop a child from its parent's table; it must be dead or never born. */
 /* Drop the caller's entry for child @d, out of its table already. */
-static void det_release(struct det_proc *d)
+static void det_release(struct det_proc *d, bool async)
 {
 	struct task_struct *t = d->task;
 
-	det_mm_release(d);
+	if (async)
+		det_mm_release_async(d);
+	else
+		det_mm_release(d);
 	if (d->nproc) {
 		dec_rlimit_ucounts(d->nproc, UCOUNT_RLIMIT_NPROC, 1);
 		put_ucounts(d->nproc);
@@ -310,7 +313,7 @@ static void det_release(struct det_proc *d)
 static void det_forget(struct det_proc *me, struct det_proc *d)
 {
 	xa_erase(&me->children, d->id);
-	det_release(d);
+	det_release(d, false);
 }
 
 /*
@@ -329,7 +332,7 @@ void det_reap_dying(struct det_proc *me, bool wait)
 			continue;
 		}
 		*p = d->next_dying;
-		det_release(d);
+		det_release(d, true);
 	}
 }
 
@@ -546,16 +549,21 @@ static void det_sigkill(struct det_proc *d)
  * caller's table.  Without DET_KILL_POISON the caller has already waited for
  * it to stop; with it, a running child is killed where it is.  Returns once
  * nothing of the subtree is left (no task, no /proc entry); with @nowait at
- * once, the ID free, while the subtree dies on other CPUs (its memory is
- * freed by its own exit, __det_exit()).  Such children are released by
- * later calls, and waited for at the caller's exit.
+ * once, the ID free, while the subtree dies on other CPUs (a killed child
+ * frees its memory in its own exit, __det_exit(); an exited one's is freed
+ * by a worker, mmput_async()).  Children still dying are released by later
+ * calls, and waited for at the caller's exit.
  */
 int det_kill(struct det_proc *me, struct det_proc *d, bool nowait)
 {
 	det_reap_dying(me, false);
 	det_sigkill(d);
-	if (nowait && !det_dead(d)) {
+	if (nowait) {
 		xa_erase(&me->children, d->id);
+		if (det_dead(d)) {
+			det_release(d, true);
+			return 0;
+		}
 		d->next_dying = me->dying;
 		me->dying = d;
 		return 0;
