@@ -8,11 +8,11 @@
 //! kernel source tree) are compiled with `gcc -static` against this
 //! kernel's installed UAPI headers.
 //!
-//! Deterministic programs (`userland/dettests` and the deterministic demo
+//! Deterministic programs (`userland/det-progs` and the deterministic demo
 //! `demo-det`, no_std) and `libdeterm.a` are a second cargo invocation: `--cfg determ_rt` compiles libdeterm's
 //! runtime in, the `det` profile sets `panic=abort`, and their own target
 //! directory keeps those flags from touching the other builds. The C test
-//! programs in `userland/dettests/c/` are compiled with gcc against
+//! programs in `userland/det-progs/c/` are compiled with gcc against
 //! `determ.h` and that `libdeterm.a`, with no libc.
 
 use std::fs;
@@ -34,7 +34,7 @@ pub const TESTS_DIR: &str = "usr/lib/detlinux/tests";
 /// Where the demo tour (what `det.run=demos` runs) lives.
 pub const DEMOS_DIR: &str = "usr/lib/detlinux/demos";
 /// Where the deterministic test programs (run by `detrun`) live.
-pub const DET_DIR: &str = "usr/lib/detlinux/det";
+pub const DET_DIR: &str = "usr/lib/detlinux/det-progs";
 /// Microbenchmarks (`kernel/tree/tools/testing/selftests/det/bench/*.c`).
 pub const BENCH_DIR: &str = "usr/lib/detlinux/bench";
 
@@ -195,7 +195,7 @@ pub const DET_PACKAGES: &[&str] = &[
     "det-demos-det/det",
 ];
 
-/// Builds `userland/dettests`, `demo-det` and `libdeterm.a` with
+/// Builds `userland/det-progs`, `demo-det` and `libdeterm.a` with
 /// libdeterm's runtime, then the C test programs against them.
 pub fn build_det(project: &Project) -> Result<Det> {
     let step = Step::new("userland: building deterministic programs");
@@ -260,7 +260,7 @@ pub fn build_det(project: &Project) -> Result<Det> {
         }
     }
     let staticlib = staticlib.context("cargo built no libdeterm.a")?;
-    let sources = c_sources(&project.root.join("userland/dettests/c"));
+    let sources = c_sources(&project.root.join("userland/det-progs/c"));
     let cout = target_dir.join("c");
     fs::create_dir_all(&cout)?;
     for src in &sources {

@@ -584,8 +584,8 @@ mod tests {
         let guide = std::fs::read_to_string(root.join("docs/writing-deterministic-programs.md"))
             .expect("the guide");
         for f in [
-            "userland/dettests/src/bin/primes.rs",
-            "userland/dettests/c/cforkjoin.c",
+            "userland/det-progs/src/bin/primes.rs",
+            "userland/det-progs/c/cforkjoin.c",
         ] {
             let text = std::fs::read_to_string(root.join(f)).expect(f);
             assert!(

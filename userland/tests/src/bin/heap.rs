@@ -1,7 +1,7 @@
 //! `heap`: libdeterm's heap over many fork/join cycles, and the heap size
 //! as an explicit input of `detrun`.
 //!
-//! - The soak: `heapsoak all` (userland/dettests) forks and joins
+//! - The soak: `heapsoak all` (userland/det-progs) forks and joins
 //!   [`CYCLES`] trees of 1 to 3 levels, in turn with `fork`, `scope`,
 //!   `parallel_for` and `divide`; children allocate and free random sizes
 //!   from 16 bytes to 1 MiB (seeded SplitMix64), some leave blocks their
@@ -26,7 +26,7 @@ use std::time::Instant;
 use ktap::{ensure, Test, TestResult};
 
 const DETRUN: &str = "/usr/bin/detrun";
-const SOAK: &str = "/usr/lib/detlinux/det/heapsoak";
+const SOAK: &str = "/usr/lib/detlinux/det-progs/heapsoak";
 
 /// Soak cycles on the test kernel: as many as fit about two and a half
 /// to three minutes of the 2-CPU TCG test guest (measured: 51 to 67 ms a
@@ -188,7 +188,7 @@ fn stats_heap(r: &Run) -> Result<&str, String> {
 }
 
 fn heap_size_input() -> TestResult {
-    let hello = "/usr/lib/detlinux/det/hello";
+    let hello = "/usr/lib/detlinux/det-progs/hello";
     let check = |args: &[&str], env: &[(&str, &str)], want: &str| -> TestResult {
         let r = detrun(args, env)?;
         ensure!(r.code == 0, "{args:?} {env:?}: exit {}: {}", r.code, r.err);
@@ -210,7 +210,7 @@ fn heap_size_input() -> TestResult {
 }
 
 fn bad_heap_size() -> TestResult {
-    let hello = "/usr/lib/detlinux/det/hello";
+    let hello = "/usr/lib/detlinux/det-progs/hello";
     let r = detrun(&["--heap", "12x", hello], &[])?;
     ensure!(
         r.code == 2 && r.err.contains("--heap 12x: expected a size"),

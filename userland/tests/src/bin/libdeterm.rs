@@ -2,8 +2,8 @@
 //! fork/join trees, heap merge, exit status, exec, a merge conflict named by
 //! symbol, file-system reconciliation and scope, persistence and corrupt
 //! images, the same output over many runs on 1 and 2 CPUs, and a C program
-//! built against `determ.h`. The programs are in `/usr/lib/detlinux/det/`
-//! (built from `userland/dettests`).
+//! built against `determ.h`. The programs are in `/usr/lib/detlinux/det-progs/`
+//! (built from `userland/det-progs`).
 
 #![forbid(unsafe_code)]
 
@@ -15,7 +15,7 @@ use det_guest_tests::sys;
 use ktap::{ensure, Test, TestResult};
 
 const DETRUN: &str = "/usr/bin/detrun";
-const DIR: &str = "/usr/lib/detlinux/det";
+const DIR: &str = "/usr/lib/detlinux/det-progs";
 const PROGRAMS: &[&str] = &[
     "hello",
     "forkjoin",

@@ -14,7 +14,7 @@
  *                                         size of the range it is given
  *   libdeterm fork + join / fork()        a deterministic program's fork and
  *                                         join of a child writing k pages
- *                                         (userland/dettests forkbench, run
+ *                                         (userland/det-progs forkbench, run
  *                                         by detrun) vs fork() + the same
  *                                         writes + exit + waitpid here
  *
@@ -114,7 +114,7 @@ static double run_forkbench(unsigned long pages, unsigned long cycles)
 		if (null >= 0)
 			dup2(null, 1);
 		execl("/usr/bin/detrun", "detrun",
-		      "/usr/lib/detlinux/det/forkbench", p, c, (char *)NULL);
+		      "/usr/lib/detlinux/det-progs/forkbench", p, c, (char *)NULL);
 		_exit(127);
 	}
 	if (pid < 0 || waitpid(pid, &status, 0) != pid ||
