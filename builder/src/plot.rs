@@ -154,6 +154,14 @@ impl Chart {
             anchor,
             color: BLACK,
         };
+        // A thin line: grid, axes and the reference.
+        let thin = |from, to, color, dashed| Shape::Line {
+            from,
+            to,
+            color,
+            width: 1,
+            dashed,
+        };
         s.push(text(
             ((left + right) / 2.0, 25.0),
             &self.title,
@@ -164,23 +172,11 @@ impl Chart {
         xticks.sort_by(f64::total_cmp);
         xticks.dedup();
         for &t in &xticks {
-            s.push(Shape::Line {
-                from: (px(t), top),
-                to: (px(t), bottom),
-                color: GREY,
-                width: 1,
-                dashed: false,
-            });
+            s.push(thin((px(t), top), (px(t), bottom), GREY, false));
             s.push(text((px(t), bottom + 18.0), &label(t), Anchor::Middle));
         }
         for t in log_ticks(y0, y1) {
-            s.push(Shape::Line {
-                from: (left, py(t)),
-                to: (right, py(t)),
-                color: GREY,
-                width: 1,
-                dashed: false,
-            });
+            s.push(thin((left, py(t)), (right, py(t)), GREY, false));
             s.push(text((left - 8.0, py(t) + 4.0), &label(t), Anchor::End));
         }
         // Axes.
@@ -188,13 +184,7 @@ impl Chart {
             ((left, bottom), (right, bottom)),
             ((left, top), (left, bottom)),
         ] {
-            s.push(Shape::Line {
-                from,
-                to,
-                color: BLACK,
-                width: 1,
-                dashed: false,
-            });
+            s.push(thin(from, to, BLACK, false));
         }
         s.push(text(
             ((left + right) / 2.0, bottom + 42.0),
@@ -203,13 +193,7 @@ impl Chart {
         ));
         s.push(text((left, top - 10.0), &self.y_label, Anchor::Start));
         if let Some(r) = self.reference {
-            s.push(Shape::Line {
-                from: (left, py(r)),
-                to: (right, py(r)),
-                color: BLACK,
-                width: 1,
-                dashed: true,
-            });
+            s.push(thin((left, py(r)), (right, py(r)), BLACK, true));
         }
         // Series and legend.
         for (i, series) in self.series.iter().enumerate() {
