@@ -664,7 +664,10 @@ void __det_exit_notify(struct task_struct *t)
 	/*
 	 * Killed (by its parent, or for memory): nothing may keep its
 	 * memory, or the OOM killer would go on to kill the next process.
-	 * The parent's memory operations on it fail with -ECHILD from now.
+	 * __det_exit() released it already; this catches a snapshot the
+	 * parent installed in between (det_mm_set() refuses new ones only
+	 * from the state just set).  The parent's memory operations on it
+	 * fail with -ECHILD from now.
 	 */
 	if (code & 0x7f)
 		det_mm_release(me);

@@ -15,7 +15,8 @@
  *   2. -EPERM/-EACCES/-EBUSY  the caller's role;
  *   3. -ESRCH/-ECHILD/-ENODATA  the child;
  *   4. -EINTR        the wait for the child to stop;
- *   5. the operation's own errors (memory.c: -EFAULT, -ENOMEM, -EBADE).
+ *   5. the operation's own errors (memory.c, merge.c: -EFAULT, -ENOMEM,
+ *      -EBADE).
  */
 
 #include <linux/mman.h>
