@@ -8,6 +8,7 @@
 #ifndef _LINUX_DET_H
 #define _LINUX_DET_H
 
+#include <linux/mm_types.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
 #include <uapi/linux/det.h>
@@ -16,6 +17,34 @@ struct pt_regs;
 struct kernel_siginfo;
 
 #ifdef CONFIG_DET
+
+/*
+ * Hooks from the memory manager for a deterministic child's write log
+ * (kernel/det/wlog.c): every first write since its snapshot faults and is
+ * logged.
+ */
+int det_wlog_note(struct mm_struct *mm, unsigned long addr, struct page *page,
+		  gfp_t gfp);
+vm_fault_t det_wlog_reserve(struct mm_struct *mm, unsigned long addr);
+bool __det_wlog_pending(struct mm_struct *mm, unsigned long addr);
+void det_mm_exit(struct mm_struct *mm);
+
+static inline void det_mm_init(struct mm_struct *mm)
+{
+	mm->det_wlog = NULL;
+}
+
+/* Is @mm a snapshotted child's, whose writes are logged? */
+static inline bool det_wlog_on(struct mm_struct *mm)
+{
+	return unlikely(READ_ONCE(mm->det_wlog) != NULL);
+}
+
+/* Is @mm logged, and @addr not yet written: must a write there fault? */
+static inline bool det_wlog_pending(struct mm_struct *mm, unsigned long addr)
+{
+	return det_wlog_on(mm) && __det_wlog_pending(mm, addr);
+}
 
 int det_fork(struct task_struct *p);
 void det_fork_done(struct task_struct *p);
@@ -129,6 +158,24 @@ static inline void det_switch(struct task_struct *prev,
 }
 
 #else /* !CONFIG_DET */
+
+static inline int det_wlog_note(struct mm_struct *mm, unsigned long addr,
+				struct page *page, gfp_t gfp)
+{
+	return 0;
+}
+static inline vm_fault_t det_wlog_reserve(struct mm_struct *mm,
+					  unsigned long addr)
+{
+	return 0;
+}
+static inline void det_mm_exit(struct mm_struct *mm) { }
+static inline void det_mm_init(struct mm_struct *mm) { }
+static inline bool det_wlog_on(struct mm_struct *mm) { return false; }
+static inline bool det_wlog_pending(struct mm_struct *mm, unsigned long addr)
+{
+	return false;
+}
 
 static inline int det_fork(struct task_struct *p) { return 0; }
 static inline void det_fork_done(struct task_struct *p) { }

@@ -95,6 +95,7 @@ struct det_proc {
 	spinlock_t		lock;
 	wait_queue_head_t	wq;
 	bool			fresh;
+	bool			want_log;	/* created with DET_SNAP */
 	int			state;
 	struct det_status	st;
 	struct det_req		*req;
@@ -114,7 +115,7 @@ bool det_stopped(struct det_proc *d);
 bool det_dead(struct det_proc *d);
 int det_state(struct det_proc *d);
 int det_become_master(void);
-struct det_proc *det_create(struct det_proc *me, unsigned long id);
+struct det_proc *det_create(struct det_proc *me, unsigned long id, bool snap);
 int det_wait_stopped(struct det_proc *me, struct det_proc *d);
 int det_start(struct det_proc *d);
 int det_kill(struct det_proc *me, struct det_proc *d, bool nowait);
@@ -136,6 +137,7 @@ int det_mm_get(struct det_proc *d, struct mm_struct **mm,
 	       struct mm_struct **snap);
 pmd_t *det_find_pmd(struct mm_struct *mm, unsigned long addr,
 		    unsigned long *empty);
+bool det_unpopulated(struct mm_struct *mm, unsigned long addr);
 long det_gup(struct mm_struct *mm, unsigned long addr, unsigned long nr,
 	     unsigned int gup, struct page **pages);
 int det_vm_map(struct det_proc *d, bool zero, unsigned long start,
@@ -143,6 +145,16 @@ int det_vm_map(struct det_proc *d, bool zero, unsigned long start,
 int det_snap(struct det_proc *d, bool created);
 int det_vm_copy(struct det_proc *d, bool put, unsigned long start,
 		unsigned long size, unsigned long dst);
+
+/* wlog.c */
+bool det_wlog_usable(struct mm_struct *parent, struct mm_struct *child);
+int det_wlog_start(struct mm_struct *mm);
+bool det_wlog_has(struct mm_struct *mm, unsigned long addr);
+bool det_wlog_next(struct mm_struct *mm, unsigned long *addr,
+		   unsigned long end);
+struct page *det_wlog_original(struct mm_struct *mm, unsigned long addr);
+int det_wlog_prepare(struct mm_struct *mm, unsigned long addr);
+int det_wlog_zap(struct mm_struct *mm, unsigned long start, unsigned long end);
 
 /* merge.c */
 int det_merge(struct det_proc *d, const struct det_range *ranges,

@@ -14,9 +14,11 @@
  * exit.
  *
  * DET_SNAP copies the caller's address space with dup_mm(), exactly as
- * fork() does: once for the child (or, for a new child, the fork that
- * creates it) and once for the reference (det_proc.snap), a second
- * copy-on-write image no task runs in.
+ * fork() does, for the child (or, for a new child, the fork that creates
+ * it), and starts the copy's write log (wlog.c): the merge's record of
+ * what the snapshot held wherever the child writes.  Where a log cannot
+ * stand for it (det_wlog_usable()), a second copy-on-write image no task
+ * runs in is the reference instead (det_proc.snap).
  *
  * The merge engine is merge.c.
  */
@@ -42,10 +44,11 @@
 /* ---- the parent's references on a child's address spaces ---- */
 
 /*
- * Replace child @d's address space (if @mm) and reference (if @snap) with
- * these, taking over the caller's references.  A child that died of a
- * signal has released its memory for good (det_mm_release()): then the
- * new ones are dropped instead.
+ * Replace child @d's address space (if @mm) and reference with these (a
+ * NULL @snap: none, the address space's write log stands for it), taking
+ * over the caller's references.  A child that died of a signal has
+ * released its memory for good (det_mm_release()): then the new ones are
+ * dropped instead.
  */
 void det_mm_set(struct det_proc *d, struct mm_struct *mm,
 		struct mm_struct *snap)
@@ -58,10 +61,8 @@ void det_mm_set(struct det_proc *d, struct mm_struct *mm,
 			old_mm = d->mm;
 			d->mm = mm;
 		}
-		if (snap) {
-			old_snap = d->snap;
-			d->snap = snap;
-		}
+		old_snap = d->snap;
+		d->snap = snap;
 	}
 	spin_unlock(&d->lock);
 	if (old_mm)
@@ -108,8 +109,9 @@ void det_mm_release_async(struct det_proc *d)
 
 /*
  * References of the caller's own on child @d's address space and (if
- * @snap) its reference, for an operation: -ECHILD once the child died of a
- * signal (its memory is gone), -ENODATA if it has no snapshot.
+ * @snap) its reference, NULL where its write log stands for one, for an
+ * operation: -ECHILD once the child died of a signal (its memory is gone),
+ * -ENODATA if it has no snapshot.
  */
 int det_mm_get(struct det_proc *d, struct mm_struct **mm,
 	       struct mm_struct **snap)
@@ -122,11 +124,11 @@ int det_mm_get(struct det_proc *d, struct mm_struct **mm,
 		*snap = d->snap;
 	if (!*mm)
 		ret = -ECHILD;
-	else if (snap && !*snap)
+	else if (snap && !*snap && !det_wlog_on(*mm))
 		ret = -ENODATA;
 	if (!ret) {
 		mmget(*mm);
-		if (snap)
+		if (snap && *snap)
 			mmget(*snap);
 	}
 	spin_unlock(&d->lock);
@@ -138,7 +140,14 @@ int det_mm_get(struct det_proc *d, struct mm_struct **mm,
 static int det_req_zero(struct det_req *r)
 {
 	unsigned long addr;
+	int ret;
 
+	/* Zeros replace what was there without a fault: log it first. */
+	if (det_wlog_on(current->mm)) {
+		ret = det_wlog_zap(current->mm, r->start, r->start + r->size);
+		if (ret)
+			return ret;
+	}
 	if (!r->prot)
 		return vm_munmap(r->start, r->size);
 	addr = vm_mmap(NULL, r->start, r->size, r->prot,
@@ -198,37 +207,51 @@ int det_vm_map(struct det_proc *d, bool zero, unsigned long start,
 
 /*
  * DET_SNAP.  A child created by this very dput() already is a fork()
- * copy of the caller; otherwise a new copy replaces its address space.
- * Either way a second copy becomes the reference.
+ * copy of the caller, logged where it can be (det_create()); otherwise a
+ * new copy, logged from the start where it can be, replaces its address
+ * space.  Where there is no log, a second copy becomes the reference.
  */
 int det_snap(struct det_proc *d, bool created)
 {
 	struct mm_struct *mm = current->mm, *child = NULL, *ref = NULL;
 	struct det_req r = { .fn = det_req_install };
+	bool logged;
 	int ret;
 
 	if (det_dead(d))
 		return -ECHILD;
-	/* det_create() checked the same address space just now. */
-	ret = created ? 0 : det_check_outside(mm);
-	if (ret)
-		return ret;
-	if (!created) {
+	if (created) {
+		/* det_create() checked, copied and logged it just now. */
+		ret = det_mm_get(d, &child, NULL);
+		if (ret)
+			return ret;
+		logged = det_wlog_on(child);
+		mmput(child);
+		child = NULL;
+	} else {
+		ret = det_check_outside(mm);
+		if (ret)
+			return ret;
 		ret = -ENOMEM;
 		child = dup_mm(d->task, mm);
 		if (!child)
 			goto fail;
-		/* A new child's were made its own by det_create(). */
-		ret = det_privatize_files(child);
+		/* Logged before its files are made its own: those are writes. */
+		logged = det_wlog_usable(mm, child);
+		ret = logged ? det_wlog_start(child) : 0;
+		if (!ret)
+			ret = det_privatize_files(child);
 		if (ret)
 			goto fail;
 	}
-	ret = -ENOMEM;
-	ref = dup_mm(current, mm);
-	if (!ref)
-		goto fail;
-	/* Nothing runs in the reference: keep khugepaged out of it. */
-	set_bit(MMF_DISABLE_THP, &ref->flags);
+	if (!logged) {
+		ret = -ENOMEM;
+		ref = dup_mm(current, mm);
+		if (!ref)
+			goto fail;
+		/* Nothing runs in the reference: keep khugepaged out of it. */
+		set_bit(MMF_DISABLE_THP, &ref->flags);
+	}
 
 	if (child) {
 		r.mm = child;
@@ -313,7 +336,7 @@ long det_gup(struct mm_struct *mm, unsigned long addr, unsigned long nr,
  * anonymous memory never populated, or the zero page?  Caller holds @mm's
  * mmap lock.
  */
-static bool det_unpopulated(struct mm_struct *mm, unsigned long addr)
+bool det_unpopulated(struct mm_struct *mm, unsigned long addr)
 {
 	struct vm_area_struct *vma = vma_lookup(mm, addr);
 	unsigned long empty;

@@ -2,18 +2,20 @@
 /*
  * Deterministic process groups: the merge engine (DET_MERGE).
  *
- * DET_MERGE's cost follows what changed.  It walks the child's and the
- * reference's page tables one PMD (2 MiB) at a time and compares, per page,
- * which physical page each maps:
+ * DET_MERGE's cost follows what changed.  Which pages the child may have
+ * changed comes from its write log (wlog.c): only the pages it wrote since
+ * its snapshot are looked at, each against the log's copy of what the
+ * snapshot held.  A child without a log (det_wlog_usable()) has a
+ * reference copy instead; then the child's and the reference's page
+ * tables are walked one PMD (2 MiB) at a time, and a page both map
+ * identically (or that is a page-cache page in the child: a private write
+ * always makes an anonymous copy) was never written and is skipped.
+ * Either way, for each page the child may have changed:
  *
- *   - same page in both (or nothing in both): the child never wrote it,
- *     since a write would have broken copy-on-write with the reference -
- *     skipped without reading it; so is a page-cache page in the child (a
- *     private write always makes an anonymous copy);
- *   - the child's differs, the caller still maps the reference's page: if
- *     the child's bytes differ from the reference's, only the child changed
- *     it - taken whole: a fresh copy of the child's page replaces the
- *     caller's in its page table (one copy, no fault; det_install_copy());
+ *   - the caller still maps the snapshot's page: if the child's bytes
+ *     differ from the snapshot's, only the child changed it - taken whole:
+ *     a fresh copy of the child's page replaces the caller's in its page
+ *     table (one copy, no fault; det_install_folio());
  *   - otherwise both sides may have changed it: three-way byte compare.
  *
  * Page identities only say where to look; the report counts what the
@@ -246,13 +248,24 @@ static struct page *det_get_page(struct mm_struct *mm, unsigned long addr)
 	return page;
 }
 
-/* The child's and the reference's page at @addr, with references. */
+/*
+ * The child's page at @addr and the snapshot's (the reference's, or the
+ * write log's: where the child never wrote, its own), with references.
+ */
 static int det_get_pages(struct det_merger *m, unsigned long addr,
 			 struct page **cpage, struct page **rpage)
 {
 	*cpage = det_get_page(m->child, addr);
 	if (IS_ERR(*cpage))
 		return PTR_ERR(*cpage);
+	if (!m->ref) {
+		*rpage = det_wlog_original(m->child, addr);
+		if (!*rpage) {
+			*rpage = *cpage;
+			get_page(*rpage);
+		}
+		return 0;
+	}
 	*rpage = det_get_page(m->ref, addr);
 	if (IS_ERR(*rpage)) {
 		put_page(*cpage);
@@ -361,6 +374,9 @@ static int det_child_changed(struct det_merger *m, unsigned long addr)
 	return ret;
 }
 
+static int det_merge_classify(struct det_merger *m, unsigned long addr,
+			      unsigned long next);
+
 /*
  * Classify the pages of the block at @addr (up to @next) and queue those
  * the child changed.  Two-sided pages are compared for conflicts now.
@@ -372,7 +388,6 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 	unsigned long a, i, base = addr & PMD_MASK, next = *pnext;
 	unsigned long cempty, rempty;
 	bool any = false;
-	int ret;
 
 	/*
 	 * Lock order: the child's mmap lock, then the reference's, nested
@@ -426,8 +441,55 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 		any = true;
 	}
 	mmap_read_unlock(m->child);
-	if (!any)
-		return 0;
+	return any ? det_merge_classify(m, addr, next) : 0;
+}
+
+/*
+ * The same for a child with a write log: only the pages it logged in the
+ * block at @addr (up to @next) are looked at, each against the log's copy
+ * of the snapshot.
+ */
+static int det_merge_logged(struct det_merger *m, unsigned long addr,
+			    unsigned long next)
+{
+	struct vm_area_struct *vma = NULL;
+	unsigned long a, i, base = addr & PMD_MASK;
+	struct page *orig;
+	bool any = false;
+
+	memset(m->cp, 0, PTRS_PER_PTE * sizeof(*m->cp));
+	mmap_read_lock(m->child);
+	for (a = addr; det_wlog_next(m->child, &a, next); a += PAGE_SIZE) {
+		i = (a - base) >> PAGE_SHIFT;
+		m->rep.scanned_pages++;
+		if (!vma || a < vma->vm_start || a >= vma->vm_end)
+			vma = vma_lookup(m->child, a);
+		/* As above: holes, special and shared mappings are not merged. */
+		if (!vma || (vma->vm_flags & (VM_SPECIAL | VM_SHARED)))
+			continue;
+		orig = det_wlog_original(m->child, a);
+		m->rp[i] = is_zero_page(orig) ? DET_PFN_NONE :
+			   det_pfn_tag(page_to_pfn(orig));
+		put_page(orig);
+		m->cp[i] = DET_M_CHILD;
+		any = true;
+	}
+	mmap_read_unlock(m->child);
+	return any ? det_merge_classify(m, addr, next) : 0;
+}
+
+/*
+ * The second half of either: for each page of the block at @addr (up to
+ * @next) the child changed (m->cp[] set), decide by content whether the
+ * caller changed it too, compare those for conflicts, and queue the
+ * writes.
+ */
+static int det_merge_classify(struct det_merger *m, unsigned long addr,
+			      unsigned long next)
+{
+	struct vm_area_struct *vma;
+	unsigned long a, i, base = addr & PMD_MASK;
+	int ret;
 
 	mmap_read_lock(current->mm);
 	if (det_block_pfns(current->mm, base, m->pp))
@@ -604,6 +666,12 @@ static int det_merge_fill(struct det_merger *m)
 
 		if (fatal_signal_pending(current))
 			return -EINTR;
+		/* A logged caller's pages change now without a fault. */
+		if (det_wlog_on(current->mm)) {
+			ret = det_wlog_prepare(current->mm, a);
+			if (ret)
+				return ret;
+		}
 		whole = (it->addr & DET_M_CHILD) && !it->lo &&
 			it->hi == PAGE_SIZE;
 		if (nr && (!whole || nr == DET_GUP_BATCH ||
@@ -831,12 +899,16 @@ static int det_merge_range(struct det_proc *d, struct det_merger *m,
 	m->start = r->start;
 	m->end = r->start + r->size;
 	for (addr = m->start & PAGE_MASK; addr < m->end; addr = next) {
+		/* With a write log, from one logged page to the next. */
+		if (!m->ref && !det_wlog_next(m->child, &addr, m->end))
+			break;
 		next = min((addr & PMD_MASK) + PMD_SIZE, m->end);
 		if (fatal_signal_pending(current))
 			return -EINTR;
 		if (det_killed(d))
 			return -ECHILD;
-		ret = det_merge_block(m, addr, &next);
+		ret = m->ref ? det_merge_block(m, addr, &next) :
+			       det_merge_logged(m, addr, next);
 		if (ret)
 			return ret;
 		cond_resched();
@@ -948,7 +1020,8 @@ out:
 	}
 	kfree(m.buf);
 	kfree(m.cp);
-	mmput(m.ref);
+	if (m.ref)
+		mmput(m.ref);
 	mmput(m.child);
 	return ret;
 }

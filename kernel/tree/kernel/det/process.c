@@ -276,6 +276,14 @@ void det_fork_done(struct task_struct *p)
 	 * overwrite what the child reports if it dies at once (SIGKILL, OOM).
 	 */
 	d->mm = get_task_mm(p);
+	/*
+	 * A snapshot's write log starts before the child can run: its own
+	 * first steps (det_drop_outside()) may already write.  Without one
+	 * (no memory, or a caller it cannot serve) det_snap() makes a
+	 * reference copy instead.
+	 */
+	if (d->want_log && d->mm && det_wlog_usable(current->mm, d->mm))
+		det_wlog_start(d->mm);
 	d->st.ip = instruction_pointer(task_pt_regs(p));
 	WRITE_ONCE(d->state, DET_S_READY);
 }
@@ -339,9 +347,11 @@ void det_reap_dying(struct det_proc *me, bool wait)
 /*
  * Create child @id of the caller, fork-like: a copy-on-write image of the
  * caller's memory and its registers at this dput(), returning 0 from dput()
- * when first started.  Returns once the child has parked, stopped.
+ * when first started; with @snap, that image is a snapshot to merge from
+ * (its writes are logged, where a log can stand for a reference: wlog.c).
+ * Returns once the child has parked, stopped.
  */
-struct det_proc *det_create(struct det_proc *me, unsigned long id)
+struct det_proc *det_create(struct det_proc *me, unsigned long id, bool snap)
 {
 	struct kernel_clone_args args = {
 		.flags		= CLONE_UNTRACED,
@@ -359,6 +369,7 @@ struct det_proc *det_create(struct det_proc *me, unsigned long id)
 	if (!d)
 		return ERR_PTR(-ENOMEM);
 	d->id = id;
+	d->want_log = snap;
 	err = xa_insert(&me->children, id, d, GFP_KERNEL_ACCOUNT);
 	if (err) {
 		det_put_proc(d);
@@ -377,7 +388,8 @@ struct det_proc *det_create(struct det_proc *me, unsigned long id)
 	 * det_fork_done() made it READY; it may already have died.  Its
 	 * private file mappings become its own now, before this dput()
 	 * returns: whatever the caller (or anyone) writes to those files
-	 * afterwards does not reach it.
+	 * afterwards does not reach it.  A snapshot's log started already
+	 * (det_fork_done()): those copies are writes it logs.
 	 */
 	spin_lock(&d->lock);
 	mm = d->mm;

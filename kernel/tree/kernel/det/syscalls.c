@@ -337,7 +337,7 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
 	/* Step 3: the child.  Creating one counts as a snapshot. */
 	if (!d) {
 		t0 = ktime_get_ns();
-		d = det_create(me, child);
+		d = det_create(me, child, (op & ~DET_REGS) == DET_SNAP);
 		if (IS_ERR(d))
 			return PTR_ERR(d);
 		created = true;

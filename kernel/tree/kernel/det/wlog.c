@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Deterministic process groups: the write log of a snapshotted child.
+ *
+ * DET_SNAP gives a child a copy-on-write copy of its parent (dup_mm(), as
+ * fork() does).  A merge needs, for every page the child changed, what the
+ * snapshot held there.  Rather than keep a second copy of the whole
+ * address space for that, the child's mm logs its writes: each page's
+ * first write since the snapshot faults (see below), and the core calls
+ * det_wlog_note() there, which keeps the page the child mapped until then
+ * - the snapshot's page - with a reference, or notes that nothing was
+ * mapped (the snapshot read zeros).  The fault then copies the page, so
+ * that nothing writes the logged one in place again.  The merge (merge.c)
+ * visits only logged addresses, and reads the snapshot's bytes from the
+ * log.
+ *
+ * Invariant: in a logged mm, an anonymous page mapped writable, or
+ * exclusively, is at a logged address.  What keeps it:
+ *   - dup_mm() write-protects and shares every anonymous page, except a
+ *     page pinned for DMA, which it copies at once, writable: a parent
+ *     with pinned pages gets a reference copy instead (det_wlog_usable());
+ *   - do_wp_page() logs before it would reuse a page, and copies a page it
+ *     has just logged; do_anonymous_page() and do_cow_fault() log a first
+ *     write where nothing was mapped (the snapshot read zeros, or the
+ *     file's page);
+ *   - do_swap_page() and can_change_pte_writable() (mprotect(), NUMA
+ *     hinting) never make an unlogged page writable;
+ *   - do_huge_pmd_wp_page() splits a huge page rather than reuse it, and
+ *     MMF_DISABLE_THP keeps new huge pages and khugepaged out;
+ *   - hugetlb mappings, with their own fault path, get a reference copy;
+ *   - the subsystem's own writes that do not fault log first: DET_VM_ZERO
+ *     (det_wlog_zap()) and a merge into a logged caller (merge.c).
+ * A deterministic process makes no other system call that could change
+ * its mappings.
+ */
+
+#include <linux/hugetlb.h>
+#include <linux/mm.h>
+#include <linux/sched/coredump.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <linux/xarray.h>
+
+#include "internal.h"
+
+struct det_wlog {
+	/* page index -> the snapshot's struct page (referenced), or ZERO */
+	struct xarray pages;
+};
+
+#define DET_WLOG_ZERO	xa_mk_value(0)
+
+/*
+ * May a write log of @child, just duplicated from @parent, stand for the
+ * reference?  Not if dup_mm() copied pinned pages writable, nor with
+ * hugetlb mappings.
+ */
+bool det_wlog_usable(struct mm_struct *parent, struct mm_struct *child)
+{
+	VMA_ITERATOR(vmi, child, 0);
+	struct vm_area_struct *vma;
+	bool ok = true;
+
+	if (test_bit(MMF_HAS_PINNED, &parent->flags))
+		return false;
+	mmap_read_lock(child);
+	for_each_vma(vmi, vma) {
+		if (is_vm_hugetlb_page(vma)) {
+			ok = false;
+			break;
+		}
+	}
+	mmap_read_unlock(child);
+	return ok;
+}
+
+/*
+ * Start logging @mm, a new copy no task has run in yet.  From here on its
+ * writes are logged, including the ones det_privatize_files() makes.
+ */
+int det_wlog_start(struct mm_struct *mm)
+{
+	struct det_wlog *log = kmalloc(sizeof(*log), GFP_KERNEL_ACCOUNT);
+
+	if (!log)
+		return -ENOMEM;
+	xa_init(&log->pages);
+	set_bit(MMF_DISABLE_THP, &mm->flags);
+	WRITE_ONCE(mm->det_wlog, log);
+	return 0;
+}
+
+/* Hook from __mmput(), after exit_mmap(): nothing can fault any more. */
+void det_mm_exit(struct mm_struct *mm)
+{
+	struct det_wlog *log = mm->det_wlog;
+	unsigned long idx;
+	void *entry;
+
+	if (!log)
+		return;
+	mm->det_wlog = NULL;
+	xa_for_each(&log->pages, idx, entry) {
+		if (!xa_is_value(entry))
+			put_page(entry);
+		if (!(idx & 1023))
+			cond_resched();
+	}
+	xa_destroy(&log->pages);
+	kfree(log);
+}
+
+/**
+ * det_wlog_note - log the first write to a page of a logged mm
+ * @mm:		the logged address space (mm->det_wlog set).
+ * @addr:	the address written.
+ * @page:	the page mapped there until now, NULL if none (or the zero
+ *		page).
+ * @gfp:	for the log's memory; GFP_NOWAIT under a page table lock.
+ *
+ * Return: 1 if @page is now the logged original (the caller must copy it,
+ * never write it), 0 if @addr was logged already, -ENOMEM.
+ */
+int det_wlog_note(struct mm_struct *mm, unsigned long addr, struct page *page,
+		  gfp_t gfp)
+{
+	struct det_wlog *log = READ_ONCE(mm->det_wlog);
+	unsigned long idx = addr >> PAGE_SHIFT;
+	void *old;
+
+	if (!log || xa_load(&log->pages, idx))
+		return 0;
+	if (page)
+		get_page(page);
+	old = xa_cmpxchg(&log->pages, idx, NULL, page ?: DET_WLOG_ZERO, gfp);
+	if (!old)
+		return 1;
+	if (page)
+		put_page(page);
+	return xa_is_err(old) ? xa_err(old) : 0;
+}
+
+/*
+ * do_wp_page() could not log without sleeping: reserve the log's slot for
+ * @addr, so that the retried fault logs without allocating.
+ */
+vm_fault_t det_wlog_reserve(struct mm_struct *mm, unsigned long addr)
+{
+	struct det_wlog *log = READ_ONCE(mm->det_wlog);
+
+	if (xa_reserve(&log->pages, addr >> PAGE_SHIFT, GFP_KERNEL))
+		return VM_FAULT_OOM;
+	return 0;
+}
+
+bool __det_wlog_pending(struct mm_struct *mm, unsigned long addr)
+{
+	return !xa_load(&READ_ONCE(mm->det_wlog)->pages, addr >> PAGE_SHIFT);
+}
+
+/* Is @addr of logged @mm logged? */
+bool det_wlog_has(struct mm_struct *mm, unsigned long addr)
+{
+	return xa_load(&mm->det_wlog->pages, addr >> PAGE_SHIFT);
+}
+
+/*
+ * The first logged address of @mm at or after *@addr and below @end: true
+ * and *@addr set to it, or false.
+ */
+bool det_wlog_next(struct mm_struct *mm, unsigned long *addr,
+		   unsigned long end)
+{
+	unsigned long idx = *addr >> PAGE_SHIFT;
+
+	if (*addr >= end ||
+	    !xa_find(&mm->det_wlog->pages, &idx, (end - 1) >> PAGE_SHIFT,
+		     XA_PRESENT))
+		return false;
+	*addr = idx << PAGE_SHIFT;
+	return true;
+}
+
+/*
+ * What the snapshot of logged @mm held at @addr, with a reference: the
+ * logged page, or the zero page.  NULL if @addr is not logged (the child
+ * never wrote it: its own page still is the snapshot's).
+ */
+struct page *det_wlog_original(struct mm_struct *mm, unsigned long addr)
+{
+	struct page *page;
+	void *entry;
+
+	rcu_read_lock();
+	entry = xa_load(&mm->det_wlog->pages, addr >> PAGE_SHIFT);
+	page = (!entry || xa_is_value(entry)) ? NULL : entry;
+	/* Entries are only dropped with the mm, which the caller holds. */
+	if (page)
+		get_page(page);
+	rcu_read_unlock();
+	if (!page && entry) {
+		page = ZERO_PAGE(0);
+		get_page(page);
+	}
+	return page;
+}
+
+/*
+ * Before something other than a fault changes the page of logged @mm at
+ * @addr (a merge into it, DET_VM_ZERO): if it is not logged yet, log the
+ * page there now, which still is the snapshot's.
+ */
+int det_wlog_prepare(struct mm_struct *mm, unsigned long addr)
+{
+	struct page *page;
+	int ret;
+
+	if (det_wlog_has(mm, addr))
+		return 0;
+	ret = det_gup(mm, addr, 1, FOLL_FORCE, &page);
+	if (ret != 1)
+		return ret < 0 ? ret : -EFAULT;
+	ret = det_wlog_note(mm, addr, is_zero_page(page) ? NULL : page,
+			    GFP_KERNEL);
+	put_page(page);
+	return min(ret, 0);
+}
+
+/*
+ * Before DET_VM_ZERO replaces [@start, @end) of logged @mm (the caller's
+ * own): log every populated page there not written yet.  The walk skips
+ * what no page table reaches, so its cost follows what is populated.
+ */
+int det_wlog_zap(struct mm_struct *mm, unsigned long start, unsigned long end)
+{
+	unsigned long addr = start & PAGE_MASK, next, empty;
+	struct vm_area_struct *vma;
+	pmd_t *pmdp;
+	bool todo;
+	int ret;
+
+	while (addr < end) {
+		next = pmd_addr_end(addr, end);
+		if (mmap_read_lock_killable(mm))
+			return -EINTR;
+		pmdp = det_find_pmd(mm, addr, &empty);
+		if (!pmdp && empty)
+			next = max(next, min(empty, end));
+		else if (!pmdp || !pmd_none(pmdp_get_lockless(pmdp)))
+			next = addr + PAGE_SIZE;	/* look at this page */
+		todo = next == addr + PAGE_SIZE && !det_wlog_has(mm, addr) &&
+		       !det_unpopulated(mm, addr);
+		vma = todo ? vma_lookup(mm, addr) : NULL;
+		todo = vma && !(vma->vm_flags & (VM_SHARED | VM_SPECIAL));
+		mmap_read_unlock(mm);
+		if (todo) {
+			ret = det_wlog_prepare(mm, addr);
+			if (ret)
+				return ret;
+		}
+		addr = next;
+		cond_resched();
+	}
+	return 0;
+}
