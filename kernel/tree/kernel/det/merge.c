@@ -16,7 +16,8 @@
  *     differ from the snapshot's, only the child changed it - taken whole:
  *     a fresh copy of the child's page replaces the caller's in its page
  *     table (one copy, no fault; det_install_folio());
- *   - otherwise both sides may have changed it: three-way byte compare.
+ *   - otherwise both sides may have changed it: three-way byte compare,
+ *     which builds the merged page in the same pass.
  *
  * Page identities only say where to look; the report counts what the
  * bytes say, so it is the same however pages happen to be shared.
@@ -185,7 +186,7 @@ struct det_merger {
 	unsigned long start, end;	/* the range being classified */
 	struct det_merge rep;
 	unsigned long *cp, *rp, *pp;	/* pfns of one block: child, ref, caller */
-	u8 *buf;			/* the caller's bytes of one page */
+	struct folio **fol;		/* one block's pages prepared early */
 	struct det_todo *head, *tail;
 };
 
@@ -197,7 +198,8 @@ static void det_clip(struct det_merger *m, unsigned long page_addr,
 	*hi = min(page_addr + PAGE_SIZE, m->end) - page_addr;
 }
 
-static int det_todo_add(struct det_merger *m, unsigned long entry)
+static int det_todo_add(struct det_merger *m, unsigned long entry,
+			struct folio *folio)
 {
 	struct det_todo *t = m->tail;
 	unsigned long lo, hi;
@@ -215,7 +217,8 @@ static int det_todo_add(struct det_merger *m, unsigned long entry)
 		m->tail = t;
 	}
 	det_clip(m, entry & PAGE_MASK, &lo, &hi);
-	t->item[t->n++] = (struct det_item){ .addr = entry, .lo = lo, .hi = hi };
+	t->item[t->n++] = (struct det_item){ .addr = entry, .folio = folio,
+					     .lo = lo, .hi = hi };
 	return 0;
 }
 
@@ -285,27 +288,48 @@ static inline u64 det_diff_mask(u64 a, u64 b)
 	return (x >> 7) * 0xff;
 }
 
+/* A new page charged to the caller, for one page's merged contents. */
+static struct folio *det_new_folio(void)
+{
+	struct folio *folio = folio_alloc(GFP_HIGHUSER_MOVABLE, 0);
+
+	if (folio && mem_cgroup_charge(folio, current->mm, GFP_KERNEL)) {
+		folio_put(folio);
+		folio = NULL;
+	}
+	return folio;
+}
+
 /*
  * A page both sides may have changed: count its conflicts into the report
- * and return which sides' bytes differ from the reference (DET_CH_*).
+ * and return which sides' bytes differ from the reference (DET_CH_*).  In
+ * the same pass, *@out becomes the page's merged contents (the caller's
+ * page with the child's changes in the range), if the child changed it.
  */
-static int det_merge_bytes(struct det_merger *m, unsigned long addr)
+static int det_merge_bytes(struct det_merger *m, unsigned long addr,
+			   struct folio **out)
 {
 	unsigned long lo, hi, i, n = 0, first = 0;
 	struct page *cpage, *rpage;
+	struct folio *folio;
 	const u8 *c, *r;
-	u8 *p = m->buf;
+	u8 *p;
 	int ret;
 
 	det_clip(m, addr, &lo, &hi);
-	if (copy_from_user(p + lo, (void __user *)(addr + lo), hi - lo))
-		return -EFAULT;
-	ret = det_get_pages(m, addr, &cpage, &rpage);
-	if (ret)
+	folio = det_new_folio();
+	if (!folio)
+		return -ENOMEM;
+	p = kmap_local_folio(folio, 0);
+	ret = copy_from_user(p, (void __user *)addr, PAGE_SIZE) ? -EFAULT :
+	      det_get_pages(m, addr, &cpage, &rpage);
+	if (ret) {
+		kunmap_local(p);
+		folio_put(folio);
 		return ret;
+	}
 	c = kmap_local_page(cpage);
 	r = kmap_local_page(rpage);
-	ret = 0;
 	for (i = lo; i < hi; i++) {
 		/* Whole aligned words first: most are decided as a word. */
 		if (!(i & 7) && i + 8 <= hi) {
@@ -315,8 +339,13 @@ static int det_merge_bytes(struct det_merger *m, unsigned long addr)
 			if (pw != rw)
 				ret |= DET_CH_CALLER;
 			if (cw == rw || pw == rw || pw == cw) {
-				if (cw != rw)
+				if (cw != rw) {
+					u64 mask = det_diff_mask(cw, rw);
+
 					ret |= DET_CH_CHILD;
+					*(u64 *)(p + i) = (pw & ~mask) |
+							  (cw & mask);
+				}
 				i += 7;
 				continue;
 			}
@@ -328,11 +357,19 @@ static int det_merge_bytes(struct det_merger *m, unsigned long addr)
 		ret |= DET_CH_CHILD;
 		if (p[i] != r[i] && p[i] != c[i] && !n++)
 			first = i;
+		p[i] = c[i];
 	}
 	kunmap_local(r);
 	kunmap_local(c);
+	kunmap_local(p);
 	put_page(rpage);
 	put_page(cpage);
+	if (ret & DET_CH_CHILD) {
+		__folio_mark_uptodate(folio);
+		*out = folio;
+	} else {
+		folio_put(folio);
+	}
 
 	if (n) {
 		if (!m->rep.conflict_bytes) {
@@ -504,11 +541,11 @@ static int det_merge_classify(struct det_merger *m, unsigned long addr,
 		 * may have changed it too: compare all three.
 		 */
 		if (m->pp[i] != m->rp[i] || m->pp[i] == DET_PFN_UNKNOWN)
-			ret = det_merge_bytes(m, a);
+			ret = det_merge_bytes(m, a, &m->fol[i]);
 		else
 			ret = det_child_changed(m, a);
 		if (ret < 0)
-			return ret;
+			goto out;
 		if (!(ret & DET_CH_CHILD)) {
 			m->cp[i] = 0;
 		} else if (ret & DET_CH_CALLER) {
@@ -539,7 +576,17 @@ static int det_merge_classify(struct det_merger *m, unsigned long addr,
 	for (a = addr; a < next && !ret; a += PAGE_SIZE) {
 		i = (a - base) >> PAGE_SHIFT;
 		if (m->cp[i])
-			ret = det_todo_add(m, a | m->cp[i]);
+			ret = det_todo_add(m, a | m->cp[i], m->fol[i]);
+		if (!ret)
+			m->fol[i] = NULL;
+	}
+out:
+	/* Pages prepared for what is not queued after a failure. */
+	for (a = addr; a < next; a += PAGE_SIZE) {
+		i = (a - base) >> PAGE_SHIFT;
+		if (m->fol[i])
+			folio_put(m->fol[i]);
+		m->fol[i] = NULL;
 	}
 	return ret;
 }
@@ -554,18 +601,6 @@ static bool det_installable(struct vm_area_struct *vma)
 {
 	return !(vma->vm_flags & (VM_SHARED | VM_SPECIAL | VM_HUGETLB)) &&
 	       !userfaultfd_armed(vma);
-}
-
-/* A new page charged to the caller, for one page's merged contents. */
-static struct folio *det_new_folio(void)
-{
-	struct folio *folio = folio_alloc(GFP_HIGHUSER_MOVABLE, 0);
-
-	if (folio && mem_cgroup_charge(folio, current->mm, GFP_KERNEL)) {
-		folio_put(folio);
-		folio = NULL;
-	}
-	return folio;
 }
 
 /*
@@ -673,7 +708,7 @@ static int det_merge_fill(struct det_merger *m)
 				return ret;
 		}
 		whole = (it->addr & DET_M_CHILD) && !it->lo &&
-			it->hi == PAGE_SIZE;
+			it->hi == PAGE_SIZE && !it->folio;
 		if (nr && (!whole || nr == DET_GUP_BATCH ||
 			   a != (run[nr - 1]->addr & PAGE_MASK) + PAGE_SIZE)) {
 			ret = det_fill_whole(m, run, nr);
@@ -686,6 +721,8 @@ static int det_merge_fill(struct det_merger *m)
 			run[nr++] = it;
 			continue;
 		}
+		if (it->folio)		/* prepared by det_merge_bytes() */
+			continue;
 		ret = det_fill_page(m, it);
 		if (ret)
 			return ret;
@@ -962,8 +999,8 @@ int det_merge(struct det_proc *d, const struct det_range *ranges,
 		return ret;
 	m.cp = kmalloc_array(3 * PTRS_PER_PTE, sizeof(unsigned long),
 			     GFP_KERNEL);
-	m.buf = kmalloc(PAGE_SIZE, GFP_KERNEL);
-	if (!m.cp || !m.buf) {
+	m.fol = kcalloc(PTRS_PER_PTE, sizeof(*m.fol), GFP_KERNEL);
+	if (!m.cp || !m.fol) {
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -1018,7 +1055,7 @@ out:
 		}
 		kfree(t);
 	}
-	kfree(m.buf);
+	kfree(m.fol);
 	kfree(m.cp);
 	if (m.ref)
 		mmput(m.ref);
