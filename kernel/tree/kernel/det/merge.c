@@ -415,6 +415,19 @@ static int det_merge_classify(struct det_merger *m, unsigned long addr,
 			      unsigned long next);
 
 /*
+ * Does the child's page at @a merge?  Not in a hole, a special mapping
+ * (the vDSO a master's copy still had) or shared memory (already
+ * common).  *@vma caches the last lookup; caller holds @mm's mmap lock.
+ */
+static bool det_mergeable(struct mm_struct *mm, struct vm_area_struct **vma,
+			  unsigned long a)
+{
+	if (!*vma || a < (*vma)->vm_start || a >= (*vma)->vm_end)
+		*vma = vma_lookup(mm, a);
+	return *vma && !((*vma)->vm_flags & (VM_SPECIAL | VM_SHARED));
+}
+
+/*
  * Classify the pages of the block at @addr (up to @next) and queue those
  * the child changed.  Two-sided pages are compared for conflicts now.
  */
@@ -464,13 +477,7 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 			m->cp[i] = 0;
 			continue;
 		}
-		if (!vma || a < vma->vm_start || a >= vma->vm_end)
-			vma = vma_lookup(m->child, a);
-		/*
-		 * Holes, special mappings (the vDSO a master's copy still
-		 * had) and shared memory (already common) are not merged.
-		 */
-		if (!vma || (vma->vm_flags & (VM_SPECIAL | VM_SHARED))) {
+		if (!det_mergeable(m->child, &vma, a)) {
 			m->cp[i] = 0;
 			continue;
 		}
@@ -499,12 +506,10 @@ static int det_merge_logged(struct det_merger *m, unsigned long addr,
 	for (a = addr; det_wlog_next(m->child, &a, next); a += PAGE_SIZE) {
 		i = (a - base) >> PAGE_SHIFT;
 		m->rep.scanned_pages++;
-		if (!vma || a < vma->vm_start || a >= vma->vm_end)
-			vma = vma_lookup(m->child, a);
-		/* As above: holes, special and shared mappings are not merged. */
-		if (!vma || (vma->vm_flags & (VM_SPECIAL | VM_SHARED)))
+		orig = det_mergeable(m->child, &vma, a) ?
+		       det_wlog_original(m->child, a) : NULL;
+		if (!orig)
 			continue;
-		orig = det_wlog_original(m->child, a);
 		m->rp[i] = is_zero_page(orig) ? DET_PFN_NONE :
 			   det_pfn_tag(page_to_pfn(orig));
 		put_page(orig);
