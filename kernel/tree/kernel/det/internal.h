@@ -153,6 +153,7 @@ bool det_wlog_has(struct mm_struct *mm, unsigned long addr);
 bool det_wlog_next(struct mm_struct *mm, unsigned long *addr,
 		   unsigned long end);
 struct page *det_wlog_original(struct mm_struct *mm, unsigned long addr);
+unsigned long det_wlog_pfn(struct mm_struct *mm, unsigned long addr);
 int det_wlog_prepare(struct mm_struct *mm, unsigned long addr);
 int det_wlog_zap(struct mm_struct *mm, unsigned long start, unsigned long end);
 

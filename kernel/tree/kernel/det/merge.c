@@ -497,8 +497,7 @@ static int det_merge_logged(struct det_merger *m, unsigned long addr,
 			    unsigned long next)
 {
 	struct vm_area_struct *vma = NULL;
-	unsigned long a, i, base = addr & PMD_MASK;
-	struct page *orig;
+	unsigned long a, i, pfn, base = addr & PMD_MASK;
 	bool any = false;
 
 	memset(m->cp, 0, PTRS_PER_PTE * sizeof(*m->cp));
@@ -506,13 +505,10 @@ static int det_merge_logged(struct det_merger *m, unsigned long addr,
 	for (a = addr; det_wlog_next(m->child, &a, next); a += PAGE_SIZE) {
 		i = (a - base) >> PAGE_SHIFT;
 		m->rep.scanned_pages++;
-		orig = det_mergeable(m->child, &vma, a) ?
-		       det_wlog_original(m->child, a) : NULL;
-		if (!orig)
+		if (!det_mergeable(m->child, &vma, a))
 			continue;
-		m->rp[i] = is_zero_page(orig) ? DET_PFN_NONE :
-			   det_pfn_tag(page_to_pfn(orig));
-		put_page(orig);
+		pfn = det_wlog_pfn(m->child, a);
+		m->rp[i] = pfn ? det_pfn_tag(pfn) : DET_PFN_NONE;
 		m->cp[i] = DET_M_CHILD;
 		any = true;
 	}

@@ -182,6 +182,17 @@ bool det_wlog_next(struct mm_struct *mm, unsigned long *addr,
 }
 
 /*
+ * The pfn of the page the snapshot of logged @mm held at @addr, 0 where it
+ * held zeros; for comparing page identities, without a reference.
+ */
+unsigned long det_wlog_pfn(struct mm_struct *mm, unsigned long addr)
+{
+	void *entry = xa_load(&mm->det_wlog->pages, addr >> PAGE_SHIFT);
+
+	return (!entry || xa_is_value(entry)) ? 0 : page_to_pfn(entry);
+}
+
+/*
  * What the snapshot of logged @mm held at @addr, with a reference: the
  * logged page, or the zero page.  NULL if @addr is not logged (the child
  * never wrote it: its own page still is the snapshot's).
