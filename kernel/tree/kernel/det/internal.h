@@ -104,6 +104,8 @@ struct det_proc {
 	struct ucounts		*nproc;
 	struct det_proc		*dying;
 	struct det_proc		*next_dying;
+	/* Its TLB may hold entries its page table revoked (det_tlb_stale()). */
+	atomic_t		tlb_stale;
 	/* A master's: its group's time in memory operations (account.c). */
 	atomic64_t		times[DET_T_NR];
 };
@@ -124,6 +126,7 @@ void det_get_status(struct det_proc *d, struct det_status *st);
 void det_stop(struct det_proc *me, int state, int reason, int signo,
 	      int code, unsigned long addr, long nr);
 void det_park(struct det_proc *me);
+void det_tlb_stale(struct det_proc *d);
 int det_call(struct det_proc *d, struct det_req *req);
 
 /* memory.c */

@@ -14,8 +14,9 @@
  *
  *   - the caller still maps the snapshot's page: if the child's bytes
  *     differ from the snapshot's, only the child changed it - taken whole:
- *     a fresh copy of the child's page replaces the caller's in its page
- *     table (one copy, no fault; det_install_folio());
+ *     the child's page itself replaces the caller's in its page table,
+ *     shared copy-on-write as fork() shares a page (no copy, no fault;
+ *     det_share_page()), or a fresh copy of it where it cannot be shared;
  *   - otherwise both sides may have changed it: three-way byte compare,
  *     which builds the merged page in the same pass.
  *
@@ -172,6 +173,7 @@ struct det_item {
 	struct folio *folio;
 	struct page *pinned;
 	u16 lo, hi;	/* the part of the page inside its range */
+	bool shared;	/* @folio is the child's own page (det_share_page()) */
 };
 
 /* The pages to write, in address order. */
@@ -188,6 +190,7 @@ struct det_merger {
 	unsigned long *cp, *rp, *pp;	/* pfns of one block: child, ref, caller */
 	struct folio **fol;		/* one block's pages prepared early */
 	struct det_todo *head, *tail;
+	bool stale;			/* the child's TLB may map a page writable */
 };
 
 /* The part of page @page_addr inside the merge range: [*lo, *hi). */
@@ -252,31 +255,38 @@ static struct page *det_get_page(struct mm_struct *mm, unsigned long addr)
 }
 
 /*
- * The child's page at @addr and the snapshot's (the reference's, or the
- * write log's: where the child never wrote, its own), with references.
+ * The snapshot's page at @addr (the reference's, or the write log's: where
+ * the child never wrote, the child's own, @cpage), with a reference.
  */
+static struct page *det_ref_page(struct det_merger *m, unsigned long addr,
+				 struct page *cpage)
+{
+	struct page *rpage;
+
+	if (m->ref)
+		return det_get_page(m->ref, addr);
+	rpage = det_wlog_original(m->child, addr);
+	if (!rpage) {
+		rpage = cpage;
+		get_page(rpage);
+	}
+	return rpage;
+}
+
+/* The child's page at @addr and the snapshot's, with references. */
 static int det_get_pages(struct det_merger *m, unsigned long addr,
 			 struct page **cpage, struct page **rpage)
 {
 	*cpage = det_get_page(m->child, addr);
 	if (IS_ERR(*cpage))
 		return PTR_ERR(*cpage);
-	if (!m->ref) {
-		*rpage = det_wlog_original(m->child, addr);
-		if (!*rpage) {
-			*rpage = *cpage;
-			get_page(*rpage);
-		}
-		return 0;
-	}
-	*rpage = det_get_page(m->ref, addr);
+	*rpage = det_ref_page(m, addr, *cpage);
 	if (IS_ERR(*rpage)) {
 		put_page(*cpage);
 		return PTR_ERR(*rpage);
 	}
 	return 0;
 }
-
 
 /* 0xff in each byte where @a and @b differ, 0 elsewhere. */
 static inline u64 det_diff_mask(u64 a, u64 b)
@@ -384,23 +394,26 @@ static int det_merge_bytes(struct det_merger *m, unsigned long addr,
 }
 
 /*
- * A page the caller did not change (it still maps the reference's page):
- * DET_CH_CHILD if the child's bytes differ from the reference's, else 0.
+ * A page the caller did not change (it still maps the reference's page),
+ * the child's @cpage there (its reference is consumed): DET_CH_CHILD if the
+ * child's bytes differ from the reference's, else 0.
  * Page identities say where to look, contents decide: a page the child
  * rewrote with the same bytes, or a range khugepaged collapsed, is no
  * change, so the report is a function of the data alone.
  */
-static int det_child_changed(struct det_merger *m, unsigned long addr)
+static int det_child_changed(struct det_merger *m, unsigned long addr,
+			     struct page *cpage)
 {
-	struct page *cpage, *rpage;
+	struct page *rpage = det_ref_page(m, addr, cpage);
 	unsigned long lo, hi;
 	const u8 *c, *r;
 	int ret;
 
+	if (IS_ERR(rpage)) {
+		put_page(cpage);
+		return PTR_ERR(rpage);
+	}
 	det_clip(m, addr, &lo, &hi);
-	ret = det_get_pages(m, addr, &cpage, &rpage);
-	if (ret)
-		return ret;
 	c = kmap_local_page(cpage);
 	r = kmap_local_page(rpage);
 	ret = memcmp(c + lo, r + lo, hi - lo) ? DET_CH_CHILD : 0;
@@ -443,7 +456,9 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 	 * Lock order: the child's mmap lock, then the reference's, nested
 	 * (same lock class).  Nothing takes them the other way round: the
 	 * reference is only ever locked here, and no task runs in it.  The
-	 * caller's own is never held with either.
+	 * caller's own is held with the child's only in det_take_whole(),
+	 * outside it (the child's for writing), and never with the
+	 * reference's.
 	 */
 	mmap_read_lock(m->child);
 	down_read_nested(&m->ref->mmap_lock, SINGLE_DEPTH_NESTING);
@@ -516,6 +531,63 @@ static int det_merge_logged(struct det_merger *m, unsigned long addr,
 	return any ? det_merge_classify(m, addr, next) : 0;
 }
 
+/* Does the caller still map the reference's page at block index @i? */
+static bool det_one_sided(struct det_merger *m, unsigned long i)
+{
+	return m->pp[i] == m->rp[i] && m->pp[i] != DET_PFN_UNKNOWN;
+}
+
+/* Record the DET_CH_* bits @ch of the page at block index @i. */
+static void det_classified(struct det_merger *m, unsigned long i, int ch)
+{
+	if (!(ch & DET_CH_CHILD)) {
+		m->cp[i] = 0;
+	} else if (ch & DET_CH_CALLER) {
+		m->cp[i] = DET_M_BOTH;
+		m->rep.compared_pages++;
+	} else {
+		m->rep.copied_pages++;
+	}
+}
+
+/*
+ * Classify the run of pages from @a (below @next, at most DET_GUP_BATCH)
+ * that the child changed and the caller did not, looking the child's
+ * pages up in one call: how many it classified (at least 1), or an error.
+ */
+static int det_one_sided_run(struct det_merger *m, unsigned long a,
+			     unsigned long next)
+{
+	unsigned long i = (a - (a & PMD_MASK)) >> PAGE_SHIFT, n, k;
+	struct page *pages[DET_GUP_BATCH];
+	long got;
+	int ret;
+
+	for (n = 1; n < DET_GUP_BATCH && a + n * PAGE_SIZE < next &&
+		    m->cp[i + n] && det_one_sided(m, i + n); n++)
+		;
+	got = det_gup(m->child, a, n, FOLL_FORCE, pages);
+	if (got == -EINTR)
+		return got;
+	if (got < 0) {
+		/* Not mapped there: one page at a time. */
+		pages[0] = det_get_page(m->child, a);
+		if (IS_ERR(pages[0]))
+			return PTR_ERR(pages[0]);
+		got = 1;
+	}
+	for (k = 0; k < got; k++) {
+		ret = det_child_changed(m, a + k * PAGE_SIZE, pages[k]);
+		if (ret < 0) {
+			while (++k < got)
+				put_page(pages[k]);
+			return ret;
+		}
+		det_classified(m, i + k, ret);
+	}
+	return got;
+}
+
 /*
  * The second half of either: for each page of the block at @addr (up to
  * @next) the child changed (m->cp[] set), decide by content whether the
@@ -541,20 +613,17 @@ static int det_merge_classify(struct det_merger *m, unsigned long addr,
 		 * Where the caller no longer maps the reference's page, it
 		 * may have changed it too: compare all three.
 		 */
-		if (m->pp[i] != m->rp[i] || m->pp[i] == DET_PFN_UNKNOWN)
+		if (!det_one_sided(m, i)) {
 			ret = det_merge_bytes(m, a, &m->fol[i]);
-		else
-			ret = det_child_changed(m, a);
+			if (ret < 0)
+				goto out;
+			det_classified(m, i, ret);
+			continue;
+		}
+		ret = det_one_sided_run(m, a, next);
 		if (ret < 0)
 			goto out;
-		if (!(ret & DET_CH_CHILD)) {
-			m->cp[i] = 0;
-		} else if (ret & DET_CH_CALLER) {
-			m->cp[i] = DET_M_BOTH;
-			m->rep.compared_pages++;
-		} else {
-			m->rep.copied_pages++;
-		}
+		a += (ret - 1) * PAGE_SIZE;
 	}
 
 	/*
@@ -604,26 +673,109 @@ static bool det_installable(struct vm_area_struct *vma)
 	       !userfaultfd_armed(vma);
 }
 
+/* Is the child's @cvma linked to @av, so that @av's rmap walk finds it? */
+static bool det_vma_linked(struct vm_area_struct *cvma, struct anon_vma *av)
+{
+	struct anon_vma_chain *avc;
+
+	list_for_each_entry(avc, &cvma->anon_vma_chain, same_vma)
+		if (avc->anon_vma == av)
+			return true;
+	return false;
+}
+
 /*
- * Pass 1: the final contents of a run of @nr pages at consecutive
- * addresses that only the child changed and the range covers whole:
- * copies of the child's pages.
+ * Pass 1: share the child's page @page at @addr (in @cvma) with the caller
+ * instead of copying it, as fork() shares a page between parent and child:
+ * write-protected in the child, mapped once more for the caller's page
+ * table (pass 2, det_install_folio()), and moved to the caller's anon_vma,
+ * whose rmap walk finds both mappings (the child's VMA was linked to it
+ * when the child was made).  Only a page the child alone maps, that is
+ * neither large, KSM nor in the swap cache, at the same offset in both
+ * VMAs.  Caller holds the caller's mmap lock, the child's for writing
+ * and inside its write_protect_seq (as fork() holds the parent's), and a
+ * reference on @page, which becomes the caller's mapping's.
  */
-static int det_fill_whole(struct det_merger *m, struct det_item **run,
+static bool det_share_page(struct vm_area_struct *cvma,
+			   struct vm_area_struct *vma, unsigned long addr,
+			   struct page *page)
+{
+	struct folio *folio = page_folio(page);
+	struct mm_struct *cmm = cvma->vm_mm;
+	struct mmu_notifier_range range;
+	unsigned long empty;
+	bool shared = false;
+	spinlock_t *ptl;
+	pmd_t *pmdp;
+	pte_t *pte, e;
+
+	if (!folio_test_anon(folio) || folio_test_large(folio) ||
+	    folio_test_ksm(folio) || folio_test_swapcache(folio) ||
+	    !det_installable(vma) || !vma->anon_vma ||
+	    (vma->vm_flags & VM_LOCKED) ||
+	    linear_page_index(vma, addr) != linear_page_index(cvma, addr) ||
+	    !det_vma_linked(cvma, vma->anon_vma))
+		return false;
+	pmdp = det_find_pmd(cmm, addr, &empty);
+	if (!pmdp)
+		return false;
+	mmu_notifier_range_init(&range, MMU_NOTIFY_PROTECTION_PAGE, 0, cmm,
+				addr, addr + PAGE_SIZE);
+	mmu_notifier_invalidate_range_start(&range);
+	pte = pte_offset_map_lock(cmm, pmdp, addr, &ptl);
+	if (!pte)
+		goto out;
+	e = ptep_get(pte);
+	if (pte_present(e) && pte_pfn(e) == page_to_pfn(page) &&
+	    folio_mapcount(folio) == 1 && folio_trylock(folio)) {
+		if (!folio_try_dup_anon_rmap_pte(folio, page, cvma)) {
+			/* The child flushes its TLB before it runs again. */
+			if (pte_write(e))
+				ptep_set_wrprotect(cmm, addr, pte);
+			folio_move_anon_rmap(folio, vma);
+			shared = true;
+		}
+		folio_unlock(folio);
+	}
+	pte_unmap_unlock(pte, ptl);
+out:
+	mmu_notifier_invalidate_range_end(&range);
+	return shared;
+}
+
+/*
+ * Pass 1, under the caller's mmap lock: the final contents of a run of
+ * @nr pages at consecutive addresses that only the child changed and the
+ * range covers whole: the child's own pages, shared, or else copies.
+ */
+static int det_take_whole(struct det_merger *m, struct det_item **run,
 			  unsigned long nr)
 {
+	struct vm_area_struct *cvma = NULL, *vma = NULL;
 	struct page *pages[DET_GUP_BATCH];
-	unsigned long i;
+	bool shared = false;
+	unsigned long i, a;
 	int ret = 0;
 	long got;
 
-	got = det_gup(m->child, run[0]->addr & PAGE_MASK, nr, FOLL_FORCE,
-		      pages);
-	if (got < 0)
-		return got;
-	for (i = 0; i < got; i++) {
-		struct folio *folio = ret ? NULL : det_new_folio();
+	/* The caller's, then the child's; see det_merge_block(). */
+	down_write_nested(&m->child->mmap_lock, SINGLE_DEPTH_NESTING);
+	raw_write_seqcount_begin(&m->child->write_protect_seq);
+	got = get_user_pages_remote(m->child, run[0]->addr & PAGE_MASK, nr,
+				    FOLL_FORCE, pages, NULL);
+	for (i = 0; i < got && got > 0; i++) {
+		struct folio *folio;
 
+		a = run[i]->addr & PAGE_MASK;
+		if (!ret && det_mergeable(m->child, &cvma, a) &&
+		    det_mergeable(current->mm, &vma, a) &&
+		    det_share_page(cvma, vma, a, pages[i])) {
+			run[i]->folio = page_folio(pages[i]);
+			run[i]->shared = true;
+			shared = true;
+			continue;
+		}
+		folio = ret ? NULL : det_new_folio();
 		if (folio) {
 			copy_highpage(folio_page(folio, 0), pages[i]);
 			__folio_mark_uptodate(folio);
@@ -633,6 +785,11 @@ static int det_fill_whole(struct det_merger *m, struct det_item **run,
 		}
 		put_page(pages[i]);
 	}
+	m->stale |= shared;
+	raw_write_seqcount_end(&m->child->write_protect_seq);
+	up_write(&m->child->mmap_lock);
+	if (got <= 0)
+		return got ?: -EFAULT;
 	return ret ?: (got == nr ? 0 : -EFAULT);
 }
 
@@ -683,52 +840,42 @@ static int det_fill_page(struct det_merger *m, struct det_item *it)
 	return ret;
 }
 
+/* A page only the child changed, that the range covers whole. */
+static bool det_whole(const struct det_item *it)
+{
+	return (it->addr & DET_M_CHILD) && !it->lo && it->hi == PAGE_SIZE;
+}
+
 /*
  * Pass 1, after classification, without the caller's mmap lock (reading
- * the caller's pages may fault): prepare every queued page's final
- * contents in a new page.  Everything that can fail - memory, the child's
- * pages, the caller's bytes - fails here, before anything is written.
+ * the caller's pages may fault): prepare the final contents of every
+ * queued page but the whole ones (det_take_whole(), under the lock) in a
+ * new page.  Everything that can fail - memory, the child's pages, the
+ * caller's bytes - fails in pass 1, before anything is written.
  */
 static int det_merge_fill(struct det_merger *m)
 {
-	struct det_item *run[DET_GUP_BATCH], *it;
-	unsigned long nr = 0;
 	struct det_todo *t;
+	struct det_item *it;
 	int ret;
 
 	det_for_each_item(m, t, it) {
-		unsigned long a = it->addr & PAGE_MASK;
-		bool whole;
-
 		if (fatal_signal_pending(current))
 			return -EINTR;
 		/* A logged caller's pages change now without a fault. */
 		if (det_wlog_on(current->mm)) {
-			ret = det_wlog_prepare(current->mm, a);
+			ret = det_wlog_prepare(current->mm, it->addr & PAGE_MASK);
 			if (ret)
 				return ret;
 		}
-		whole = (it->addr & DET_M_CHILD) && !it->lo &&
-			it->hi == PAGE_SIZE && !it->folio;
-		if (nr && (!whole || nr == DET_GUP_BATCH ||
-			   a != (run[nr - 1]->addr & PAGE_MASK) + PAGE_SIZE)) {
-			ret = det_fill_whole(m, run, nr);
-			if (ret)
-				return ret;
-			nr = 0;
-			cond_resched();
-		}
-		if (whole) {
-			run[nr++] = it;
-			continue;
-		}
-		if (it->folio)		/* prepared by det_merge_bytes() */
+		/* Prepared by det_merge_bytes(), or a whole page (below). */
+		if (it->folio || det_whole(it))
 			continue;
 		ret = det_fill_page(m, it);
 		if (ret)
 			return ret;
 	}
-	return nr ? det_fill_whole(m, run, nr) : 0;
+	return 0;
 }
 
 /*
@@ -784,10 +931,11 @@ static int det_prepare_pte(struct vm_area_struct *vma, unsigned long addr)
  */
 static int det_merge_ready(struct det_merger *m)
 {
+	struct det_item *run[DET_GUP_BATCH], *it;
 	struct mm_struct *mm = current->mm;
 	struct vm_area_struct *vma = NULL;
+	unsigned long nr = 0;
 	struct det_todo *t;
-	struct det_item *it;
 	int ret;
 
 	mmap_assert_locked(mm);
@@ -814,7 +962,55 @@ static int det_merge_ready(struct det_merger *m)
 			return ret;
 		cond_resched();
 	}
-	return 0;
+	/* The whole pages, in runs of consecutive addresses. */
+	det_for_each_item(m, t, it) {
+		unsigned long a = it->addr & PAGE_MASK;
+		bool want = det_whole(it) && !it->folio;
+
+		if (nr && (!want || nr == DET_GUP_BATCH ||
+			   a != (run[nr - 1]->addr & PAGE_MASK) + PAGE_SIZE)) {
+			ret = det_take_whole(m, run, nr);
+			if (ret)
+				return ret;
+			nr = 0;
+			cond_resched();
+		}
+		if (want)
+			run[nr++] = it;
+	}
+	return nr ? det_take_whole(m, run, nr) : 0;
+}
+
+/*
+ * Drop a page prepared for @vma that is not installed: a shared one's
+ * mapping count for the caller too (det_share_page()).  Caller holds the
+ * mmap lock it was prepared under.
+ */
+static void det_unshare(struct vm_area_struct *vma, struct folio *folio,
+			bool shared)
+{
+	if (shared)
+		folio_remove_rmap_pte(folio, folio_page(folio, 0), vma);
+	folio_put(folio);
+}
+
+/* After a failed pass 1, under its mmap lock: drop the shared pages. */
+static void det_merge_unshare(struct det_merger *m)
+{
+	struct vm_area_struct *vma = NULL;
+	struct det_todo *t;
+	struct det_item *it;
+
+	det_for_each_item(m, t, it) {
+		unsigned long a = it->addr & PAGE_MASK;
+
+		if (!it->shared || !it->folio)
+			continue;
+		if (!vma || a < vma->vm_start || a >= vma->vm_end)
+			vma = vma_lookup(current->mm, a);
+		det_unshare(vma, it->folio, true);
+		it->folio = NULL;
+	}
 }
 
 /*
@@ -825,7 +1021,7 @@ static int det_merge_ready(struct det_merger *m)
  * a migration in flight is waited for.
  */
 static void det_install_folio(struct vm_area_struct *vma, unsigned long addr,
-			      struct folio *folio)
+			      struct folio *folio, bool shared)
 {
 	struct mm_struct *mm = vma->vm_mm;
 	struct folio *old_folio = NULL;
@@ -846,7 +1042,7 @@ retry:
 	/* det_prepare_pte() made the table; the mmap lock kept it. */
 	if (WARN_ON_ONCE(!pte)) {
 		mmu_notifier_invalidate_range_end(&range);
-		folio_put(folio);
+		det_unshare(vma, folio, shared);
 		return;
 	}
 	old = ptep_get(pte);
@@ -880,11 +1076,15 @@ retry:
 		dec_mm_counter(mm, mm_counter_file(old_folio));
 		inc_mm_counter(mm, MM_ANONPAGES);
 	}
-	entry = mk_pte(&folio->page, vma->vm_page_prot);
-	entry = pte_sw_mkyoung(entry);
-	entry = maybe_mkwrite(pte_mkdirty(entry), vma);
-	folio_add_new_anon_rmap(folio, vma, addr, RMAP_EXCLUSIVE);
-	folio_add_lru_vma(folio, vma);
+	entry = pte_sw_mkyoung(mk_pte(&folio->page, vma->vm_page_prot));
+	if (shared) {
+		/* Mapped and counted already (det_share_page()): read-only. */
+		entry = pte_wrprotect(entry);
+	} else {
+		entry = maybe_mkwrite(pte_mkdirty(entry), vma);
+		folio_add_new_anon_rmap(folio, vma, addr, RMAP_EXCLUSIVE);
+		folio_add_lru_vma(folio, vma);
+	}
 	set_pte_at(mm, addr, pte, entry);
 	update_mmu_cache(vma, addr, pte);
 	if (old_folio)
@@ -919,7 +1119,7 @@ static void det_merge_commit(struct det_merger *m)
 		}
 		if (!vma || a < vma->vm_start || a >= vma->vm_end)
 			vma = vma_lookup(current->mm, a);
-		det_install_folio(vma, a, it->folio);
+		det_install_folio(vma, a, it->folio, it->shared);
 		it->folio = NULL;
 		cond_resched();
 	}
@@ -1034,6 +1234,8 @@ int det_merge(struct det_proc *d, const struct det_range *ranges,
 	ret = det_merge_ready(&m);
 	if (!ret)
 		det_merge_commit(&m);	/* cannot fail */
+	else
+		det_merge_unshare(&m);
 	mmap_read_unlock(current->mm);
 	/*
 	 * A report inside a merged range may just have been replaced by the
@@ -1061,6 +1263,8 @@ out:
 	if (m.ref)
 		mmput(m.ref);
 	mmput(m.child);
+	if (m.stale)
+		det_tlb_stale(d);
 	return ret;
 }
 

@@ -29,6 +29,7 @@
 #include <linux/slab.h>
 #include <linux/user_namespace.h>
 #include <asm/ia32.h>
+#include <asm/tlbflush.h>
 
 #include "internal.h"
 
@@ -442,6 +443,10 @@ void det_park(struct det_proc *me)
 				/* pairs with det_call()'s release */
 				smp_load_acquire(&me->req)))
 			return;
+		/* Pairs with det_tlb_stale()'s barrier. */
+		smp_rmb();
+		if (atomic_xchg(&me->tlb_stale, 0))
+			flush_tlb_mm(current->mm);
 		/* Pairs with det_call()'s release: the request is complete. */
 		req = smp_load_acquire(&me->req);
 		if (!req)
@@ -451,6 +456,21 @@ void det_park(struct det_proc *me)
 		smp_store_release(&me->req, NULL);
 		wake_up_all(&me->wq);
 	}
+}
+
+/*
+ * Parent side: stopped child @d's page table no longer lets it write some
+ * page its TLB may still map writable (a merge shared the page with the
+ * parent, det_share_page()).  Flushing every CPU that ran it now would
+ * cost an interrupt per merge, and most children never run again: the
+ * child flushes its own TLB when it wakes (det_park()), before it runs
+ * anything, in user space or in the kernel, that could write through it.
+ */
+void det_tlb_stale(struct det_proc *d)
+{
+	atomic_set(&d->tlb_stale, 1);
+	/* Ordered before the wake-up's store of its state or request. */
+	smp_wmb();
 }
 
 /*

@@ -880,6 +880,83 @@ TEST(child_writes_after_the_parent)
 }
 
 /*
+ * Is the page at @p mapped by this process alone?  Bit 56 of its entry in
+ * /proc/self/pagemap, open at @fd; -1 if unreadable.
+ */
+static int exclusive(int fd, const void *p)
+{
+	unsigned long long e;
+	off_t at = (unsigned long)p / PG * sizeof(e);
+
+	if (pread(fd, &e, sizeof(e), at) != sizeof(e))
+		return -1;
+	return !!(e & (1ULL << 56));
+}
+
+/*
+ * A page only the child changed comes over shared with the child, as
+ * fork() shares a page, not copied: mapped by both while the child lives,
+ * yet each side's later writes stay its own (the child's first, through
+ * whatever its TLB still held from before the merge), and after the kill
+ * the page is the caller's alone.
+ */
+TEST(merged_page_shared_until_written)
+{
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	unsigned char *buf = map(3 * PG), seen[2];
+	struct det_merge rep;
+	long r;
+
+	ASSERT_LE(0, pm);
+	ASSERT_NE(NULL, buf);
+	memset(buf, 1, 3 * PG);
+	ASSERT_EQ(0, become_master());
+	r = dput(1, DET_SNAP, 0, 0, 0);
+	if (r == 0) {
+		memset(buf, 3, PG);
+		dret();
+		buf[0] = 4;
+		dret();
+		buf[2 * PG] = buf[1];	/* its own 3, not the caller's 2 */
+		dret();
+		det_exit(0);
+	}
+	ASSERT_EQ(DET_S_READY, r);
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	ASSERT_EQ(0, exclusive(pm, buf + PG));	/* still the snapshot's */
+	ASSERT_EQ(DET_S_READY, merge(1, buf, PG, &rep));
+	EXPECT_EQ(1, rep.copied_pages);
+	EXPECT_EQ(3, buf[0]);
+	EXPECT_EQ(3, buf[PG - 1]);
+	EXPECT_EQ(0, exclusive(pm, buf));	/* the child maps it too */
+
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	EXPECT_EQ(3, buf[0]);			/* not the child's 4 */
+	EXPECT_EQ(1, exclusive(pm, buf));	/* the child took a copy */
+	buf[1] = 2;
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, det_read_child(1, buf, seen, 2));
+	EXPECT_EQ(4, seen[0]);
+	EXPECT_EQ(3, seen[1]);
+	ASSERT_EQ(DET_S_READY, det_read_child(1, buf + 2 * PG, seen, 1));
+	EXPECT_EQ(3, seen[0]);
+
+	/* Merged again and the child gone: the caller's page alone. */
+	ASSERT_EQ(DET_S_READY, merge(1, buf + 2 * PG, PG, &rep));
+	EXPECT_EQ(0, exclusive(pm, buf + 2 * PG));
+	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+	EXPECT_EQ(3, buf[2 * PG]);
+	EXPECT_EQ(1, exclusive(pm, buf + 2 * PG));
+	buf[2 * PG + 1] = 5;
+	EXPECT_EQ(5, buf[2 * PG + 1]);
+	EXPECT_EQ(1, buf[2 * PG + 2]);
+	close(pm);
+}
+
+/*
  * DET_VM_ZERO after the snapshot changes the child's pages without a write
  * of its own: zeroed pages that held data are its change like any write;
  * zeroing what never held data is none.
