@@ -24,11 +24,13 @@
  * bytes say, so it is the same however pages happen to be shared.
  *
  * The merge is all or nothing.  A first pass classifies every page,
- * compares the two-sided ones for conflicts and, if there are none,
- * prepares everything the writing needs: each page's final contents in a
- * new page (det_merge_fill()), and under the caller's mmap lock a page
- * table for each (det_merge_ready()), or a pin on the caller's page where
- * its mapping cannot take a new one.  Any failure (a conflict, memory, a
+ * compares the two-sided ones for conflicts and builds their merged
+ * contents in a new page as it goes, keeps the child's own page of each
+ * one-sided one, and, if there are no conflicts, prepares everything the
+ * writing needs under the caller's mmap lock (det_merge_ready()): a page
+ * table for each page, or a pin on the caller's page where its mapping
+ * cannot take a new one, and each kept child's page shared or else copied
+ * (det_take_child_pages()).  Any failure (a conflict, memory, a
  * page the caller cannot take) ends the merge there, with nothing written.
  * The second pass (det_merge_commit()), still under that lock, only
  * installs pages and copies into pinned ones: it cannot fail.
@@ -156,6 +158,7 @@ unknown:
 /* What happens to a page the child changed. */
 #define DET_M_CHILD	1UL	/* only the child changed it: take it whole */
 #define DET_M_BOTH	2UL	/* both did: byte merge */
+#define DET_M_TAKE	4UL	/* with DET_M_CHILD: @folio is the child's page */
 
 /* Which sides' bytes differ from the reference's, by content. */
 #define DET_CH_CHILD	1
@@ -163,17 +166,18 @@ unknown:
 
 /*
  * One page the merge writes into the caller.  Pass 1 queues it (@addr,
- * low bits DET_M_*; [@lo, @hi) of it lies in the range), prepares its final contents in @folio
- * (det_merge_fill()) and, where the caller's mapping cannot take a new
- * page, pins the caller's page (@pinned, det_merge_ready()).  Pass 2 only
- * installs or copies (det_merge_commit()).
+ * low bits DET_M_*; [@lo, @hi) of it lies in the range) with its final
+ * contents in @folio (a merged page, or the child's own: DET_M_TAKE) and,
+ * where the caller's mapping cannot take a new page, pins the caller's
+ * page (@pinned, det_merge_ready()).  Pass 2 only installs or copies
+ * (det_merge_commit()).
  */
 struct det_item {
 	unsigned long addr;
 	struct folio *folio;
 	struct page *pinned;
 	u16 lo, hi;	/* the part of the page inside its range */
-	bool shared;	/* @folio is the child's own page (det_share_page()) */
+	bool shared;	/* @folio shared with the child (det_share_page()) */
 };
 
 /* The pages to write, in address order. */
@@ -395,8 +399,8 @@ static int det_merge_bytes(struct det_merger *m, unsigned long addr,
 
 /*
  * A page the caller did not change (it still maps the reference's page),
- * the child's @cpage there (its reference is consumed): DET_CH_CHILD if the
- * child's bytes differ from the reference's, else 0.
+ * the child's @cpage there: DET_CH_CHILD if the child's bytes differ from
+ * the reference's, else 0.
  * Page identities say where to look, contents decide: a page the child
  * rewrote with the same bytes, or a range khugepaged collapsed, is no
  * change, so the report is a function of the data alone.
@@ -409,10 +413,8 @@ static int det_child_changed(struct det_merger *m, unsigned long addr,
 	const u8 *c, *r;
 	int ret;
 
-	if (IS_ERR(rpage)) {
-		put_page(cpage);
+	if (IS_ERR(rpage))
 		return PTR_ERR(rpage);
-	}
 	det_clip(m, addr, &lo, &hi);
 	c = kmap_local_page(cpage);
 	r = kmap_local_page(rpage);
@@ -420,7 +422,6 @@ static int det_child_changed(struct det_merger *m, unsigned long addr,
 	kunmap_local(r);
 	kunmap_local(c);
 	put_page(rpage);
-	put_page(cpage);
 	return ret;
 }
 
@@ -456,7 +457,8 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 	 * Lock order: the child's mmap lock, then the reference's, nested
 	 * (same lock class).  Nothing takes them the other way round: the
 	 * reference is only ever locked here, and no task runs in it.  The
-	 * caller's own is held with the child's only in det_take_whole(),
+	 * caller's own is held with the child's only in
+	 * det_take_child_pages(),
 	 * outside it (the child's for writing), and never with the
 	 * reference's.
 	 */
@@ -531,10 +533,16 @@ static int det_merge_logged(struct det_merger *m, unsigned long addr,
 	return any ? det_merge_classify(m, addr, next) : 0;
 }
 
-/* Does the caller still map the reference's page at block index @i? */
-static bool det_one_sided(struct det_merger *m, unsigned long i)
+/*
+ * Is the page at @a, block index @i, one only the child can have changed
+ * (the caller still maps the reference's page), and inside the range
+ * whole, so that the child's page is its final contents?
+ */
+static bool det_whole_one_sided(struct det_merger *m, unsigned long a,
+				unsigned long i)
 {
-	return m->pp[i] == m->rp[i] && m->pp[i] != DET_PFN_UNKNOWN;
+	return m->pp[i] == m->rp[i] && m->pp[i] != DET_PFN_UNKNOWN &&
+	       a >= m->start && a + PAGE_SIZE <= m->end;
 }
 
 /* Record the DET_CH_* bits @ch of the page at block index @i. */
@@ -551,12 +559,14 @@ static void det_classified(struct det_merger *m, unsigned long i, int ch)
 }
 
 /*
- * Classify the run of pages from @a (below @next, at most DET_GUP_BATCH)
- * that the child changed and the caller did not, looking the child's
- * pages up in one call: how many it classified (at least 1), or an error.
+ * Classify the run of whole pages from @a (below @next, at most
+ * DET_GUP_BATCH) that the child changed and the caller did not, looking
+ * the child's pages up in one call and keeping, with its reference, each
+ * one that changed in m->fol[]: how many it classified (at least 1), or
+ * an error.
  */
-static int det_one_sided_run(struct det_merger *m, unsigned long a,
-			     unsigned long next)
+static int det_take_run(struct det_merger *m, unsigned long a,
+			unsigned long next)
 {
 	unsigned long i = (a - (a & PMD_MASK)) >> PAGE_SHIFT, n, k;
 	struct page *pages[DET_GUP_BATCH];
@@ -564,7 +574,8 @@ static int det_one_sided_run(struct det_merger *m, unsigned long a,
 	int ret;
 
 	for (n = 1; n < DET_GUP_BATCH && a + n * PAGE_SIZE < next &&
-		    m->cp[i + n] && det_one_sided(m, i + n); n++)
+		    m->cp[i + n] && det_whole_one_sided(m, a + n * PAGE_SIZE, i + n);
+	     n++)
 		;
 	got = det_gup(m->child, a, n, FOLL_FORCE, pages);
 	if (got == -EINTR)
@@ -579,11 +590,17 @@ static int det_one_sided_run(struct det_merger *m, unsigned long a,
 	for (k = 0; k < got; k++) {
 		ret = det_child_changed(m, a + k * PAGE_SIZE, pages[k]);
 		if (ret < 0) {
-			while (++k < got)
-				put_page(pages[k]);
+			while (k < got)
+				put_page(pages[k++]);
 			return ret;
 		}
 		det_classified(m, i + k, ret);
+		if (m->cp[i + k]) {
+			m->cp[i + k] |= DET_M_TAKE;
+			m->fol[i + k] = page_folio(pages[k]);
+		} else {
+			put_page(pages[k]);
+		}
 	}
 	return got;
 }
@@ -611,16 +628,18 @@ static int det_merge_classify(struct det_merger *m, unsigned long addr,
 			continue;
 		/*
 		 * Where the caller no longer maps the reference's page, it
-		 * may have changed it too: compare all three.
+		 * may have changed it too: compare all three, building the
+		 * merged page.  So for a page the range cuts: the caller's
+		 * bytes around the child's.
 		 */
-		if (!det_one_sided(m, i)) {
+		if (!det_whole_one_sided(m, a, i)) {
 			ret = det_merge_bytes(m, a, &m->fol[i]);
 			if (ret < 0)
 				goto out;
 			det_classified(m, i, ret);
 			continue;
 		}
-		ret = det_one_sided_run(m, a, next);
+		ret = det_take_run(m, a, next);
 		if (ret < 0)
 			goto out;
 		a += (ret - 1) * PAGE_SIZE;
@@ -744,134 +763,69 @@ out:
 }
 
 /*
- * Pass 1, under the caller's mmap lock: the final contents of a run of
- * @nr pages at consecutive addresses that only the child changed and the
- * range covers whole: the child's own pages, shared, or else copies.
+ * Pass 1, last, under the caller's mmap lock: each queued page whose final
+ * contents are the child's own page (DET_M_TAKE) takes it, shared with
+ * the child (det_share_page()) or else copied.  Not where the caller's
+ * page is pinned: pass 2 copies from the child's page into it.
  */
-static int det_take_whole(struct det_merger *m, struct det_item **run,
-			  unsigned long nr)
+static int det_take_child_pages(struct det_merger *m)
 {
 	struct vm_area_struct *cvma = NULL, *vma = NULL;
-	struct page *pages[DET_GUP_BATCH];
-	bool shared = false;
-	unsigned long i, a;
+	struct det_todo *t;
+	struct det_item *it;
 	int ret = 0;
-	long got;
 
 	/* The caller's, then the child's; see det_merge_block(). */
 	down_write_nested(&m->child->mmap_lock, SINGLE_DEPTH_NESTING);
 	raw_write_seqcount_begin(&m->child->write_protect_seq);
-	got = get_user_pages_remote(m->child, run[0]->addr & PAGE_MASK, nr,
-				    FOLL_FORCE, pages, NULL);
-	for (i = 0; i < got && got > 0; i++) {
+	det_for_each_item(m, t, it) {
+		unsigned long a = it->addr & PAGE_MASK;
+		struct page *page;
 		struct folio *folio;
 
-		a = run[i]->addr & PAGE_MASK;
-		if (!ret && det_mergeable(m->child, &cvma, a) &&
+		if (!(it->addr & DET_M_TAKE) || it->pinned)
+			continue;
+		page = folio_page(it->folio, 0);
+		if (det_mergeable(m->child, &cvma, a) &&
 		    det_mergeable(current->mm, &vma, a) &&
-		    det_share_page(cvma, vma, a, pages[i])) {
-			run[i]->folio = page_folio(pages[i]);
-			run[i]->shared = true;
-			shared = true;
+		    det_share_page(cvma, vma, a, page)) {
+			it->shared = true;
+			m->stale = true;
 			continue;
 		}
-		folio = ret ? NULL : det_new_folio();
-		if (folio) {
-			copy_highpage(folio_page(folio, 0), pages[i]);
-			__folio_mark_uptodate(folio);
-			run[i]->folio = folio;
-		} else {
+		folio = det_new_folio();
+		if (!folio) {
 			ret = -ENOMEM;
+			break;
 		}
-		put_page(pages[i]);
+		copy_highpage(folio_page(folio, 0), page);
+		__folio_mark_uptodate(folio);
+		folio_put(it->folio);
+		it->folio = folio;
+		cond_resched();
 	}
-	m->stale |= shared;
 	raw_write_seqcount_end(&m->child->write_protect_seq);
 	up_write(&m->child->mmap_lock);
-	if (got <= 0)
-		return got ?: -EFAULT;
-	return ret ?: (got == nr ? 0 : -EFAULT);
-}
-
-/*
- * Pass 1: the final contents of any other queued page (an edge of the
- * range, or a page both sides changed): the caller's page with the bytes
- * the child changed inside the range.
- */
-static int det_fill_page(struct det_merger *m, struct det_item *it)
-{
-	unsigned long a = it->addr & PAGE_MASK, i;
-	struct page *cpage, *rpage;
-	const u8 *c, *r;
-	u8 *p;
-	int ret;
-
-	it->folio = det_new_folio();
-	if (!it->folio)
-		return -ENOMEM;
-	p = kmap_local_folio(it->folio, 0);
-	if (copy_from_user(p, (void __user *)a, PAGE_SIZE)) {
-		kunmap_local(p);
-		return -EFAULT;
-	}
-	ret = det_get_pages(m, a, &cpage, &rpage);
-	if (!ret) {
-		c = kmap_local_page(cpage);
-		r = kmap_local_page(rpage);
-		for (i = it->lo; i < it->hi; i++) {
-			if (!(i & 7) && i + 8 <= it->hi) {
-				u64 cw = *(const u64 *)(c + i);
-				u64 mask = det_diff_mask(cw, *(const u64 *)(r + i));
-
-				*(u64 *)(p + i) = (*(u64 *)(p + i) & ~mask) |
-						  (cw & mask);
-				i += 7;
-			} else if (c[i] != r[i]) {
-				p[i] = c[i];
-			}
-		}
-		kunmap_local(r);
-		kunmap_local(c);
-		put_page(rpage);
-		put_page(cpage);
-	}
-	kunmap_local(p);
-	__folio_mark_uptodate(it->folio);
 	return ret;
 }
 
-/* A page only the child changed, that the range covers whole. */
-static bool det_whole(const struct det_item *it)
-{
-	return (it->addr & DET_M_CHILD) && !it->lo && it->hi == PAGE_SIZE;
-}
-
 /*
- * Pass 1, after classification, without the caller's mmap lock (reading
- * the caller's pages may fault): prepare the final contents of every
- * queued page but the whole ones (det_take_whole(), under the lock) in a
- * new page.  Everything that can fail - memory, the child's pages, the
- * caller's bytes - fails in pass 1, before anything is written.
+ * Pass 1, after classification, without the caller's mmap lock: the pages
+ * of a logged caller change now without a fault, so each is logged first
+ * (det_wlog_prepare() may fault it in).
  */
-static int det_merge_fill(struct det_merger *m)
+static int det_merge_log(struct det_merger *m)
 {
 	struct det_todo *t;
 	struct det_item *it;
 	int ret;
 
+	if (!det_wlog_on(current->mm))
+		return 0;
 	det_for_each_item(m, t, it) {
 		if (fatal_signal_pending(current))
 			return -EINTR;
-		/* A logged caller's pages change now without a fault. */
-		if (det_wlog_on(current->mm)) {
-			ret = det_wlog_prepare(current->mm, it->addr & PAGE_MASK);
-			if (ret)
-				return ret;
-		}
-		/* Prepared by det_merge_bytes(), or a whole page (below). */
-		if (it->folio || det_whole(it))
-			continue;
-		ret = det_fill_page(m, it);
+		ret = det_wlog_prepare(current->mm, it->addr & PAGE_MASK);
 		if (ret)
 			return ret;
 	}
@@ -931,11 +885,10 @@ static int det_prepare_pte(struct vm_area_struct *vma, unsigned long addr)
  */
 static int det_merge_ready(struct det_merger *m)
 {
-	struct det_item *run[DET_GUP_BATCH], *it;
 	struct mm_struct *mm = current->mm;
 	struct vm_area_struct *vma = NULL;
-	unsigned long nr = 0;
 	struct det_todo *t;
+	struct det_item *it;
 	int ret;
 
 	mmap_assert_locked(mm);
@@ -962,23 +915,7 @@ static int det_merge_ready(struct det_merger *m)
 			return ret;
 		cond_resched();
 	}
-	/* The whole pages, in runs of consecutive addresses. */
-	det_for_each_item(m, t, it) {
-		unsigned long a = it->addr & PAGE_MASK;
-		bool want = det_whole(it) && !it->folio;
-
-		if (nr && (!want || nr == DET_GUP_BATCH ||
-			   a != (run[nr - 1]->addr & PAGE_MASK) + PAGE_SIZE)) {
-			ret = det_take_whole(m, run, nr);
-			if (ret)
-				return ret;
-			nr = 0;
-			cond_resched();
-		}
-		if (want)
-			run[nr++] = it;
-	}
-	return nr ? det_take_whole(m, run, nr) : 0;
+	return det_take_child_pages(m);
 }
 
 /*
@@ -1225,7 +1162,7 @@ int det_merge(struct det_proc *d, const struct det_range *ranges,
 		ret = -DET_E_CONFLICT;
 		goto out;
 	}
-	ret = det_merge_fill(&m);
+	ret = det_merge_log(&m);
 	if (ret || !m.head)
 		goto out;
 	ret = mmap_read_lock_killable(current->mm);
