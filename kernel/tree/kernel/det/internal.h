@@ -130,7 +130,6 @@ void det_tlb_stale(struct det_proc *d);
 int det_call(struct det_proc *d, struct det_req *req);
 
 /* memory.c */
-#define DET_GUP_BATCH	64	/* pages per get_user_pages_remote() */
 
 void det_mm_set(struct det_proc *d, struct mm_struct *mm,
 		struct mm_struct *snap);

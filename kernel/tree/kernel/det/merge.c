@@ -193,6 +193,7 @@ struct det_merger {
 	struct det_merge rep;
 	unsigned long *cp, *rp, *pp;	/* pfns of one block: child, ref, caller */
 	struct folio **fol;		/* one block's pages prepared early */
+	struct page **cpg;		/* one block's child pages, looked up */
 	struct det_todo *head, *tail;
 	bool stale;			/* the child's TLB may map a page writable */
 };
@@ -277,11 +278,24 @@ static struct page *det_ref_page(struct det_merger *m, unsigned long addr,
 	return rpage;
 }
 
+/*
+ * The child's page at @addr, with a reference: the one det_child_pages()
+ * took, else looked up now.
+ */
+static struct page *det_child_page(struct det_merger *m, unsigned long addr)
+{
+	unsigned long i = (addr & ~PMD_MASK) >> PAGE_SHIFT;
+	struct page *page = m->cpg[i];
+
+	m->cpg[i] = NULL;
+	return page ?: det_get_page(m->child, addr);
+}
+
 /* The child's page at @addr and the snapshot's, with references. */
 static int det_get_pages(struct det_merger *m, unsigned long addr,
 			 struct page **cpage, struct page **rpage)
 {
-	*cpage = det_get_page(m->child, addr);
+	*cpage = det_child_page(m, addr);
 	if (IS_ERR(*cpage))
 		return PTR_ERR(*cpage);
 	*rpage = det_ref_page(m, addr, *cpage);
@@ -315,6 +329,69 @@ static struct folio *det_new_folio(void)
 }
 
 /*
+ * Byte @i of a page both sides may have changed: merges the child's @c
+ * into the caller's @p against the reference @r and returns the byte's
+ * DET_CH_* bits, counting a conflict into *@n (the page's first one's
+ * offset into *@first).
+ */
+static int det_merge_byte(const u8 *c, const u8 *r, u8 *p, unsigned long i,
+			  unsigned long *n, unsigned long *first)
+{
+	int ch = p[i] != r[i] ? DET_CH_CALLER : 0;
+
+	if (c[i] == r[i])
+		return ch;
+	if (ch && p[i] != c[i] && !(*n)++)
+		*first = i;
+	p[i] = c[i];
+	return ch | DET_CH_CHILD;
+}
+
+/*
+ * The @len (at most 8) aligned words at byte @i of the three pages, as
+ * det_merge_byte() merges each of their bytes, given @ch, the DET_CH_*
+ * bits so far.  The child left most words alone: all @len are checked at
+ * once, and the caller's only until the page has one it changed.
+ */
+static __always_inline int det_merge_words(const u8 *c, const u8 *r, u8 *p,
+					   unsigned long i, unsigned int len,
+					   int ch, unsigned long *n,
+					   unsigned long *first)
+{
+	const u64 *cw = (const u64 *)(c + i), *rw = (const u64 *)(r + i);
+	u64 *pw = (u64 *)(p + i), d = 0, mask;
+	unsigned int k, b;
+
+	for (k = 0; k < len; k++)
+		d |= cw[k] ^ rw[k];
+	if (!(ch & DET_CH_CALLER)) {
+		u64 q = 0;
+
+		for (k = 0; k < len; k++)
+			q |= pw[k] ^ rw[k];
+		if (q)
+			ch |= DET_CH_CALLER;
+	}
+	if (!d)
+		return ch;
+	ch |= DET_CH_CHILD;
+	for (k = 0; k < len; k++) {
+		if (cw[k] == rw[k])
+			continue;
+		mask = det_diff_mask(cw[k], rw[k]);
+		if (mask & det_diff_mask(pw[k], rw[k]) &
+		    det_diff_mask(pw[k], cw[k])) {
+			/* A conflict: find and count it byte by byte. */
+			for (b = 0; b < 8; b++)
+				det_merge_byte(c, r, p, i + 8 * k + b, n, first);
+			continue;
+		}
+		pw[k] = (pw[k] & ~mask) | (cw[k] & mask);
+	}
+	return ch;
+}
+
+/*
  * A page both sides may have changed: count its conflicts into the report
  * and return which sides' bytes differ from the reference (DET_CH_*).  In
  * the same pass, *@out becomes the page's merged contents (the caller's
@@ -323,8 +400,8 @@ static struct folio *det_new_folio(void)
 static int det_merge_bytes(struct det_merger *m, unsigned long addr,
 			   struct folio **out)
 {
-	unsigned long lo, hi, i, n = 0, first = 0;
-	struct page *cpage, *rpage;
+	unsigned long lo, hi, i, wlo, whi, n = 0, first = 0;
+	struct page *cpage, *rpage, *ppage;
 	struct folio *folio;
 	const u8 *c, *r;
 	u8 *p;
@@ -334,45 +411,35 @@ static int det_merge_bytes(struct det_merger *m, unsigned long addr,
 	folio = det_new_folio();
 	if (!folio)
 		return -ENOMEM;
-	p = kmap_local_folio(folio, 0);
-	ret = copy_from_user(p, (void __user *)addr, PAGE_SIZE) ? -EFAULT :
-	      det_get_pages(m, addr, &cpage, &rpage);
+	/*
+	 * The caller's page whole, as a copy-on-write fault copies one
+	 * (copy_highpage(): a byte-wise user copy is slower on some CPUs).
+	 */
+	ret = get_user_pages_fast(addr, 1, 0, &ppage) == 1 ? 0 : -EFAULT;
+	if (!ret) {
+		copy_highpage(folio_page(folio, 0), ppage);
+		put_page(ppage);
+		ret = det_get_pages(m, addr, &cpage, &rpage);
+	}
 	if (ret) {
-		kunmap_local(p);
 		folio_put(folio);
 		return ret;
 	}
+	p = kmap_local_folio(folio, 0);
 	c = kmap_local_page(cpage);
 	r = kmap_local_page(rpage);
-	for (i = lo; i < hi; i++) {
-		/* Whole aligned words first: most are decided as a word. */
-		if (!(i & 7) && i + 8 <= hi) {
-			u64 cw = *(const u64 *)(c + i), rw = *(const u64 *)(r + i);
-			u64 pw = *(const u64 *)(p + i);
-
-			if (pw != rw)
-				ret |= DET_CH_CALLER;
-			if (cw == rw || pw == rw || pw == cw) {
-				if (cw != rw) {
-					u64 mask = det_diff_mask(cw, rw);
-
-					ret |= DET_CH_CHILD;
-					*(u64 *)(p + i) = (pw & ~mask) |
-							  (cw & mask);
-				}
-				i += 7;
-				continue;
-			}
-		}
-		if (p[i] != r[i])
-			ret |= DET_CH_CALLER;
-		if (c[i] == r[i])
-			continue;
-		ret |= DET_CH_CHILD;
-		if (p[i] != r[i] && p[i] != c[i] && !n++)
-			first = i;
-		p[i] = c[i];
-	}
+	/* Whole aligned words in the middle, bytes at the ends. */
+	wlo = min(ALIGN(lo, 8), hi);
+	whi = max(ALIGN_DOWN(hi, 8), wlo);
+	for (i = lo; i < wlo; i++)
+		ret |= det_merge_byte(c, r, p, i, &n, &first);
+	for (i = wlo; i + 64 <= whi; i += 64)
+		ret = det_merge_words(c, r, p, i, 8, ret, &n, &first);
+	if (i < whi)
+		ret = det_merge_words(c, r, p, i, (whi - i) / 8, ret, &n,
+				      &first);
+	for (i = whi; i < hi; i++)
+		ret |= det_merge_byte(c, r, p, i, &n, &first);
 	kunmap_local(r);
 	kunmap_local(c);
 	kunmap_local(p);
@@ -559,50 +626,73 @@ static void det_classified(struct det_merger *m, unsigned long i, int ch)
 }
 
 /*
- * Classify the run of whole pages from @a (below @next, at most
- * DET_GUP_BATCH) that the child changed and the caller did not, looking
- * the child's pages up in one call and keeping, with its reference, each
- * one that changed in m->fol[]: how many it classified (at least 1), or
- * an error.
+ * Classify the whole page at @a, block index @i, that the child changed
+ * and the caller did not, keeping the child's page, with its reference,
+ * in m->fol[] if it changed.
  */
-static int det_take_run(struct det_merger *m, unsigned long a,
-			unsigned long next)
+static int det_take_page(struct det_merger *m, unsigned long a,
+			 unsigned long i)
 {
-	unsigned long i = (a - (a & PMD_MASK)) >> PAGE_SHIFT, n, k;
-	struct page *pages[DET_GUP_BATCH];
-	long got;
+	struct page *page = det_child_page(m, a);
 	int ret;
 
-	for (n = 1; n < DET_GUP_BATCH && a + n * PAGE_SIZE < next &&
-		    m->cp[i + n] && det_whole_one_sided(m, a + n * PAGE_SIZE, i + n);
-	     n++)
-		;
-	got = det_gup(m->child, a, n, FOLL_FORCE, pages);
-	if (got == -EINTR)
-		return got;
-	if (got < 0) {
-		/* Not mapped there: one page at a time. */
-		pages[0] = det_get_page(m->child, a);
-		if (IS_ERR(pages[0]))
-			return PTR_ERR(pages[0]);
-		got = 1;
+	if (IS_ERR(page))
+		return PTR_ERR(page);
+	ret = det_child_changed(m, a, page);
+	if (ret < 0) {
+		put_page(page);
+		return ret;
 	}
-	for (k = 0; k < got; k++) {
-		ret = det_child_changed(m, a + k * PAGE_SIZE, pages[k]);
-		if (ret < 0) {
-			while (k < got)
-				put_page(pages[k++]);
-			return ret;
-		}
-		det_classified(m, i + k, ret);
-		if (m->cp[i + k]) {
-			m->cp[i + k] |= DET_M_TAKE;
-			m->fol[i + k] = page_folio(pages[k]);
-		} else {
-			put_page(pages[k]);
+	det_classified(m, i, ret);
+	if (m->cp[i]) {
+		m->cp[i] |= DET_M_TAKE;
+		m->fol[i] = page_folio(page);
+	} else {
+		put_page(page);
+	}
+	return 0;
+}
+
+/*
+ * References on the child's pages that the block at @addr (up to @next)
+ * queued (m->cp[] set) into m->cpg[], in one walk of the child's page
+ * table under its lock.  Where the walk finds no small page mapped (not
+ * present, the zero page, a huge mapping), m->cpg[] stays NULL and
+ * det_child_page() looks the page up.
+ */
+static void det_child_pages(struct det_merger *m, unsigned long addr,
+			    unsigned long next)
+{
+	unsigned long a, i, base = addr & PMD_MASK, empty;
+	struct vm_area_struct *vma = NULL;
+	struct page *page;
+	spinlock_t *ptl;
+	pmd_t *pmdp, pmd;
+	pte_t *pte, e;
+
+	mmap_read_lock(m->child);
+	pmdp = det_find_pmd(m->child, base, &empty);
+	pmd = pmdp ? pmdp_get_lockless(pmdp) : __pmd(0);
+	pte = pmd_present(pmd) && !pmd_leaf(pmd) ?
+	      pte_offset_map_lock(m->child, pmdp, base, &ptl) : NULL;
+	for (a = addr; pte && a < next; a += PAGE_SIZE) {
+		i = (a - base) >> PAGE_SHIFT;
+		if (!m->cp[i])
+			continue;
+		e = ptep_get(pte + i);
+		if (!pte_present(e))
+			continue;
+		if (!vma || a < vma->vm_start || a >= vma->vm_end)
+			vma = vma_lookup(m->child, a);
+		page = vma ? vm_normal_page(vma, a, e) : NULL;
+		if (page) {
+			get_page(page);
+			m->cpg[i] = page;
 		}
 	}
-	return got;
+	if (pte)
+		pte_unmap_unlock(pte, ptl);
+	mmap_read_unlock(m->child);
 }
 
 /*
@@ -622,6 +712,7 @@ static int det_merge_classify(struct det_merger *m, unsigned long addr,
 	if (det_block_pfns(current->mm, base, m->pp))
 		memset(m->pp, 0, PTRS_PER_PTE * sizeof(*m->pp));
 	mmap_read_unlock(current->mm);
+	det_child_pages(m, addr, next);
 	for (a = addr; a < next; a += PAGE_SIZE) {
 		i = (a - base) >> PAGE_SHIFT;
 		if (!m->cp[i])
@@ -639,10 +730,9 @@ static int det_merge_classify(struct det_merger *m, unsigned long addr,
 			det_classified(m, i, ret);
 			continue;
 		}
-		ret = det_take_run(m, a, next);
+		ret = det_take_page(m, a, i);
 		if (ret < 0)
 			goto out;
-		a += (ret - 1) * PAGE_SIZE;
 	}
 
 	/*
@@ -676,6 +766,9 @@ out:
 		if (m->fol[i])
 			folio_put(m->fol[i]);
 		m->fol[i] = NULL;
+		if (m->cpg[i])
+			put_page(m->cpg[i]);
+		m->cpg[i] = NULL;
 	}
 	return ret;
 }
@@ -1138,7 +1231,8 @@ int det_merge(struct det_proc *d, const struct det_range *ranges,
 	m.cp = kmalloc_array(3 * PTRS_PER_PTE, sizeof(unsigned long),
 			     GFP_KERNEL);
 	m.fol = kcalloc(PTRS_PER_PTE, sizeof(*m.fol), GFP_KERNEL);
-	if (!m.cp || !m.fol) {
+	m.cpg = kcalloc(PTRS_PER_PTE, sizeof(*m.cpg), GFP_KERNEL);
+	if (!m.cp || !m.fol || !m.cpg) {
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -1195,6 +1289,7 @@ out:
 		}
 		kfree(t);
 	}
+	kfree(m.cpg);
 	kfree(m.fol);
 	kfree(m.cp);
 	if (m.ref)
