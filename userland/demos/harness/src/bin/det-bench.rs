@@ -14,7 +14,10 @@
 //! the difference divided by R is the time per repetition
 //! (`method=diff`): start-up cancels out, as if timed inside the program,
 //! which a deterministic program cannot do (it has no clock). Otherwise
-//! one run of R (`method=single`). One line per measurement on stdout:
+//! one run of R (`method=single`), and also where a run of 2R was not
+//! slower than the run of R for either version (noise, or work that
+//! depends on the input more than on R, as md5's search does): both
+//! versions then use their runs of R. One line per measurement on stdout:
 //!
 //! ```text
 //! BENCH-PLAN total=28 det=yes online_cpus=2
@@ -174,35 +177,65 @@ fn timed(o: &Options, at: Point, imp: Impl, reps: u64) -> Result<(f64, Run), Str
     Ok((t, runs.swap_remove(0)))
 }
 
-/// Per-repetition seconds and start-up seconds of one version: from runs
-/// of `reps` and `2 * reps` repetitions when start-up matters (the
-/// difference cancels process start, exec and `detrun`), else from one.
-fn per_rep(
-    o: &Options,
-    at: Point,
-    imp: Impl,
-    reps: u64,
-    differential: bool,
-) -> Result<(f64, f64, Run), String> {
-    let (t1, r) = timed(o, at, imp, reps)?;
-    if !differential {
-        let merge_ms = merge_per_rep(&r, None, reps);
-        return Ok((t1 / reps as f64, 0.0, Run { merge_ms, ..r }));
+/// One version's runs: `reps` repetitions, and `2 * reps` when start-up
+/// matters (their difference cancels process start, exec and `detrun`).
+struct Timing {
+    t1: f64,
+    r1: Run,
+    t2: Option<(f64, Run)>,
+}
+
+fn runs(o: &Options, at: Point, imp: Impl, reps: u64, differential: bool) -> Result<Timing, String> {
+    let (t1, r1) = timed(o, at, imp, reps)?;
+    let t2 = if differential {
+        Some(timed(o, at, imp, 2 * reps)?)
+    } else {
+        None
+    };
+    Ok(Timing { t1, r1, t2 })
+}
+
+/// Seconds per repetition from the difference of a run of `reps` (`t1`)
+/// and one of twice as many (`t2`), if the difference is a time: a
+/// doubled run that was not slower (noise, or a demo whose work depends on
+/// its input more than on the repetitions) says nothing.
+fn diff_per_rep(t1: f64, t2: f64, reps: u64) -> Option<f64> {
+    let each = (t2 - t1) / reps as f64;
+    (each > 0.0).then_some(each)
+}
+
+impl Timing {
+    /// Per-repetition and start-up seconds, by difference or from the
+    /// single run, and the run whose line is reported (different
+    /// repetition counts hash different inputs: the smaller run's line,
+    /// but both must have passed their checks).
+    fn per_rep(&self, reps: u64, differential: bool) -> (f64, f64, Run) {
+        match (&self.t2, differential) {
+            (Some((t2, r2)), true) => {
+                let each = diff_per_rep(self.t1, *t2, reps).unwrap_or(0.0);
+                let run = Run {
+                    ok: self.r1.ok && r2.ok,
+                    merge_ms: merge_per_rep(&self.r1, Some(r2), reps),
+                    ..self.r1.clone()
+                };
+                (each, (self.t1 - each * reps as f64).max(0.0), run)
+            }
+            _ => {
+                let run = Run {
+                    merge_ms: merge_per_rep(&self.r1, None, reps),
+                    ..self.r1.clone()
+                };
+                (self.t1 / reps as f64, 0.0, run)
+            }
+        }
     }
-    let (t2, r2) = timed(o, at, imp, 2 * reps)?;
-    let merge_ms = merge_per_rep(&r, Some(&r2), reps);
-    // Different repetition counts hash different inputs: keep the
-    // smaller run's line, but both must have passed their checks.
-    let each = ((t2 - t1) / reps as f64).max(0.0);
-    Ok((
-        each,
-        (t1 - each * reps as f64).max(0.0),
-        Run {
-            ok: r.ok && r2.ok,
-            merge_ms,
-            ..r
-        },
-    ))
+
+    /// Whether the difference gives a time per repetition.
+    fn differs(&self, reps: u64) -> bool {
+        self.t2
+            .as_ref()
+            .is_some_and(|(t2, _)| diff_per_rep(self.t1, *t2, reps).is_some())
+    }
 }
 
 /// `line` with the measurement's fields.
@@ -225,24 +258,36 @@ fn measure_inner(o: &Options, at: Point, det: bool, mut line: Record) -> Result<
     let startup = (one - est).max(0.0);
     // Start-up under 5% of a run: one measurement is enough.
     let differential = startup > 0.05 * est * reps as f64;
-    let (p_each, p_start, p) = per_rep(o, at, Impl::Pthread, reps, differential)?;
-    line.field("reps", reps)
-        .field("method", if differential { "diff" } else { "single" })
-        .field("pthread_ms", format_args!("{:.4}", p_each * 1e3));
+    let p = runs(o, at, Impl::Pthread, reps, differential)?;
+    line.field("reps", reps);
     if !det {
-        line.field("det", "missing")
+        let (p_each, _, p) = p.per_rep(reps, differential && p.differs(reps));
+        line.field("method", if differential { "diff" } else { "single" })
+            .field("pthread_ms", format_args!("{:.4}", p_each * 1e3))
+            .field("det", "missing")
             .field("hash", &p.hash)
             .field("ok", yes(p.ok));
         return Ok(line);
     }
-    let (d_each, d_start, d) = match per_rep(o, at, Impl::Det, reps, differential) {
+    let d = match runs(o, at, Impl::Det, reps, differential) {
         Ok(x) => x,
         Err(e) => {
-            line.field("det", "error").field("error", e);
+            let (p_each, _, _) = p.per_rep(reps, differential && p.differs(reps));
+            line.field("method", if differential { "diff" } else { "single" })
+                .field("pthread_ms", format_args!("{:.4}", p_each * 1e3))
+                .field("det", "error")
+                .field("error", e);
             return Ok(line);
         }
     };
-    line.field("det_ms", format_args!("{:.4}", d_each * 1e3))
+    // Both versions by the same method: where either difference is no
+    // time, both fall back to their single runs (start-up included).
+    let differential = differential && p.differs(reps) && d.differs(reps);
+    let (p_each, p_start, p) = p.per_rep(reps, differential);
+    let (d_each, d_start, d) = d.per_rep(reps, differential);
+    line.field("method", if differential { "diff" } else { "single" })
+        .field("pthread_ms", format_args!("{:.4}", p_each * 1e3))
+        .field("det_ms", format_args!("{:.4}", d_each * 1e3))
         .field("ratio", format_args!("{:.3}", d_each / p_each.max(1e-9)))
         .field("match", yes(p.hash == d.hash))
         .field("det", "ok")
@@ -281,4 +326,16 @@ fn median(runs: &[Run]) -> f64 {
     let mut t: Vec<f64> = runs.iter().map(|r| r.elapsed.as_secs_f64()).collect();
     t.sort_by(f64::total_cmp);
     t[t.len() / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::diff_per_rep;
+
+    #[test]
+    fn a_doubled_run_that_was_not_slower_gives_no_time() {
+        assert_eq!(diff_per_rep(1.0, 3.0, 4), Some(0.5));
+        assert_eq!(diff_per_rep(1.0, 1.0, 4), None);
+        assert_eq!(diff_per_rep(1.0, 0.9, 4), None);
+    }
 }
