@@ -185,7 +185,13 @@ struct Timing {
     t2: Option<(f64, Run)>,
 }
 
-fn runs(o: &Options, at: Point, imp: Impl, reps: u64, differential: bool) -> Result<Timing, String> {
+fn runs(
+    o: &Options,
+    at: Point,
+    imp: Impl,
+    reps: u64,
+    differential: bool,
+) -> Result<Timing, String> {
     let (t1, r1) = timed(o, at, imp, reps)?;
     let t2 = if differential {
         Some(timed(o, at, imp, 2 * reps)?)
