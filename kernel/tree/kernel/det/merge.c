@@ -78,9 +78,16 @@ static unsigned long det_pfn_tag(unsigned long pfn)
 }
 
 
+/* Entry @k of the block's index list @idx, or @k itself without one. */
+static inline unsigned int det_ix(const u16 *idx, unsigned int k)
+{
+	return idx ? idx[k] : k;
+}
+
 /*
- * The identity of each page @mm maps in the PMD-sized block at @addr: its
- * pfn, DET_PFN_NONE or DET_PFN_UNKNOWN.  Caller holds @mm's mmap lock.
+ * The identity of each page @mm maps in the PMD-sized block at @addr (with
+ * @idx, only of the @n pages it lists): its pfn, DET_PFN_NONE or
+ * DET_PFN_UNKNOWN.  Caller holds @mm's mmap lock.
  * Returns the end of the empty stretch of address space @addr lies in when
  * no page table reaches it at all (the whole PMD, PUD, P4D or PGD entry is
  * empty, and the empty PMD entries after it), so that unpopulated ranges
@@ -88,13 +95,14 @@ static unsigned long det_pfn_tag(unsigned long pfn)
  * DET_PFN_NONE is the caller's to fill, if it needs it).  Else 0.
  */
 static unsigned long det_block_pfns(struct mm_struct *mm, unsigned long addr,
-				    unsigned long *pfn)
+				    unsigned long *pfn, const u16 *idx,
+				    unsigned int n)
 {
 	unsigned long empty;
+	unsigned int i, k;
 	pmd_t *pmdp, pmd;
 	spinlock_t *ptl;
 	pte_t *pte;
-	int i;
 
 	mmap_assert_locked(mm);
 	addr &= PMD_MASK;
@@ -115,7 +123,10 @@ static unsigned long det_block_pfns(struct mm_struct *mm, unsigned long addr,
 	}
 	if (!pmd_present(pmd))
 		goto unknown;
-	memset(pfn, 0, PTRS_PER_PTE * sizeof(*pfn));
+	if (!idx)
+		n = PTRS_PER_PTE;
+	for (k = 0; k < n; k++)
+		pfn[det_ix(idx, k)] = DET_PFN_NONE;
 	if (pmd_leaf(pmd)) {
 		/* Under the lock, so that the page stays what it is. */
 		ptl = pmd_lock(mm, pmdp);
@@ -125,8 +136,10 @@ static unsigned long det_block_pfns(struct mm_struct *mm, unsigned long addr,
 			unsigned long tag = det_pfn_tag(pmd_pfn(pmd)) &
 					    DET_PFN_FILE;
 
-			for (i = 0; i < PTRS_PER_PTE; i++)
+			for (k = 0; k < n; k++) {
+				i = det_ix(idx, k);
 				pfn[i] = (pmd_pfn(pmd) + i) | tag;
+			}
 		} else if (!pmd_none(pmd) && !is_huge_zero_pmd(pmd)) {
 			spin_unlock(ptl);
 			goto unknown;
@@ -137,8 +150,8 @@ static unsigned long det_block_pfns(struct mm_struct *mm, unsigned long addr,
 	pte = pte_offset_map_lock(mm, pmdp, addr, &ptl);
 	if (!pte)
 		goto unknown;
-	for (i = 0; i < PTRS_PER_PTE; i++) {
-		pte_t e = ptep_get(pte + i);
+	for (k = 0; k < n; k++) {
+		pte_t e = ptep_get(pte + (i = det_ix(idx, k)));
 
 		if (pte_none(e))
 			continue;
@@ -150,8 +163,8 @@ static unsigned long det_block_pfns(struct mm_struct *mm, unsigned long addr,
 	pte_unmap_unlock(pte, ptl);
 	return 0;
 unknown:
-	for (i = 0; i < PTRS_PER_PTE; i++)
-		pfn[i] = DET_PFN_UNKNOWN;
+	for (k = 0; k < (idx ? n : PTRS_PER_PTE); k++)
+		pfn[det_ix(idx, k)] = DET_PFN_UNKNOWN;
 	return 0;
 }
 
@@ -194,6 +207,8 @@ struct det_merger {
 	unsigned long *cp, *rp, *pp;	/* pfns of one block: child, ref, caller */
 	struct folio **fol;		/* one block's pages prepared early */
 	struct page **cpg;		/* one block's child pages, looked up */
+	u16 *idx;			/* the block's pages the child changed, */
+	unsigned int nidx;		/* in address order: only those are set */
 	struct det_todo *head, *tail;
 	bool stale;			/* the child's TLB may map a page writable */
 };
@@ -508,6 +523,15 @@ static bool det_mergeable(struct mm_struct *mm, struct vm_area_struct **vma,
 	return *vma && !((*vma)->vm_flags & (VM_SPECIAL | VM_SHARED));
 }
 
+/* Page @i of the block is one the child may have changed. */
+static void det_queue_index(struct det_merger *m, unsigned long i)
+{
+	m->cp[i] = DET_M_CHILD;
+	m->fol[i] = NULL;
+	m->cpg[i] = NULL;
+	m->idx[m->nidx++] = i;
+}
+
 /*
  * Classify the pages of the block at @addr (up to @next) and queue those
  * the child changed.  Two-sided pages are compared for conflicts now.
@@ -518,7 +542,6 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 	struct vm_area_struct *vma = NULL;
 	unsigned long a, i, base = addr & PMD_MASK, next = *pnext;
 	unsigned long cempty, rempty;
-	bool any = false;
 
 	/*
 	 * Lock order: the child's mmap lock, then the reference's, nested
@@ -531,8 +554,8 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 	 */
 	mmap_read_lock(m->child);
 	down_read_nested(&m->ref->mmap_lock, SINGLE_DEPTH_NESTING);
-	cempty = det_block_pfns(m->child, base, m->cp);
-	rempty = det_block_pfns(m->ref, base, m->rp);
+	cempty = det_block_pfns(m->child, base, m->cp, NULL, 0);
+	rempty = det_block_pfns(m->ref, base, m->rp, NULL, 0);
 	up_read(&m->ref->mmap_lock);
 	if (cempty && rempty) {
 		/* Neither has any page table here: skip the whole stretch. */
@@ -546,6 +569,7 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 		memset(m->cp, 0, PTRS_PER_PTE * sizeof(*m->cp));
 	if (rempty)
 		memset(m->rp, 0, PTRS_PER_PTE * sizeof(*m->rp));
+	m->nidx = 0;
 	for (a = addr; a < next; a += PAGE_SIZE) {
 		i = (a - base) >> PAGE_SHIFT;
 		m->rep.scanned_pages++;
@@ -565,11 +589,10 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 			m->cp[i] = 0;
 			continue;
 		}
-		m->cp[i] = DET_M_CHILD;
-		any = true;
+		det_queue_index(m, i);
 	}
 	mmap_read_unlock(m->child);
-	return any ? det_merge_classify(m, addr, next) : 0;
+	return m->nidx ? det_merge_classify(m, addr, next) : 0;
 }
 
 /*
@@ -582,9 +605,8 @@ static int det_merge_logged(struct det_merger *m, unsigned long addr,
 {
 	struct vm_area_struct *vma = NULL;
 	unsigned long a, i, pfn, base = addr & PMD_MASK;
-	bool any = false;
 
-	memset(m->cp, 0, PTRS_PER_PTE * sizeof(*m->cp));
+	m->nidx = 0;
 	mmap_read_lock(m->child);
 	for (a = addr; det_wlog_next(m->child, &a, next); a += PAGE_SIZE) {
 		i = (a - base) >> PAGE_SHIFT;
@@ -593,11 +615,10 @@ static int det_merge_logged(struct det_merger *m, unsigned long addr,
 			continue;
 		pfn = det_wlog_pfn(m->child, a);
 		m->rp[i] = pfn ? det_pfn_tag(pfn) : DET_PFN_NONE;
-		m->cp[i] = DET_M_CHILD;
-		any = true;
+		det_queue_index(m, i);
 	}
 	mmap_read_unlock(m->child);
-	return any ? det_merge_classify(m, addr, next) : 0;
+	return m->nidx ? det_merge_classify(m, addr, next) : 0;
 }
 
 /*
@@ -654,17 +675,17 @@ static int det_take_page(struct det_merger *m, unsigned long a,
 }
 
 /*
- * References on the child's pages that the block at @addr (up to @next)
- * queued (m->cp[] set) into m->cpg[], in one walk of the child's page
+ * References on the child's pages that the block at @base queued
+ * (m->idx[]) into m->cpg[], in one walk of the child's page
  * table under its lock.  Where the walk finds no small page mapped (not
  * present, the zero page, a huge mapping), m->cpg[] stays NULL and
  * det_child_page() looks the page up.
  */
-static void det_child_pages(struct det_merger *m, unsigned long addr,
-			    unsigned long next)
+static void det_child_pages(struct det_merger *m, unsigned long base)
 {
-	unsigned long a, i, base = addr & PMD_MASK, empty;
 	struct vm_area_struct *vma = NULL;
+	unsigned long a, i, empty;
+	unsigned int k;
 	struct page *page;
 	spinlock_t *ptl;
 	pmd_t *pmdp, pmd;
@@ -675,10 +696,9 @@ static void det_child_pages(struct det_merger *m, unsigned long addr,
 	pmd = pmdp ? pmdp_get_lockless(pmdp) : __pmd(0);
 	pte = pmd_present(pmd) && !pmd_leaf(pmd) ?
 	      pte_offset_map_lock(m->child, pmdp, base, &ptl) : NULL;
-	for (a = addr; pte && a < next; a += PAGE_SIZE) {
-		i = (a - base) >> PAGE_SHIFT;
-		if (!m->cp[i])
-			continue;
+	for (k = 0; pte && k < m->nidx; k++) {
+		i = m->idx[k];
+		a = base + i * PAGE_SIZE;
 		e = ptep_get(pte + i);
 		if (!pte_present(e))
 			continue;
@@ -697,7 +717,7 @@ static void det_child_pages(struct det_merger *m, unsigned long addr,
 
 /*
  * The second half of either: for each page of the block at @addr (up to
- * @next) the child changed (m->cp[] set), decide by content whether the
+ * @next) the child may have changed (m->idx[]), decide by content whether the
  * caller changed it too, compare those for conflicts, and queue the
  * writes.
  */
@@ -706,17 +726,18 @@ static int det_merge_classify(struct det_merger *m, unsigned long addr,
 {
 	struct vm_area_struct *vma;
 	unsigned long a, i, base = addr & PMD_MASK;
+	unsigned int k;
 	int ret;
 
 	mmap_read_lock(current->mm);
-	if (det_block_pfns(current->mm, base, m->pp))
-		memset(m->pp, 0, PTRS_PER_PTE * sizeof(*m->pp));
+	if (det_block_pfns(current->mm, base, m->pp, m->idx, m->nidx))
+		for (k = 0; k < m->nidx; k++)
+			m->pp[m->idx[k]] = DET_PFN_NONE;
 	mmap_read_unlock(current->mm);
-	det_child_pages(m, addr, next);
-	for (a = addr; a < next; a += PAGE_SIZE) {
-		i = (a - base) >> PAGE_SHIFT;
-		if (!m->cp[i])
-			continue;
+	det_child_pages(m, base);
+	for (k = 0; k < m->nidx; k++) {
+		i = m->idx[k];
+		a = base + i * PAGE_SIZE;
 		/*
 		 * Where the caller no longer maps the reference's page, it
 		 * may have changed it too: compare all three, building the
@@ -743,26 +764,28 @@ static int det_merge_classify(struct det_merger *m, unsigned long addr,
 	ret = 0;
 	vma = NULL;
 	mmap_read_lock(current->mm);
-	for (a = addr; a < next && !ret; a += PAGE_SIZE) {
-		if (!m->cp[(a - base) >> PAGE_SHIFT])
+	for (k = 0; k < m->nidx && !ret; k++) {
+		if (!m->cp[m->idx[k]])
 			continue;
+		a = base + m->idx[k] * PAGE_SIZE;
 		if (!vma || a < vma->vm_start || a >= vma->vm_end)
 			vma = vma_lookup(current->mm, a);
 		if (!vma || !(vma->vm_flags & VM_WRITE))
 			ret = -EFAULT;
 	}
 	mmap_read_unlock(current->mm);
-	for (a = addr; a < next && !ret; a += PAGE_SIZE) {
-		i = (a - base) >> PAGE_SHIFT;
+	for (k = 0; k < m->nidx && !ret; k++) {
+		i = m->idx[k];
 		if (m->cp[i])
-			ret = det_todo_add(m, a | m->cp[i], m->fol[i]);
+			ret = det_todo_add(m, (base + i * PAGE_SIZE) | m->cp[i],
+					   m->fol[i]);
 		if (!ret)
 			m->fol[i] = NULL;
 	}
 out:
 	/* Pages prepared for what is not queued after a failure. */
-	for (a = addr; a < next; a += PAGE_SIZE) {
-		i = (a - base) >> PAGE_SHIFT;
+	for (k = 0; k < m->nidx; k++) {
+		i = m->idx[k];
 		if (m->fol[i])
 			folio_put(m->fol[i]);
 		m->fol[i] = NULL;
@@ -770,6 +793,7 @@ out:
 			put_page(m->cpg[i]);
 		m->cpg[i] = NULL;
 	}
+	m->nidx = 0;
 	return ret;
 }
 
@@ -1228,16 +1252,21 @@ int det_merge(struct det_proc *d, const struct det_range *ranges,
 	ret = det_mm_get(d, &m.child, &m.ref);
 	if (ret)
 		return ret;
-	m.cp = kmalloc_array(3 * PTRS_PER_PTE, sizeof(unsigned long),
-			     GFP_KERNEL);
-	m.fol = kcalloc(PTRS_PER_PTE, sizeof(*m.fol), GFP_KERNEL);
-	m.cpg = kcalloc(PTRS_PER_PTE, sizeof(*m.cpg), GFP_KERNEL);
-	if (!m.cp || !m.fol || !m.cpg) {
+	/*
+	 * A block's worth of each, a page or less apiece (slab, not the
+	 * page allocator), and nothing zeroed: an entry is set for each
+	 * page a block queues (det_queue_index()) before anything reads it.
+	 */
+	m.cp = kmalloc_array(PTRS_PER_PTE, sizeof(*m.cp), GFP_KERNEL);
+	m.rp = kmalloc_array(PTRS_PER_PTE, sizeof(*m.rp), GFP_KERNEL);
+	m.pp = kmalloc_array(PTRS_PER_PTE, sizeof(*m.pp), GFP_KERNEL);
+	m.fol = kmalloc_array(PTRS_PER_PTE, sizeof(*m.fol), GFP_KERNEL);
+	m.cpg = kmalloc_array(PTRS_PER_PTE, sizeof(*m.cpg), GFP_KERNEL);
+	m.idx = kmalloc_array(PTRS_PER_PTE, sizeof(*m.idx), GFP_KERNEL);
+	if (!m.cp || !m.rp || !m.pp || !m.fol || !m.cpg || !m.idx) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	m.rp = m.cp + PTRS_PER_PTE;
-	m.pp = m.rp + PTRS_PER_PTE;
 
 	for (i = 0; i < nr && !ret; i++)
 		ret = det_merge_range(d, &m, &ranges[i]);
@@ -1289,8 +1318,11 @@ out:
 		}
 		kfree(t);
 	}
+	kfree(m.idx);
 	kfree(m.cpg);
 	kfree(m.fol);
+	kfree(m.pp);
+	kfree(m.rp);
 	kfree(m.cp);
 	if (m.ref)
 		mmput(m.ref);
