@@ -11,7 +11,7 @@
 //! | [`PRIV_BASE`] | boot record, fault report, runtime state | never: per process |
 //! | [`HEAP_BASE`], boot record's `heap_size` | the allocator's arenas | yes |
 //! | [`FS_BASE`] | the in-memory file system | no: reconciled |
-//! | [`FS_REF_BASE`], [`FS_CHILD_BASE`] | scratch copies for a join | never |
+//! | [`FS_REF_BASE`], [`FS_CHILD_BASE`] | scratch copies for a join (file systems, the child's heap state) | never |
 //! | [`STACK_TOP`] downwards | one stack per fork depth | the parent's own |
 
 /// Private runtime page(s): never merged.

@@ -673,11 +673,39 @@ fn join_fs(id: u64, holder: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// Reads the `T` child `id` holds at `addr` into the join's scratch
+/// region ([`FS_CHILD_BASE`], at the same offset in its page, as
+/// `DET_VM_COPY` wants). Every page this process writes after a fork
+/// costs a copy-on-write fault while the child lives: the scratch is
+/// written by the join anyway, where a staging buffer on the heap would
+/// add pages of its own. Whatever the scratch held is overwritten.
+///
+/// # Safety
+/// Every bit pattern must be a valid `T` (plain data), and nothing may
+/// hold a reference into the scratch region.
+unsafe fn read_via_scratch<T: Copy>(id: u64, addr: u64) -> Result<T, Errno> {
+    let off = (addr % sys::PAGE) as usize;
+    let len = core::mem::size_of::<T>();
+    // SAFETY: one field is copied out at once.
+    if off + len > unsafe { state() }.fs_len as usize {
+        // SAFETY: the caller's contract.
+        return unsafe { exec::read_from(id, addr) };
+    }
+    // SAFETY: the scratch region is mapped for this process, fs_len
+    // bytes, and nothing else uses it now (the caller's contract).
+    let buf =
+        unsafe { core::slice::from_raw_parts_mut((FS_CHILD_BASE as usize + off) as *mut u8, len) };
+    sys::copy_from(id, addr, buf)?;
+    // SAFETY: `buf` holds size_of::<T>() bytes, any of which make a `T`.
+    Ok(unsafe { core::ptr::read_unaligned(buf.as_ptr() as *const T) })
+}
+
 /// Takes back the heap region the child was lent, after its merge.
 fn reclaim(id: u64, region: (u64, u64)) -> Result<(), Error> {
     let at = PRIV_BASE + STATE_OFFSET + core::mem::offset_of!(State, heap) as u64;
-    // SAFETY: the bytes are the child's `Heap`, plain data of this type.
-    let child = unsafe { exec::read_from::<Heap>(id, at) };
+    // SAFETY: the bytes are the child's `Heap`, plain data of this type;
+    // the scratch is used next by `join_fs`, after this read.
+    let child = unsafe { read_via_scratch::<Heap>(id, at) };
     let child = sys_err("reading the child's heap", child)?;
     // SAFETY: the child's heap changes were merged just before; joining
     // the heap reaches nothing but the heap.
