@@ -9,9 +9,10 @@
  * call (det_call(): the parent hands the request over and waits).
  * DET_VM_COPY and DET_MERGE run in the caller's context: the caller's side
  * is plain user memory, the child's side (and the snapshot reference) are
- * reached through get_user_pages_remote() on the child's mm, which the
- * parent keeps referenced (det_proc.mm) so that it outlives the child's
- * exit.
+ * reached through get_user_pages_remote() on the child's mm (a merge takes
+ * the pages it merges in one walk of the child's page table instead,
+ * merge.c), which the parent keeps referenced (det_proc.mm) so that it
+ * outlives the child's exit.
  *
  * DET_SNAP copies the caller's address space with dup_mm(), exactly as
  * fork() does, for the child (or, for a new child, the fork that creates

@@ -105,6 +105,8 @@ static unsigned long det_block_pfns(struct mm_struct *mm, unsigned long addr,
 	pte_t *pte;
 
 	mmap_assert_locked(mm);
+	if (!idx)
+		n = PTRS_PER_PTE;
 	addr &= PMD_MASK;
 	pmdp = det_find_pmd(mm, addr, &empty);
 	if (!pmdp) {
@@ -123,8 +125,6 @@ static unsigned long det_block_pfns(struct mm_struct *mm, unsigned long addr,
 	}
 	if (!pmd_present(pmd))
 		goto unknown;
-	if (!idx)
-		n = PTRS_PER_PTE;
 	for (k = 0; k < n; k++)
 		pfn[det_ix(idx, k)] = DET_PFN_NONE;
 	if (pmd_leaf(pmd)) {
@@ -151,8 +151,10 @@ static unsigned long det_block_pfns(struct mm_struct *mm, unsigned long addr,
 	if (!pte)
 		goto unknown;
 	for (k = 0; k < n; k++) {
-		pte_t e = ptep_get(pte + (i = det_ix(idx, k)));
+		pte_t e;
 
+		i = det_ix(idx, k);
+		e = ptep_get(pte + i);
 		if (pte_none(e))
 			continue;
 		if (!pte_present(e))
@@ -163,7 +165,7 @@ static unsigned long det_block_pfns(struct mm_struct *mm, unsigned long addr,
 	pte_unmap_unlock(pte, ptl);
 	return 0;
 unknown:
-	for (k = 0; k < (idx ? n : PTRS_PER_PTE); k++)
+	for (k = 0; k < n; k++)
 		pfn[det_ix(idx, k)] = DET_PFN_UNKNOWN;
 	return 0;
 }
@@ -548,9 +550,8 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 	 * (same lock class).  Nothing takes them the other way round: the
 	 * reference is only ever locked here, and no task runs in it.  The
 	 * caller's own is held with the child's only in
-	 * det_take_child_pages(),
-	 * outside it (the child's for writing), and never with the
-	 * reference's.
+	 * det_take_child_pages(), outside it (the child's for writing), and
+	 * never with the reference's.
 	 */
 	mmap_read_lock(m->child);
 	down_read_nested(&m->ref->mmap_lock, SINGLE_DEPTH_NESTING);
@@ -793,7 +794,6 @@ out:
 			put_page(m->cpg[i]);
 		m->cpg[i] = NULL;
 	}
-	m->nidx = 0;
 	return ret;
 }
 
