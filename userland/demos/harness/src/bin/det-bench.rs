@@ -267,7 +267,8 @@ fn measure_inner(o: &Options, at: Point, det: bool, mut line: Record) -> Result<
     let p = runs(o, at, Impl::Pthread, reps, differential)?;
     line.field("reps", reps);
     if !det {
-        let (p_each, _, p) = p.per_rep(reps, differential && p.differs(reps));
+        let differential = differential && p.differs(reps);
+        let (p_each, _, p) = p.per_rep(reps, differential);
         line.field("method", if differential { "diff" } else { "single" })
             .field("pthread_ms", format_args!("{:.4}", p_each * 1e3))
             .field("det", "missing")
@@ -278,7 +279,8 @@ fn measure_inner(o: &Options, at: Point, det: bool, mut line: Record) -> Result<
     let d = match runs(o, at, Impl::Det, reps, differential) {
         Ok(x) => x,
         Err(e) => {
-            let (p_each, _, _) = p.per_rep(reps, differential && p.differs(reps));
+            let differential = differential && p.differs(reps);
+            let (p_each, _, _) = p.per_rep(reps, differential);
             line.field("method", if differential { "diff" } else { "single" })
                 .field("pthread_ms", format_args!("{:.4}", p_each * 1e3))
                 .field("det", "error")
