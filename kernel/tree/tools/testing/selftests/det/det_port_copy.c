@@ -15,8 +15,23 @@
 #include "det_test.h"
 
 #define PG 4096UL
-#define BASE 0x10000000UL
 #define RW (DET_PROT_READ | DET_PROT_WRITE)
+/* Room for the largest layout below: the round trip's range, 16 pages away. */
+#define ROOM (4UL << 20)
+
+/*
+ * Where this test's fixed mappings go: a range reserved here, so that no
+ * MAP_FIXED below can land on anything else this process has (its heap,
+ * whose start is randomized over a gigabyte for a static program).
+ * Returns a page-aligned address with a page free below it.
+ */
+static unsigned long reserve_base(void)
+{
+	void *p = mmap(NULL, ROOM, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	return p == MAP_FAILED ? 0 : (unsigned long)p + PG;
+}
 
 static volatile long verdict;	/* the child's findings, read by DET_VM_COPY */
 
@@ -49,12 +64,12 @@ static long kill_ready(unsigned long id)
 }
 
 static void copy_roundtrip(struct __test_metadata *_metadata,
-			   unsigned long off)
+			   unsigned long base, unsigned long off)
 {
-	unsigned char *addr = (unsigned char *)(BASE - 100);
+	unsigned char *addr = (unsigned char *)(base - 100);
 	unsigned long len = (1UL << 20) + 200;
 	/* Whole pages around [addr, addr + len): DET_VM_ZERO takes pages. */
-	unsigned long map = BASE - PG;
+	unsigned long map = base - PG;
 	unsigned long map_len = (((unsigned long)addr + len + PG - 1) &
 				 ~(PG - 1)) - map;
 	unsigned char *caddr = addr + off;
@@ -95,14 +110,20 @@ static void copy_roundtrip(struct __test_metadata *_metadata,
 
 TEST(copy_same_address)
 {
+	unsigned long base = reserve_base();
+
+	ASSERT_NE(0, base);
 	ASSERT_EQ(0, become_master());
-	copy_roundtrip(_metadata, 0);
+	copy_roundtrip(_metadata, base, 0);
 }
 
 TEST(copy_page_multiple_away)
 {
+	unsigned long base = reserve_base();
+
+	ASSERT_NE(0, base);
 	ASSERT_EQ(0, become_master());
-	copy_roundtrip(_metadata, 16 * PG);
+	copy_roundtrip(_metadata, base, 16 * PG);
 }
 
 /*
@@ -115,13 +136,14 @@ TEST(copy_awkward_mappings)
 	static const unsigned long edges[][2] = {
 		{ 0, 0 }, { 1, 0 }, { 0, 1 }, { 99, 77 }, { PG - 1, PG - 1 },
 	};
-	const unsigned long n = 64;
+	const unsigned long n = 64, base = reserve_base();
 	unsigned long e, i;
 	long r;
 
+	ASSERT_NE(0, base);
 	ASSERT_EQ(0, become_master());
 	for (i = 0; i < n; i++) {
-		unsigned long a = BASE + i * PG;
+		unsigned long a = base + i * PG;
 
 		ASSERT_EQ((void *)a, mmap((void *)a, PG,
 					  PROT_READ | (i % 2 ? 0 : PROT_WRITE),
@@ -131,11 +153,11 @@ TEST(copy_awkward_mappings)
 			memset((void *)a, (unsigned char)a, PG);
 	}
 	/* Mapped edges for the unaligned ends. */
-	ASSERT_NE(MAP_FAILED, mmap((void *)(BASE - PG), PG,
+	ASSERT_NE(MAP_FAILED, mmap((void *)(base - PG), PG,
 				   PROT_READ | PROT_WRITE,
 				   MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS,
 				   -1, 0));
-	ASSERT_NE(MAP_FAILED, mmap((void *)(BASE + n * PG), PG,
+	ASSERT_NE(MAP_FAILED, mmap((void *)(base + n * PG), PG,
 				   PROT_READ | PROT_WRITE,
 				   MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS,
 				   -1, 0));
@@ -147,7 +169,7 @@ TEST(copy_awkward_mappings)
 			long ok = 1;
 
 			for (i = 0; i < n; i++) {
-				unsigned char *p = (void *)(BASE + i * PG);
+				unsigned char *p = (void *)(base + i * PG);
 
 				ok &= all(p, i % 2 ? 0 : (unsigned char)
 					  (unsigned long)p, PG);
@@ -158,8 +180,8 @@ TEST(copy_awkward_mappings)
 		}
 		ASSERT_EQ(DET_S_READY, r);
 		ASSERT_EQ(DET_S_RUNNING, dput(e + 1, DET_VM_COPY | DET_START |
-					      RW, BASE - lo, n * PG + lo + ro,
-					      BASE - lo));
+					      RW, base - lo, n * PG + lo + ro,
+					      base - lo));
 		ASSERT_EQ(DET_S_READY, dget(e + 1, 0, 0, 0, 0));
 		EXPECT_EQ(1, child_verdict(e + 1)) {
 			TH_LOG("edges %lu/%lu", lo, ro);
