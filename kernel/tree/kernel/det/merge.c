@@ -509,8 +509,7 @@ static int det_child_changed(struct det_merger *m, unsigned long addr,
 	return ret;
 }
 
-static int det_merge_classify(struct det_merger *m, unsigned long addr,
-			      unsigned long next);
+static int det_merge_classify(struct det_merger *m, unsigned long base);
 
 /*
  * Does the child's page at @a merge?  Not in a hole, a special mapping
@@ -593,7 +592,7 @@ static int det_merge_block(struct det_merger *m, unsigned long addr,
 		det_queue_index(m, i);
 	}
 	mmap_read_unlock(m->child);
-	return m->nidx ? det_merge_classify(m, addr, next) : 0;
+	return m->nidx ? det_merge_classify(m, base) : 0;
 }
 
 /*
@@ -619,7 +618,7 @@ static int det_merge_logged(struct det_merger *m, unsigned long addr,
 		det_queue_index(m, i);
 	}
 	mmap_read_unlock(m->child);
-	return m->nidx ? det_merge_classify(m, addr, next) : 0;
+	return m->nidx ? det_merge_classify(m, base) : 0;
 }
 
 /*
@@ -717,16 +716,15 @@ static void det_child_pages(struct det_merger *m, unsigned long base)
 }
 
 /*
- * The second half of either: for each page of the block at @addr (up to
- * @next) the child may have changed (m->idx[]), decide by content whether the
- * caller changed it too, compare those for conflicts, and queue the
+ * The second half of either: for each page of the PMD-sized block at
+ * @base the child may have changed (m->idx[]), decide by content whether
+ * the caller changed it too, compare those for conflicts, and queue the
  * writes.
  */
-static int det_merge_classify(struct det_merger *m, unsigned long addr,
-			      unsigned long next)
+static int det_merge_classify(struct det_merger *m, unsigned long base)
 {
 	struct vm_area_struct *vma;
-	unsigned long a, i, base = addr & PMD_MASK;
+	unsigned long a, i;
 	unsigned int k;
 	int ret;
 
