@@ -23,12 +23,12 @@ static void *map(size_t size)
 }
 
 /*
- * Free memory, in bytes: MemAvailable, plus the pages freed into the
- * per-CPU lists (/proc/zoneinfo's "count:" of each pageset), which
- * MemAvailable does not count until they reach the buddy allocator.  A
- * process that frees 100 MiB at once can leave tens of MiB there.
+ * Bytes on the per-CPU free lists (/proc/zoneinfo's "count:" of each
+ * pageset), which MemAvailable does not count until they reach the buddy
+ * allocator.  A process that frees 100 MiB at once can leave tens of MiB
+ * there.
  */
-static size_t avail_bytes(void)
+static size_t pcp_bytes(void)
 {
 	FILE *f = fopen("/proc/zoneinfo", "r");
 	unsigned long pcp = 0, n;
@@ -40,7 +40,13 @@ static size_t avail_bytes(void)
 				pcp += n;
 		fclose(f);
 	}
-	return meminfo_kb("MemAvailable") * 1024UL + pcp * PG;
+	return pcp * PG;
+}
+
+/* Free memory, in bytes: MemAvailable and the per-CPU free lists. */
+static size_t avail_bytes(void)
+{
+	return meminfo_kb("MemAvailable") * 1024UL + pcp_bytes();
 }
 
 static void touch(volatile char *p, size_t size, char v)
@@ -111,7 +117,8 @@ TEST(oom_kill_costs_one_child)
 {
 	struct det_merge rep;
 	struct det_status st;
-	size_t avail, chunk;
+	size_t avail, chunk, pcp;
+	long mem_kb;
 	char *a, *b, *buf;
 	int fd, adj;
 	long r;
@@ -165,12 +172,13 @@ TEST(oom_kill_costs_one_child)
 	 * with its page tables and write log (a node per 64 pages it
 	 * wrote), and what KASAN's quarantine still holds of the dead
 	 * child's: a few MiB against the 100+ MiB it had written.  Its
-	 * pages may still sit on the per-CPU free lists (avail_bytes()).
+	 * pages may still sit on the per-CPU free lists (pcp_bytes()).
 	 */
-	EXPECT_LT(avail - chunk - 64 * MIB, avail_bytes()) {
-		TH_LOG("MemAvailable %ld KiB, per-CPU lists %zu KiB",
-		       meminfo_kb("MemAvailable"),
-		       avail_bytes() / 1024 - meminfo_kb("MemAvailable"));
+	mem_kb = meminfo_kb("MemAvailable");
+	pcp = pcp_bytes();
+	EXPECT_LT(avail - chunk - 64 * MIB, mem_kb * 1024UL + pcp) {
+		TH_LOG("MemAvailable %ld KiB, per-CPU lists %zu KiB", mem_kb,
+		       pcp / 1024);
 	}
 
 	/* The first child's work is intact. */
