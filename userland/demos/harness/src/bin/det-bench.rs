@@ -266,36 +266,29 @@ fn measure_inner(o: &Options, at: Point, det: bool, mut line: Record) -> Result<
     let differential = startup > 0.05 * est * reps as f64;
     let p = runs(o, at, Impl::Pthread, reps, differential)?;
     line.field("reps", reps);
-    if !det {
-        let differential = differential && p.differs(reps);
-        let (p_each, _, p) = p.per_rep(reps, differential);
-        line.field("method", if differential { "diff" } else { "single" })
-            .field("pthread_ms", format_args!("{:.4}", p_each * 1e3))
-            .field("det", "missing")
-            .field("hash", &p.hash)
-            .field("ok", yes(p.ok));
-        return Ok(line);
-    }
-    let d = match runs(o, at, Impl::Det, reps, differential) {
-        Ok(x) => x,
-        Err(e) => {
-            let differential = differential && p.differs(reps);
-            let (p_each, _, _) = p.per_rep(reps, differential);
-            line.field("method", if differential { "diff" } else { "single" })
-                .field("pthread_ms", format_args!("{:.4}", p_each * 1e3))
-                .field("det", "error")
-                .field("error", e);
+    let d = det.then(|| runs(o, at, Impl::Det, reps, differential));
+    // Every version timed by the same method: where a difference is no
+    // time, all fall back to their single runs (start-up included).
+    let differential =
+        differential && p.differs(reps) && !matches!(&d, Some(Ok(d)) if !d.differs(reps));
+    let (p_each, p_start, p) = p.per_rep(reps, differential);
+    line.field("method", if differential { "diff" } else { "single" })
+        .field("pthread_ms", format_args!("{:.4}", p_each * 1e3));
+    let d = match d {
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            line.field("det", "error").field("error", e);
+            return Ok(line);
+        }
+        None => {
+            line.field("det", "missing")
+                .field("hash", &p.hash)
+                .field("ok", yes(p.ok));
             return Ok(line);
         }
     };
-    // Both versions by the same method: where either difference is no
-    // time, both fall back to their single runs (start-up included).
-    let differential = differential && p.differs(reps) && d.differs(reps);
-    let (p_each, p_start, p) = p.per_rep(reps, differential);
     let (d_each, d_start, d) = d.per_rep(reps, differential);
-    line.field("method", if differential { "diff" } else { "single" })
-        .field("pthread_ms", format_args!("{:.4}", p_each * 1e3))
-        .field("det_ms", format_args!("{:.4}", d_each * 1e3))
+    line.field("det_ms", format_args!("{:.4}", d_each * 1e3))
         .field("ratio", format_args!("{:.3}", d_each / p_each.max(1e-9)))
         .field("match", yes(p.hash == d.hash))
         .field("det", "ok")
