@@ -18,22 +18,28 @@
  *     shared copy-on-write as fork() shares a page (no copy, no fault;
  *     det_share_page()), or a fresh copy of it where it cannot be shared;
  *   - otherwise both sides may have changed it: three-way byte compare,
- *     which builds the merged page in the same pass.
+ *     which notes the 64-byte chunks the child changed; the merge later
+ *     writes the child's bytes there into the caller's own page, in place.
  *
  * Page identities only say where to look; the report counts what the
  * bytes say, so it is the same however pages happen to be shared.
  *
  * The merge is all or nothing.  A first pass classifies every page,
- * compares the two-sided ones for conflicts and builds their merged
- * contents in a new page as it goes, keeps the child's own page of each
- * one-sided one, and, if there are no conflicts, prepares everything the
- * writing needs under the caller's mmap lock (det_merge_ready()): a page
- * table for each page, or a pin on the caller's page where its mapping
- * cannot take a new one, and each kept child's page shared or else copied
- * (det_take_child_pages()).  Any failure (a conflict, memory, a
- * page the caller cannot take) ends the merge there, with nothing written.
- * The second pass (det_merge_commit()), still under that lock, only
- * installs pages and copies into pinned ones: it cannot fail.
+ * compares the two-sided ones for conflicts without writing anything,
+ * keeps the child's own page of each one-sided one, and, if there are no
+ * conflicts, prepares everything the writing needs under the caller's
+ * mmap lock (det_merge_ready()): the caller's page, taken for writing,
+ * where the child's bytes go into it (a two-sided page, or a mapping that
+ * cannot take a new page), else a page table for the child's page, and
+ * each kept child's page shared or else copied (det_take_child_pages()).
+ * Any failure (a conflict, memory, a page the caller cannot take) ends the
+ * merge there, with nothing written.  The second pass (det_merge_commit()),
+ * still under that lock, only installs pages and writes into taken ones:
+ * it cannot fail.
+ *
+ * The caller's other threads, if it has any, may write its memory while
+ * it merges: a byte of a two-sided page that one of them writes between
+ * the passes keeps the thread's value unless the child changed it too.
  */
 
 #include <linux/highmem.h>
@@ -180,19 +186,33 @@ unknown:
 #define DET_CH_CALLER	2
 
 /*
+ * Where a page's final contents come from: the child's page whole
+ * (@folio, DET_M_TAKE), or the caller's own page with the child's changes
+ * applied in place - the bytes of the 64-byte chunks in @chunks where the
+ * child's @cpage differs from the snapshot's @rpage (det_merge_bytes()).
+ * Each with a reference.
+ */
+struct det_src {
+	struct folio *folio;
+	struct page *cpage, *rpage;
+	u64 chunks;
+};
+
+/*
  * One page the merge writes into the caller.  Pass 1 queues it (@addr,
  * low bits DET_M_*; [@lo, @hi) of it lies in the range) with its final
- * contents in @folio (a merged page, or the child's own: DET_M_TAKE) and,
- * where the caller's mapping cannot take a new page, pins the caller's
- * page (@pinned, det_merge_ready()).  Pass 2 only installs or copies
- * (det_merge_commit()).
+ * contents' source @src, and takes the caller's page for writing
+ * (@wpage, det_merge_ready()) where pass 2 writes into it: the child's
+ * changes, or the child's page where the caller's mapping cannot take a
+ * new page.
+ * Pass 2 only installs or writes (det_merge_commit()).
  */
 struct det_item {
 	unsigned long addr;
-	struct folio *folio;
-	struct page *pinned;
+	struct det_src src;
+	struct page *wpage;
 	u16 lo, hi;	/* the part of the page inside its range */
-	bool shared;	/* @folio shared with the child (det_share_page()) */
+	bool shared;	/* src.folio shared with the child (det_share_page()) */
 };
 
 /* The pages to write, in address order. */
@@ -207,7 +227,7 @@ struct det_merger {
 	unsigned long start, end;	/* the range being classified */
 	struct det_merge rep;
 	unsigned long *cp, *rp, *pp;	/* pfns of one block: child, ref, caller */
-	struct folio **fol;		/* one block's pages prepared early */
+	struct det_src *src;		/* one block's pages prepared early */
 	struct page **cpg;		/* one block's child pages, looked up */
 	u16 *idx;			/* the block's pages the child changed, */
 	unsigned int nidx;		/* in address order: only those are set */
@@ -224,7 +244,7 @@ static void det_clip(struct det_merger *m, unsigned long page_addr,
 }
 
 static int det_todo_add(struct det_merger *m, unsigned long entry,
-			struct folio *folio)
+			const struct det_src *src)
 {
 	struct det_todo *t = m->tail;
 	unsigned long lo, hi;
@@ -242,7 +262,7 @@ static int det_todo_add(struct det_merger *m, unsigned long entry,
 		m->tail = t;
 	}
 	det_clip(m, entry & PAGE_MASK, &lo, &hi);
-	t->item[t->n++] = (struct det_item){ .addr = entry, .folio = folio,
+	t->item[t->n++] = (struct det_item){ .addr = entry, .src = *src,
 					     .lo = lo, .hi = hi };
 	return 0;
 }
@@ -333,7 +353,19 @@ static inline u64 det_diff_mask(u64 a, u64 b)
 	return (x >> 7) * 0xff;
 }
 
-/* A new page charged to the caller, for one page's merged contents. */
+/* Drop the references @src holds, leaving it empty. */
+static void det_src_put(struct det_src *src)
+{
+	if (src->folio)
+		folio_put(src->folio);
+	if (src->cpage)
+		put_page(src->cpage);
+	if (src->rpage)
+		put_page(src->rpage);
+	*src = (struct det_src){ };
+}
+
+/* A new page charged to the caller, for a copy of the child's page. */
 static struct folio *det_new_folio(void)
 {
 	struct folio *folio = folio_alloc(GFP_HIGHUSER_MOVABLE, 0);
@@ -346,13 +378,13 @@ static struct folio *det_new_folio(void)
 }
 
 /*
- * Byte @i of a page both sides may have changed: merges the child's @c
- * into the caller's @p against the reference @r and returns the byte's
- * DET_CH_* bits, counting a conflict into *@n (the page's first one's
- * offset into *@first).
+ * Byte @i of a page both sides may have changed: the DET_CH_* bits of the
+ * child's @c and the caller's @p against the reference @r, counting a
+ * conflict into *@n (the page's first one's offset into *@first).
  */
-static int det_merge_byte(const u8 *c, const u8 *r, u8 *p, unsigned long i,
-			  unsigned long *n, unsigned long *first)
+static int det_compare_byte(const u8 *c, const u8 *r, const u8 *p,
+			    unsigned long i, unsigned long *n,
+			    unsigned long *first)
 {
 	int ch = p[i] != r[i] ? DET_CH_CALLER : 0;
 
@@ -360,23 +392,31 @@ static int det_merge_byte(const u8 *c, const u8 *r, u8 *p, unsigned long i,
 		return ch;
 	if (ch && p[i] != c[i] && !(*n)++)
 		*first = i;
-	p[i] = c[i];
 	return ch | DET_CH_CHILD;
+}
+
+/* The 64-byte chunks of a page that bytes [@i, @i + @len) touch. */
+static inline u64 det_chunks(unsigned long i, unsigned long len)
+{
+	return BIT_ULL(i / 64) | BIT_ULL((i + len - 1) / 64);
 }
 
 /*
  * The @len (at most 8) aligned words at byte @i of the three pages, as
- * det_merge_byte() merges each of their bytes, given @ch, the DET_CH_*
- * bits so far.  The child left most words alone: all @len are checked at
- * once, and the caller's only until the page has one it changed.
+ * det_compare_byte() compares each of their bytes, given @ch, the DET_CH_*
+ * bits so far; the chunks the child changed go into *@chunks.  The child
+ * left most words alone: all @len are checked at once, and the caller's
+ * only until the page has one it changed.
  */
-static __always_inline int det_merge_words(const u8 *c, const u8 *r, u8 *p,
-					   unsigned long i, unsigned int len,
-					   int ch, unsigned long *n,
-					   unsigned long *first)
+static __always_inline int det_compare_words(const u8 *c, const u8 *r,
+					     const u8 *p, unsigned long i,
+					     unsigned int len, int ch,
+					     u64 *chunks, unsigned long *n,
+					     unsigned long *first)
 {
 	const u64 *cw = (const u64 *)(c + i), *rw = (const u64 *)(r + i);
-	u64 *pw = (u64 *)(p + i), d = 0, mask;
+	const u64 *pw = (const u64 *)(p + i);
+	u64 d = 0, mask;
 	unsigned int k, b;
 
 	for (k = 0; k < len; k++)
@@ -391,83 +431,81 @@ static __always_inline int det_merge_words(const u8 *c, const u8 *r, u8 *p,
 	}
 	if (!d)
 		return ch;
-	ch |= DET_CH_CHILD;
+	*chunks |= det_chunks(i, 8 * len);
 	for (k = 0; k < len; k++) {
-		if (cw[k] == rw[k])
+		if (cw[k] == rw[k] || pw[k] == rw[k])
 			continue;
 		mask = det_diff_mask(cw[k], rw[k]);
+		/* A conflict: find and count it byte by byte. */
 		if (mask & det_diff_mask(pw[k], rw[k]) &
-		    det_diff_mask(pw[k], cw[k])) {
-			/* A conflict: find and count it byte by byte. */
+		    det_diff_mask(pw[k], cw[k]))
 			for (b = 0; b < 8; b++)
-				det_merge_byte(c, r, p, i + 8 * k + b, n, first);
-			continue;
-		}
-		pw[k] = (pw[k] & ~mask) | (cw[k] & mask);
+				det_compare_byte(c, r, p, i + 8 * k + b, n,
+						 first);
 	}
-	return ch;
+	return ch | DET_CH_CHILD;
 }
 
 /*
  * A page both sides may have changed: count its conflicts into the report
- * and return which sides' bytes differ from the reference (DET_CH_*).  In
- * the same pass, *@out becomes the page's merged contents (the caller's
- * page with the child's changes in the range), if the child changed it.
+ * and return which sides' bytes differ from the reference (DET_CH_*).  If
+ * the child changed it, *@src becomes the source of its merged contents:
+ * the child's and the snapshot's pages, and the chunks that differ, which
+ * pass 2 applies to the caller's page in place (det_apply_chunks()).  So
+ * the merge neither copies the caller's page nor replaces it.
  */
 static int det_merge_bytes(struct det_merger *m, unsigned long addr,
-			   struct folio **out)
+			   struct det_src *src)
 {
 	unsigned long lo, hi, i, wlo, whi, n = 0, first = 0;
 	struct page *cpage, *rpage, *ppage;
-	struct folio *folio;
-	const u8 *c, *r;
-	u8 *p;
+	const u8 *c, *r, *p;
+	u64 chunks = 0;
 	int ret;
 
 	det_clip(m, addr, &lo, &hi);
-	folio = det_new_folio();
-	if (!folio)
-		return -ENOMEM;
-	/*
-	 * The caller's page whole, as a copy-on-write fault copies one
-	 * (copy_highpage(): a byte-wise user copy is slower on some CPUs).
-	 */
 	ret = get_user_pages_fast(addr, 1, 0, &ppage) == 1 ? 0 : -EFAULT;
 	if (!ret) {
-		copy_highpage(folio_page(folio, 0), ppage);
-		put_page(ppage);
 		ret = det_get_pages(m, addr, &cpage, &rpage);
+		if (ret)
+			put_page(ppage);
 	}
-	if (ret) {
-		folio_put(folio);
+	if (ret)
 		return ret;
-	}
-	p = kmap_local_folio(folio, 0);
+	p = kmap_local_page(ppage);
 	c = kmap_local_page(cpage);
 	r = kmap_local_page(rpage);
 	/* Whole aligned words in the middle, bytes at the ends. */
 	wlo = min(ALIGN(lo, 8), hi);
 	whi = max(ALIGN_DOWN(hi, 8), wlo);
-	for (i = lo; i < wlo; i++)
-		ret |= det_merge_byte(c, r, p, i, &n, &first);
+	for (i = lo; i < wlo; i++) {
+		int ch = det_compare_byte(c, r, p, i, &n, &first);
+
+		if (ch & DET_CH_CHILD)
+			chunks |= det_chunks(i, 1);
+		ret |= ch;
+	}
 	for (i = wlo; i + 64 <= whi; i += 64)
-		ret = det_merge_words(c, r, p, i, 8, ret, &n, &first);
+		ret = det_compare_words(c, r, p, i, 8, ret, &chunks, &n,
+					&first);
 	if (i < whi)
-		ret = det_merge_words(c, r, p, i, (whi - i) / 8, ret, &n,
-				      &first);
-	for (i = whi; i < hi; i++)
-		ret |= det_merge_byte(c, r, p, i, &n, &first);
+		ret = det_compare_words(c, r, p, i, (whi - i) / 8, ret,
+					&chunks, &n, &first);
+	for (i = whi; i < hi; i++) {
+		int ch = det_compare_byte(c, r, p, i, &n, &first);
+
+		if (ch & DET_CH_CHILD)
+			chunks |= det_chunks(i, 1);
+		ret |= ch;
+	}
 	kunmap_local(r);
 	kunmap_local(c);
 	kunmap_local(p);
-	put_page(rpage);
-	put_page(cpage);
-	if (ret & DET_CH_CHILD) {
-		__folio_mark_uptodate(folio);
-		*out = folio;
-	} else {
-		folio_put(folio);
-	}
+	put_page(ppage);
+	*src = (struct det_src){ .cpage = cpage, .rpage = rpage,
+				 .chunks = chunks };
+	if (!(ret & DET_CH_CHILD))
+		det_src_put(src);
 
 	if (n) {
 		if (!m->rep.conflict_bytes) {
@@ -479,6 +517,42 @@ static int det_merge_bytes(struct det_merger *m, unsigned long addr,
 		m->rep.conflict_end = addr + PAGE_SIZE;
 	}
 	return ret;
+}
+
+/*
+ * Pass 2: apply the child's changes to the caller's page @p: in each
+ * chunk of @chunks, within [@lo, @hi), every byte where the child's @c
+ * differs from the snapshot's @r.  Pass 1 found no byte there that the
+ * caller changed too (else the merge failed): the caller's other bytes
+ * stay as they are now.
+ */
+static void det_apply_chunks(const u8 *c, const u8 *r, u8 *p,
+			     unsigned long lo, unsigned long hi, u64 chunks)
+{
+	unsigned long b, i, s, e;
+	unsigned int k;
+
+	for (; chunks; chunks &= chunks - 1) {
+		b = __ffs64(chunks);
+		s = max(lo, 64 * b);
+		e = min(hi, 64 * b + 64);
+		if (e - s == 64) {
+			const u64 *cw = (const u64 *)(c + s);
+			const u64 *rw = (const u64 *)(r + s);
+			u64 *pw = (u64 *)(p + s), mask;
+
+			for (k = 0; k < 8; k++) {
+				if (cw[k] == rw[k])
+					continue;
+				mask = det_diff_mask(cw[k], rw[k]);
+				pw[k] = (pw[k] & ~mask) | (cw[k] & mask);
+			}
+			continue;
+		}
+		for (i = s; i < e; i++)
+			if (c[i] != r[i])
+				p[i] = c[i];
+	}
 }
 
 /*
@@ -528,7 +602,7 @@ static bool det_mergeable(struct mm_struct *mm, struct vm_area_struct **vma,
 static void det_queue_index(struct det_merger *m, unsigned long i)
 {
 	m->cp[i] = DET_M_CHILD;
-	m->fol[i] = NULL;
+	m->src[i] = (struct det_src){ };
 	m->cpg[i] = NULL;
 	m->idx[m->nidx++] = i;
 }
@@ -649,7 +723,7 @@ static void det_classified(struct det_merger *m, unsigned long i, int ch)
 /*
  * Classify the whole page at @a, block index @i, that the child changed
  * and the caller did not, keeping the child's page, with its reference,
- * in m->fol[] if it changed.
+ * in m->src[] if it changed.
  */
 static int det_take_page(struct det_merger *m, unsigned long a,
 			 unsigned long i)
@@ -667,7 +741,7 @@ static int det_take_page(struct det_merger *m, unsigned long a,
 	det_classified(m, i, ret);
 	if (m->cp[i]) {
 		m->cp[i] |= DET_M_TAKE;
-		m->fol[i] = page_folio(page);
+		m->src[i].folio = page_folio(page);
 	} else {
 		put_page(page);
 	}
@@ -739,12 +813,12 @@ static int det_merge_classify(struct det_merger *m, unsigned long base)
 		a = base + i * PAGE_SIZE;
 		/*
 		 * Where the caller no longer maps the reference's page, it
-		 * may have changed it too: compare all three, building the
-		 * merged page.  So for a page the range cuts: the caller's
-		 * bytes around the child's.
+		 * may have changed it too: compare all three, noting where
+		 * the child's bytes go.  So for a page the range cuts: the
+		 * caller's bytes around the child's.
 		 */
 		if (!det_whole_one_sided(m, a, i)) {
-			ret = det_merge_bytes(m, a, &m->fol[i]);
+			ret = det_merge_bytes(m, a, &m->src[i]);
 			if (ret < 0)
 				goto out;
 			det_classified(m, i, ret);
@@ -777,17 +851,15 @@ static int det_merge_classify(struct det_merger *m, unsigned long base)
 		i = m->idx[k];
 		if (m->cp[i])
 			ret = det_todo_add(m, (base + i * PAGE_SIZE) | m->cp[i],
-					   m->fol[i]);
+					   &m->src[i]);
 		if (!ret)
-			m->fol[i] = NULL;
+			m->src[i] = (struct det_src){ };
 	}
 out:
 	/* Pages prepared for what is not queued after a failure. */
 	for (k = 0; k < m->nidx; k++) {
 		i = m->idx[k];
-		if (m->fol[i])
-			folio_put(m->fol[i]);
-		m->fol[i] = NULL;
+		det_src_put(&m->src[i]);
 		if (m->cpg[i])
 			put_page(m->cpg[i]);
 		m->cpg[i] = NULL;
@@ -799,7 +871,7 @@ out:
  * May the caller's page in @vma be replaced by a new private anonymous
  * page, as a copy-on-write fault would?  Not in shared, special or hugetlb
  * mappings, nor where userfaultfd watches: there the merge writes through
- * the caller's own page, pinned in pass 1.
+ * the caller's own page, taken in pass 1.
  */
 static bool det_installable(struct vm_area_struct *vma)
 {
@@ -881,7 +953,7 @@ out:
  * Pass 1, last, under the caller's mmap lock: each queued page whose final
  * contents are the child's own page (DET_M_TAKE) takes it, shared with
  * the child (det_share_page()) or else copied.  Not where the caller's
- * page is pinned: pass 2 copies from the child's page into it.
+ * page is taken: pass 2 copies from the child's page into it.
  */
 static int det_take_child_pages(struct det_merger *m)
 {
@@ -898,9 +970,9 @@ static int det_take_child_pages(struct det_merger *m)
 		struct page *page;
 		struct folio *folio;
 
-		if (!(it->addr & DET_M_TAKE) || it->pinned)
+		if (!(it->addr & DET_M_TAKE) || it->wpage)
 			continue;
-		page = folio_page(it->folio, 0);
+		page = folio_page(it->src.folio, 0);
 		if (det_mergeable(m->child, &cvma, a) &&
 		    det_mergeable(current->mm, &vma, a) &&
 		    det_share_page(cvma, vma, a, page)) {
@@ -915,8 +987,8 @@ static int det_take_child_pages(struct det_merger *m)
 		}
 		copy_highpage(folio_page(folio, 0), page);
 		__folio_mark_uptodate(folio);
-		folio_put(it->folio);
-		it->folio = folio;
+		folio_put(it->src.folio);
+		it->src.folio = folio;
 		cond_resched();
 	}
 	raw_write_seqcount_end(&m->child->write_protect_seq);
@@ -995,8 +1067,15 @@ static int det_prepare_pte(struct vm_area_struct *vma, unsigned long addr)
 /*
  * Pass 1, last step, under the caller's mmap lock (held on through pass
  * 2): every page the merge writes is still mapped writable, and either has
- * a page table ready for its new page or, where the mapping cannot take a
- * new page, is pinned writable.  Pass 2 then needs nothing that can fail.
+ * a page table ready for its new page or is taken for writing, with a
+ * reference: where the child's changes are applied in place, or the
+ * mapping cannot take a new page.  Taking it for writing makes the
+ * caller's page its own, as a write fault would (copying a page still
+ * shared, logging a logged caller's).  A reference, not a pin: a pin would
+ * mark the caller's mm as having pinned pages for good (MMF_HAS_PINNED),
+ * and its later children would get no write log (det_wlog_usable()).  The
+ * mmap lock, held until pass 2 has written, keeps fork() from sharing the
+ * page meanwhile.  Pass 2 then needs nothing that can fail.
  */
 static int det_merge_ready(struct det_merger *m)
 {
@@ -1014,17 +1093,21 @@ static int det_merge_ready(struct det_merger *m)
 			vma = vma_lookup(mm, a);
 		if (!vma || !(vma->vm_flags & VM_WRITE))
 			return -EFAULT;
-		if (det_installable(vma)) {
+		if (it->src.folio && det_installable(vma)) {
 			ret = anon_vma_prepare(vma);
 			if (!ret)
 				ret = det_prepare_pte(vma, a);
 		} else {
 			struct page *page;
 
-			ret = pin_user_pages_remote(mm, a, 1, FOLL_WRITE, &page,
-						    NULL) == 1 ? 0 : -EFAULT;
-			if (!ret)
-				it->pinned = page;
+			/* Mapped writable already, the common case: no walk. */
+			if (get_user_pages_fast_only(a, 1, FOLL_WRITE,
+						     &page) != 1 &&
+			    get_user_pages_remote(mm, a, 1, FOLL_WRITE, &page,
+						  NULL) != 1)
+				return -EFAULT;
+			it->wpage = page;
+			ret = 0;
 		}
 		if (ret)
 			return ret;
@@ -1056,12 +1139,12 @@ static void det_merge_unshare(struct det_merger *m)
 	det_for_each_item(m, t, it) {
 		unsigned long a = it->addr & PAGE_MASK;
 
-		if (!it->shared || !it->folio)
+		if (!it->shared || !it->src.folio)
 			continue;
 		if (!vma || a < vma->vm_start || a >= vma->vm_end)
 			vma = vma_lookup(current->mm, a);
-		det_unshare(vma, it->folio, true);
-		it->folio = NULL;
+		det_unshare(vma, it->src.folio, true);
+		it->src.folio = NULL;
 	}
 }
 
@@ -1147,6 +1230,27 @@ retry:
 		folio_put(old_folio);	/* the old mapping's reference */
 }
 
+/* Pass 2: write @it's final contents into the caller's page it took. */
+static void det_write_taken(struct det_item *it)
+{
+	const u8 *c, *r;
+	u8 *p;
+
+	if (it->src.folio) {
+		memcpy_page(it->wpage, it->lo, folio_page(it->src.folio, 0),
+			    it->lo, it->hi - it->lo);
+		return;
+	}
+	p = kmap_local_page(it->wpage);
+	c = kmap_local_page(it->src.cpage);
+	r = kmap_local_page(it->src.rpage);
+	det_apply_chunks(c, r, p, it->lo, it->hi, it->src.chunks);
+	kunmap_local(r);
+	kunmap_local(c);
+	kunmap_local(p);
+	flush_dcache_page(it->wpage);
+}
+
 /*
  * Pass 2, under the caller's mmap lock taken for det_merge_ready(): write
  * every prepared page.  Nothing here can fail, so a merge that got this
@@ -1162,17 +1266,17 @@ static void det_merge_commit(struct det_merger *m)
 	det_for_each_item(m, t, it) {
 		unsigned long a = it->addr & PAGE_MASK;
 
-		if (it->pinned) {
-			memcpy_page(it->pinned, it->lo, folio_page(it->folio, 0),
-				    it->lo, it->hi - it->lo);
-			unpin_user_pages_dirty_lock(&it->pinned, 1, true);
-			it->pinned = NULL;
+		if (it->wpage) {
+			det_write_taken(it);
+			set_page_dirty_lock(it->wpage);
+			put_page(it->wpage);
+			it->wpage = NULL;
 			continue;
 		}
 		if (!vma || a < vma->vm_start || a >= vma->vm_end)
 			vma = vma_lookup(current->mm, a);
-		det_install_folio(vma, a, it->folio, it->shared);
-		it->folio = NULL;
+		det_install_folio(vma, a, it->src.folio, it->shared);
+		it->src.folio = NULL;
 		cond_resched();
 	}
 }
@@ -1258,10 +1362,10 @@ int det_merge(struct det_proc *d, const struct det_range *ranges,
 	m.cp = kmalloc_array(PTRS_PER_PTE, sizeof(*m.cp), GFP_KERNEL);
 	m.rp = kmalloc_array(PTRS_PER_PTE, sizeof(*m.rp), GFP_KERNEL);
 	m.pp = kmalloc_array(PTRS_PER_PTE, sizeof(*m.pp), GFP_KERNEL);
-	m.fol = kmalloc_array(PTRS_PER_PTE, sizeof(*m.fol), GFP_KERNEL);
+	m.src = kmalloc_array(PTRS_PER_PTE, sizeof(*m.src), GFP_KERNEL);
 	m.cpg = kmalloc_array(PTRS_PER_PTE, sizeof(*m.cpg), GFP_KERNEL);
 	m.idx = kmalloc_array(PTRS_PER_PTE, sizeof(*m.idx), GFP_KERNEL);
-	if (!m.cp || !m.rp || !m.pp || !m.fol || !m.cpg || !m.idx) {
+	if (!m.cp || !m.rp || !m.pp || !m.src || !m.cpg || !m.idx) {
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -1309,16 +1413,15 @@ out:
 
 		m.head = t->next;
 		for (it = t->item; it < t->item + t->n; it++) {
-			if (it->pinned)
-				unpin_user_page(it->pinned);
-			if (it->folio)
-				folio_put(it->folio);
+			if (it->wpage)
+				put_page(it->wpage);
+			det_src_put(&it->src);
 		}
 		kfree(t);
 	}
 	kfree(m.idx);
 	kfree(m.cpg);
-	kfree(m.fol);
+	kfree(m.src);
 	kfree(m.pp);
 	kfree(m.rp);
 	kfree(m.cp);

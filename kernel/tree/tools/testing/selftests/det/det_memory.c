@@ -1031,6 +1031,64 @@ TEST(pinned_parent_merges_through_a_reference)
 	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
 }
 
+/*
+ * The child's bytes of a page both sides changed go into the caller's own
+ * page, in place.  Never into a page a later snapshot still shares: a
+ * sibling snapshotted after the caller's write must not see them.  And
+ * without pinning the page, which would leave the caller's later children
+ * without a write log: a merge of one of them walks only what it wrote.
+ */
+TEST(merge_in_place_spares_siblings_and_the_log)
+{
+	unsigned char *buf = map(8 * PG);
+	struct det_merge rep;
+	long r;
+
+	ASSERT_NE(NULL, buf);
+	memset(buf, 1, 8 * PG);
+	ASSERT_EQ(0, become_master());
+	r = fork_snap(1);
+	if (r == 0) {
+		buf[100] = 5;
+		dret();
+		det_exit(0);
+	}
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	buf[200] = 6;
+	r = dput(2, DET_SNAP, 0, 0, 0);	/* shares the caller's page 0 */
+	if (r == 0) {
+		buf[PG] = buf[100] == 1 && buf[200] == 6 ? 9 : 8;
+		dret();
+		det_exit(0);
+	}
+	ASSERT_EQ(DET_S_READY, r);
+	ASSERT_EQ(DET_S_READY, merge(1, buf, 8 * PG, &rep));
+	EXPECT_EQ(1, rep.compared_pages);
+	EXPECT_EQ(5, buf[100]);
+	EXPECT_EQ(6, buf[200]);
+	EXPECT_EQ(1, buf[101]);
+
+	ASSERT_EQ(DET_S_RUNNING, dput(2, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, dget(2, 0, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, merge(2, buf, 8 * PG, &rep));
+	EXPECT_EQ(9, buf[PG]);		/* its snapshot: no 5, the 6 */
+
+	r = fork_snap(3);
+	if (r == 0) {
+		buf[5 * PG] = 4;
+		dret();
+		det_exit(0);
+	}
+	ASSERT_EQ(DET_S_READY, dget(3, 0, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, merge(3, buf, 8 * PG, &rep));
+	EXPECT_EQ(1, rep.scanned_pages);	/* logged: the one written */
+	EXPECT_EQ(4, buf[5 * PG]);
+	EXPECT_EQ(5, buf[100]);
+	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+	ASSERT_EQ(0, dput(2, DET_KILL, 0, 0, 0));
+	ASSERT_EQ(0, dput(3, DET_KILL, 0, 0, 0));
+}
+
 /* A private file mapping, the brk heap and the stack range. */
 TEST(file_mapping_heap_stack)
 {
