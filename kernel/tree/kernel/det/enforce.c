@@ -22,7 +22,9 @@
 #include <linux/fs.h>
 #include <linux/hugetlb.h>
 #include <linux/mm.h>
+#include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/shmem_fs.h>
 #include <linux/syscalls.h>
 #include <asm/mmu_context.h>
 #include <asm/syscall.h>
@@ -163,6 +165,28 @@ static bool det_vma_file_private(struct vm_area_struct *vma)
 }
 
 /*
+ * Can the file behind @vma, a private file mapping of @mm, change while
+ * @mm exists?  Not if it is @mm's own executable and lives in memory only
+ * (tmpfs): @mm denies write access to its executable for as long as it
+ * has it (dup_mm_exe_file()), so no write() or truncation reaches the
+ * file, and no disk or server stands behind its page cache.  Its pages
+ * need no copy: a program's text and data stay shared with the page
+ * cache, as after fork().
+ */
+static bool det_file_fixed(struct mm_struct *mm, struct vm_area_struct *vma)
+{
+	struct file *exe = get_mm_exe_file(mm);
+	bool fixed;
+
+	fixed = exe && file_inode(exe) == file_inode(vma->vm_file) &&
+		!FMODE_FSNOTIFY_HSM(exe->f_mode) &&
+		shmem_mapping(vma->vm_file->f_mapping);
+	if (exe)
+		fput(exe);
+	return fixed;
+}
+
+/*
  * Make the private file mapping @vma of @mm anonymous memory holding what
  * it shows now.  Every page is given a private copy, as a write would (a
  * page past the end of the file, which cannot be read, stays unpopulated
@@ -210,7 +234,8 @@ static int det_privatize_vma(struct mm_struct *mm, struct vm_area_struct *vma)
  *
  * The parent calls it, so that the child holds what its mappings showed
  * when dput() created or snapshotted it, not what the files hold by the
- * time the child first runs.
+ * time the child first runs.  Mappings of a file that cannot change while
+ * the child lives (det_file_fixed()) stay as they are.
  *
  * Return: 0, -EINTR if the caller is being killed, -ENOMEM.
  */
@@ -223,7 +248,7 @@ int det_privatize_files(struct mm_struct *mm)
 	if (mmap_write_lock_killable(mm))
 		return -EINTR;
 	for_each_vma(vmi, vma) {
-		if (!det_vma_file_private(vma))
+		if (!det_vma_file_private(vma) || det_file_fixed(mm, vma))
 			continue;
 		ret = det_privatize_vma(mm, vma);
 		if (ret)

@@ -16,6 +16,9 @@
  *   creation or DET_SNAP.
  * - file_private_pages_are_copies: a MAP_PRIVATE file page is the child's
  *   own copy: write() and ftruncate() of the file do not reach it.
+ * - own_executable_cannot_change_under_a_child: the one file not copied,
+ *   the child's own executable on tmpfs, can be neither opened for writing
+ *   nor truncated while the child has it.
  * - exited_children_count_as_processes: RLIMIT_NPROC bounds how many
  *   exited children (and their memory) a master keeps.
  * - perf_events_not_inherited: a master's inherited sigtrap counter does
@@ -1047,6 +1050,51 @@ TEST(file_private_pages_are_copies)
 	EXPECT_EQ(0, seen[1]);
 	EXPECT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
 	close(fd);
+}
+
+/*
+ * The one file a child's mappings are not copied from: its own executable
+ * on tmpfs, which it denies write access to for as long as it has it.
+ * Nothing writes or truncates it meanwhile, through any name; the child
+ * reads its own text and data as the master does.
+ */
+static const unsigned char *exe_text = (const unsigned char *)read_file_pages;
+static int g_marker = 1;	/* .data, a private mapping of the file */
+
+static void __attribute__((noreturn)) read_exe_pages(void)
+{
+	for (;;) {
+		file_seen[0] = exe_text[0];
+		file_seen[1] = (unsigned char)g_marker;
+		dret();
+	}
+}
+
+TEST(own_executable_cannot_change_under_a_child)
+{
+	unsigned char seen[2];
+	struct det_status st;
+	long r;
+
+	g_marker = 0x5a;
+	ASSERT_EQ(0, become_master());
+	r = dput(1, 0, 0, 0, 0);
+	if (r == 0)
+		read_exe_pages();
+	ASSERT_EQ(DET_S_READY, r);
+	EXPECT_EQ(-1, open("/proc/self/exe", O_WRONLY));
+	EXPECT_EQ(ETXTBSY, errno);
+	EXPECT_EQ(-1, truncate("/proc/self/exe", 0));
+	EXPECT_EQ(ETXTBSY, errno);
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	EXPECT_EQ(DET_S_READY, det_status(1, &st)) {
+		TH_LOG("child stopped: signal %d at %#llx", st.signo,
+		       (unsigned long long)st.addr);
+	}
+	ASSERT_EQ(DET_S_READY, det_read_child(1, file_seen, seen, 2));
+	EXPECT_EQ(exe_text[0], seen[0]);
+	EXPECT_EQ(0x5a, seen[1]);
+	EXPECT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
 }
 
 /* ---- exited children count against RLIMIT_NPROC ---- */
