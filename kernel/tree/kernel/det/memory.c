@@ -215,6 +215,7 @@ int det_vm_map(struct det_proc *d, bool zero, unsigned long start,
 int det_snap(struct det_proc *d, bool created)
 {
 	struct mm_struct *mm = current->mm, *child = NULL, *ref = NULL;
+	struct mm_struct *made = NULL;
 	struct det_req r = { .fn = det_req_install };
 	bool logged;
 	int ret;
@@ -223,12 +224,10 @@ int det_snap(struct det_proc *d, bool created)
 		return -ECHILD;
 	if (created) {
 		/* det_create() checked, copied and logged it just now. */
-		ret = det_mm_get(d, &child, NULL);
+		ret = det_mm_get(d, &made, NULL);
 		if (ret)
 			return ret;
-		logged = det_wlog_on(child);
-		mmput(child);
-		child = NULL;
+		logged = det_wlog_on(made);
 	} else {
 		ret = det_check_outside(mm);
 		if (ret)
@@ -246,12 +245,22 @@ int det_snap(struct det_proc *d, bool created)
 			goto fail;
 	}
 	if (!logged) {
+		/*
+		 * A copy of the child's copy, which has not run yet, not of
+		 * the caller: another process may write the caller's memory
+		 * in between (process_vm_writev()), and what it writes must
+		 * not tell the reference from the child's snapshot.
+		 */
 		ret = -ENOMEM;
-		ref = dup_mm(current, mm);
+		ref = dup_mm(current, made ?: child);
 		if (!ref)
 			goto fail;
 		/* Nothing runs in the reference: keep khugepaged out of it. */
 		set_bit(MMF_DISABLE_THP, &ref->flags);
+	}
+	if (made) {
+		mmput(made);
+		made = NULL;
 	}
 
 	if (child) {
@@ -263,6 +272,8 @@ int det_snap(struct det_proc *d, bool created)
 	det_mm_set(d, child, ref);
 	return 0;
 fail:
+	if (made)
+		mmput(made);
 	if (ref)
 		mmput(ref);
 	if (child)

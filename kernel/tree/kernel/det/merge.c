@@ -37,9 +37,11 @@
  * still under that lock, only installs pages and writes into taken ones:
  * it cannot fail.
  *
- * The caller's other threads, if it has any, may write its memory while
- * it merges: a byte of a two-sided page that one of them writes between
- * the passes keeps the thread's value unless the child changed it too.
+ * Another process may write the caller's memory while it merges (a
+ * master is an ordinary process: process_vm_writev(), /proc/pid/mem).
+ * Pass 2 stores the child's changed bytes alone, so none of its writes
+ * to the other bytes is ever undone; a byte both write meanwhile is a
+ * race either may win.
  */
 
 #include <linux/highmem.h>
@@ -524,34 +526,38 @@ static int det_merge_bytes(struct det_merger *m, unsigned long addr,
  * chunk of @chunks, within [@lo, @hi), every byte where the child's @c
  * differs from the snapshot's @r.  Pass 1 found no byte there that the
  * caller changed too (else the merge failed): the caller's other bytes
- * stay as they are now.
+ * stay as they are now.  Only the child's bytes are stored - a word
+ * where the child changed all eight at once, else byte by byte: storing
+ * a whole word would also put back the caller's bytes beside them, which
+ * another process may be writing meanwhile (see the top of this file).
  */
 static void det_apply_chunks(const u8 *c, const u8 *r, u8 *p,
 			     unsigned long lo, unsigned long hi, u64 chunks)
 {
-	unsigned long b, i, s, e;
-	unsigned int k;
+	unsigned long i, end, e;
+	u64 cw, rw;
 
 	for (; chunks; chunks &= chunks - 1) {
-		b = __ffs64(chunks);
-		s = max(lo, 64 * b);
-		e = min(hi, 64 * b + 64);
-		if (e - s == 64) {
-			const u64 *cw = (const u64 *)(c + s);
-			const u64 *rw = (const u64 *)(r + s);
-			u64 *pw = (u64 *)(p + s), mask;
-
-			for (k = 0; k < 8; k++) {
-				if (cw[k] == rw[k])
+		i = max(lo, 64 * __ffs64(chunks));
+		e = min(hi, 64 * __ffs64(chunks) + 64);
+		while (i < e) {
+			end = i + 1;
+			if (IS_ALIGNED(i, 8) && i + 8 <= e) {
+				cw = *(const u64 *)(c + i);
+				rw = *(const u64 *)(r + i);
+				if (cw == rw ||
+				    det_diff_mask(cw, rw) == ~0ULL) {
+					if (cw != rw)
+						*(u64 *)(p + i) = cw;
+					i += 8;
 					continue;
-				mask = det_diff_mask(cw[k], rw[k]);
-				pw[k] = (pw[k] & ~mask) | (cw[k] & mask);
+				}
+				end = i + 8;
 			}
-			continue;
+			for (; i < end; i++)
+				if (c[i] != r[i])
+					p[i] = c[i];
 		}
-		for (i = s; i < e; i++)
-			if (c[i] != r[i])
-				p[i] = c[i];
 	}
 }
 

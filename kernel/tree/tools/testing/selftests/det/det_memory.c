@@ -8,6 +8,8 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/syscall.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
@@ -1087,6 +1089,101 @@ TEST(merge_in_place_spares_siblings_and_the_log)
 	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
 	ASSERT_EQ(0, dput(2, DET_KILL, 0, 0, 0));
 	ASSERT_EQ(0, dput(3, DET_KILL, 0, 0, 0));
+}
+
+/* What the outsider below did, in memory it shares with the master. */
+struct beside {
+	volatile int stop, done;
+	unsigned long passes, reverted;
+};
+
+#define BESIDE (PG / 8)
+
+/*
+ * Another process with ptrace access to master @pid writes byte 1 of
+ * every word of its page @page, generation after generation, reading each
+ * pass back: no one else writes those bytes, so each must hold what it
+ * wrote.  Exits when told to, saying so.
+ */
+static void __attribute__((noreturn))
+write_beside(pid_t pid, unsigned char *page, struct beside *w)
+{
+	static struct iovec remote[BESIDE];
+	unsigned char mine[BESIDE], back[BESIDE], g = 0;
+	struct iovec local;
+	unsigned long k;
+
+	for (k = 0; k < BESIDE; k++)
+		remote[k] = (struct iovec){ page + 8 * k + 1, 1 };
+	while (!w->stop) {
+		g = g % 250 + 1;
+		memset(mine, g, sizeof(mine));
+		local = (struct iovec){ mine, sizeof(mine) };
+		if (process_vm_writev(pid, &local, 1, remote, BESIDE, 0) !=
+		    BESIDE)
+			_exit(1);
+		local = (struct iovec){ back, sizeof(back) };
+		if (process_vm_readv(pid, &local, 1, remote, BESIDE, 0) !=
+		    BESIDE)
+			_exit(1);
+		for (k = 0; k < BESIDE; k++)
+			w->reverted += back[k] != g;
+		w->passes++;
+	}
+	w->done = 1;
+	_exit(0);
+}
+
+/*
+ * A merge changes only the bytes the child changed, even while another
+ * process writes the caller's bytes beside them (a master is an ordinary
+ * process: one with ptrace access can): the page both sides wrote is
+ * merged in place, byte for byte, so none of the other process's writes
+ * is ever put back to what it was, whenever it lands.
+ */
+TEST(merge_keeps_an_outsider_s_writes_beside_the_child_s)
+{
+	unsigned char *buf = map(PG);
+	struct beside *w = mmap(NULL, sizeof(*w), PROT_READ | PROT_WRITE,
+				MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	unsigned long k, both = 0;
+	struct det_merge rep;
+	unsigned int round;
+	pid_t me = getpid();
+	long r;
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_NE(MAP_FAILED, w);
+	memset(buf, 0, PG);
+	/* A sibling, not a child: a master may have no children of its own. */
+	r = syscall(SYS_clone, CLONE_PARENT, 0, 0, 0, 0);
+	ASSERT_LE(0, r);
+	if (r == 0)
+		write_beside(me, buf, w);
+	ASSERT_EQ(0, become_master());
+	for (round = 0; round < 200; round++) {
+		unsigned char v = round % 250 + 1;
+
+		r = fork_snap(1);
+		if (r == 0) {
+			for (k = 0; k < PG; k += 8)
+				buf[k] = v;
+			dret();
+			det_exit(0);
+		}
+		ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+		ASSERT_EQ(DET_S_READY, merge(1, buf, PG, &rep));
+		both += rep.compared_pages;
+		EXPECT_EQ(v, buf[0]);
+		EXPECT_EQ(v, buf[PG - 8]);
+		ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+	}
+	w->stop = 1;
+	while (!w->done)
+		usleep(1000);
+	EXPECT_EQ(0, w->reverted);
+	EXPECT_LT(0, w->passes);
+	EXPECT_LT(100, both);	/* it had written: pages both sides wrote */
 }
 
 /* A private file mapping, the brk heap and the stack range. */
