@@ -39,9 +39,10 @@
  *
  * Another process may write the caller's memory while it merges (a
  * master is an ordinary process: process_vm_writev(), /proc/pid/mem).
- * Pass 2 stores the child's changed bytes alone, so none of its writes
- * to the other bytes is ever undone; a byte both write meanwhile is a
- * race either may win.
+ * Pass 2 writes the child's changed bytes alone (with cmpxchg where a
+ * master's word holds others too), so none of its writes to the other
+ * bytes is ever undone; a byte both write meanwhile is a race either may
+ * win.  No other process can write a deterministic caller's memory.
  */
 
 #include <linux/highmem.h>
@@ -526,38 +527,48 @@ static int det_merge_bytes(struct det_merger *m, unsigned long addr,
  * chunk of @chunks, within [@lo, @hi), every byte where the child's @c
  * differs from the snapshot's @r.  Pass 1 found no byte there that the
  * caller changed too (else the merge failed): the caller's other bytes
- * stay as they are now.  Only the child's bytes are stored - a word
- * where the child changed all eight at once, else byte by byte: storing
- * a whole word would also put back the caller's bytes beside them, which
- * another process may be writing meanwhile (see the top of this file).
+ * stay as they are now.  Only the child's bytes are written.  A word
+ * where the child changed some of the eight is read and stored again
+ * where the caller is @alone, a deterministic process, whose memory
+ * nothing else can write; a master's is updated with cmpxchg instead,
+ * since another process may write one of its bytes beside the child's in
+ * between, and a plain store would put it back (see the top of this file).
  */
 static void det_apply_chunks(const u8 *c, const u8 *r, u8 *p,
-			     unsigned long lo, unsigned long hi, u64 chunks)
+			     unsigned long lo, unsigned long hi, u64 chunks,
+			     bool alone)
 {
-	unsigned long i, end, e;
-	u64 cw, rw;
+	unsigned long b, i, s, e;
+	unsigned int k;
 
 	for (; chunks; chunks &= chunks - 1) {
-		i = max(lo, 64 * __ffs64(chunks));
-		e = min(hi, 64 * __ffs64(chunks) + 64);
-		while (i < e) {
-			end = i + 1;
-			if (IS_ALIGNED(i, 8) && i + 8 <= e) {
-				cw = *(const u64 *)(c + i);
-				rw = *(const u64 *)(r + i);
-				if (cw == rw ||
-				    det_diff_mask(cw, rw) == ~0ULL) {
-					if (cw != rw)
-						*(u64 *)(p + i) = cw;
-					i += 8;
+		b = __ffs64(chunks);
+		s = max(lo, 64 * b);
+		e = min(hi, 64 * b + 64);
+		if (e - s == 64) {
+			const u64 *cw = (const u64 *)(c + s);
+			const u64 *rw = (const u64 *)(r + s);
+			u64 *pw = (u64 *)(p + s), mask, old;
+
+			for (k = 0; k < 8; k++) {
+				if (cw[k] == rw[k])
+					continue;
+				mask = det_diff_mask(cw[k], rw[k]);
+				if (alone || mask == ~0ULL) {
+					pw[k] = (pw[k] & ~mask) | (cw[k] & mask);
 					continue;
 				}
-				end = i + 8;
+				old = READ_ONCE(pw[k]);
+				while (!try_cmpxchg(&pw[k], &old, (old & ~mask) |
+						    (cw[k] & mask)))
+					;
 			}
-			for (; i < end; i++)
-				if (c[i] != r[i])
-					p[i] = c[i];
+			continue;
 		}
+		/* The range's ends: byte by byte. */
+		for (i = s; i < e; i++)
+			if (c[i] != r[i])
+				p[i] = c[i];
 	}
 }
 
@@ -1236,8 +1247,11 @@ retry:
 		folio_put(old_folio);	/* the old mapping's reference */
 }
 
-/* Pass 2: write @it's final contents into the caller's page it took. */
-static void det_write_taken(struct det_item *it)
+/*
+ * Pass 2: write @it's final contents into the caller's page it took;
+ * @alone as det_apply_chunks() takes it.
+ */
+static void det_write_taken(struct det_item *it, bool alone)
 {
 	const u8 *c, *r;
 	u8 *p;
@@ -1250,7 +1264,7 @@ static void det_write_taken(struct det_item *it)
 	p = kmap_local_page(it->wpage);
 	c = kmap_local_page(it->src.cpage);
 	r = kmap_local_page(it->src.rpage);
-	det_apply_chunks(c, r, p, it->lo, it->hi, it->src.chunks);
+	det_apply_chunks(c, r, p, it->lo, it->hi, it->src.chunks, alone);
 	kunmap_local(r);
 	kunmap_local(c);
 	kunmap_local(p);
@@ -1264,6 +1278,7 @@ static void det_write_taken(struct det_item *it)
  */
 static void det_merge_commit(struct det_merger *m)
 {
+	bool alone = !current->det->master;
 	struct vm_area_struct *vma = NULL;
 	struct det_todo *t;
 	struct det_item *it;
@@ -1273,7 +1288,7 @@ static void det_merge_commit(struct det_merger *m)
 		unsigned long a = it->addr & PAGE_MASK;
 
 		if (it->wpage) {
-			det_write_taken(it);
+			det_write_taken(it, alone);
 			set_page_dirty_lock(it->wpage);
 			put_page(it->wpage);
 			it->wpage = NULL;
