@@ -405,6 +405,28 @@ static inline u64 det_chunks(unsigned long i, unsigned long len)
 }
 
 /*
+ * Bytes [@from, @to) of the three pages, one by one as det_compare_byte()
+ * compares them: their DET_CH_* bits, the chunks the child changed into
+ * *@chunks.
+ */
+static int det_compare_bytes(const u8 *c, const u8 *r, const u8 *p,
+			     unsigned long from, unsigned long to,
+			     u64 *chunks, unsigned long *n,
+			     unsigned long *first)
+{
+	unsigned long i;
+	int ch, ret = 0;
+
+	for (i = from; i < to; i++) {
+		ch = det_compare_byte(c, r, p, i, n, first);
+		if (ch & DET_CH_CHILD)
+			*chunks |= det_chunks(i, 1);
+		ret |= ch;
+	}
+	return ret;
+}
+
+/*
  * The @len (at most 8) aligned words at byte @i of the three pages, as
  * det_compare_byte() compares each of their bytes, given @ch, the DET_CH_*
  * bits so far; the chunks the child changed go into *@chunks.  The child
@@ -481,26 +503,14 @@ static int det_merge_bytes(struct det_merger *m, unsigned long addr,
 	/* Whole aligned words in the middle, bytes at the ends. */
 	wlo = min(ALIGN(lo, 8), hi);
 	whi = max(ALIGN_DOWN(hi, 8), wlo);
-	for (i = lo; i < wlo; i++) {
-		int ch = det_compare_byte(c, r, p, i, &n, &first);
-
-		if (ch & DET_CH_CHILD)
-			chunks |= det_chunks(i, 1);
-		ret |= ch;
-	}
+	ret |= det_compare_bytes(c, r, p, lo, wlo, &chunks, &n, &first);
 	for (i = wlo; i + 64 <= whi; i += 64)
 		ret = det_compare_words(c, r, p, i, 8, ret, &chunks, &n,
 					&first);
 	if (i < whi)
 		ret = det_compare_words(c, r, p, i, (whi - i) / 8, ret,
 					&chunks, &n, &first);
-	for (i = whi; i < hi; i++) {
-		int ch = det_compare_byte(c, r, p, i, &n, &first);
-
-		if (ch & DET_CH_CHILD)
-			chunks |= det_chunks(i, 1);
-		ret |= ch;
-	}
+	ret |= det_compare_bytes(c, r, p, whi, hi, &chunks, &n, &first);
 	kunmap_local(r);
 	kunmap_local(c);
 	kunmap_local(p);
@@ -1082,17 +1092,31 @@ static int det_prepare_pte(struct vm_area_struct *vma, unsigned long addr)
 }
 
 /*
+ * The caller's page at @addr of @mm (current's), taken for writing into
+ * *@page with a reference, as a write fault would make it the caller's own
+ * (copying a page still shared, logging a logged caller's).  A reference,
+ * not a pin: a pin would mark the caller's mm as having pinned pages for
+ * good (MMF_HAS_PINNED), and its later children would get no write log
+ * (det_wlog_usable()).  Caller holds the mmap lock until pass 2 has
+ * written, which keeps fork() from sharing the page meanwhile.
+ */
+static int det_take_caller_page(struct mm_struct *mm, unsigned long addr,
+				struct page **page)
+{
+	/* Mapped writable already, the common case: no walk, no fault. */
+	if (get_user_pages_fast_only(addr, 1, FOLL_WRITE, page) == 1)
+		return 0;
+	return get_user_pages_remote(mm, addr, 1, FOLL_WRITE, page, NULL) == 1 ?
+	       0 : -EFAULT;
+}
+
+/*
  * Pass 1, last step, under the caller's mmap lock (held on through pass
  * 2): every page the merge writes is still mapped writable, and either has
- * a page table ready for its new page or is taken for writing, with a
- * reference: where the child's changes are applied in place, or the
- * mapping cannot take a new page.  Taking it for writing makes the
- * caller's page its own, as a write fault would (copying a page still
- * shared, logging a logged caller's).  A reference, not a pin: a pin would
- * mark the caller's mm as having pinned pages for good (MMF_HAS_PINNED),
- * and its later children would get no write log (det_wlog_usable()).  The
- * mmap lock, held until pass 2 has written, keeps fork() from sharing the
- * page meanwhile.  Pass 2 then needs nothing that can fail.
+ * a page table ready for its new page or is taken for writing
+ * (det_take_caller_page()): where the child's changes are applied in
+ * place, or the mapping cannot take a new page.  Pass 2 then needs
+ * nothing that can fail.
  */
 static int det_merge_ready(struct det_merger *m)
 {
@@ -1115,16 +1139,7 @@ static int det_merge_ready(struct det_merger *m)
 			if (!ret)
 				ret = det_prepare_pte(vma, a);
 		} else {
-			struct page *page;
-
-			/* Mapped writable already, the common case: no walk. */
-			if (get_user_pages_fast_only(a, 1, FOLL_WRITE,
-						     &page) != 1 &&
-			    get_user_pages_remote(mm, a, 1, FOLL_WRITE, &page,
-						  NULL) != 1)
-				return -EFAULT;
-			it->wpage = page;
-			ret = 0;
+			ret = det_take_caller_page(mm, a, &it->wpage);
 		}
 		if (ret)
 			return ret;
@@ -1376,9 +1391,10 @@ int det_merge(struct det_proc *d, const struct det_range *ranges,
 	if (ret)
 		return ret;
 	/*
-	 * A block's worth of each, a page or less apiece (slab, not the
-	 * page allocator), and nothing zeroed: an entry is set for each
-	 * page a block queues (det_queue_index()) before anything reads it.
+	 * A block's worth of each, and nothing zeroed: an entry is set for
+	 * each page a block queues (det_queue_index()) before anything
+	 * reads it.  A page or less apiece (slab), but for m.src, 16 KiB
+	 * (32 bytes an entry): one order-2 allocation per merge.
 	 */
 	m.cp = kmalloc_array(PTRS_PER_PTE, sizeof(*m.cp), GFP_KERNEL);
 	m.rp = kmalloc_array(PTRS_PER_PTE, sizeof(*m.rp), GFP_KERNEL);
