@@ -165,25 +165,19 @@ static bool det_vma_file_private(struct vm_area_struct *vma)
 }
 
 /*
- * Can the file behind @vma, a private file mapping of @mm, change while
- * @mm exists?  Not if it is @mm's own executable and lives in memory only
- * (tmpfs): @mm denies write access to its executable for as long as it
- * has it (dup_mm_exe_file()), so no write() or truncation reaches the
- * file, and no disk or server stands behind its page cache.  Its pages
- * need no copy: a program's text and data stay shared with the page
- * cache, as after fork().
+ * Can the file behind @vma, a private file mapping, change while its mm
+ * exists?  Not if it is the mm's own executable @exe and lives in memory
+ * only (tmpfs): the mm denies write access to its executable for as long
+ * as it has it (dup_mm_exe_file()), so no write() or truncation reaches
+ * the file, and no disk or server stands behind its page cache.  Its
+ * pages need no copy: a program's text and data stay shared with the
+ * page cache, as after fork().
  */
-static bool det_file_fixed(struct mm_struct *mm, struct vm_area_struct *vma)
+static bool det_file_fixed(struct file *exe, struct vm_area_struct *vma)
 {
-	struct file *exe = get_mm_exe_file(mm);
-	bool fixed;
-
-	fixed = exe && file_inode(exe) == file_inode(vma->vm_file) &&
-		!FMODE_FSNOTIFY_HSM(exe->f_mode) &&
-		shmem_mapping(vma->vm_file->f_mapping);
-	if (exe)
-		fput(exe);
-	return fixed;
+	return exe && file_inode(exe) == file_inode(vma->vm_file) &&
+	       !FMODE_FSNOTIFY_HSM(exe->f_mode) &&
+	       shmem_mapping(vma->vm_file->f_mapping);
 }
 
 /*
@@ -243,18 +237,22 @@ int det_privatize_files(struct mm_struct *mm)
 {
 	VMA_ITERATOR(vmi, mm, 0);
 	struct vm_area_struct *vma;
+	struct file *exe;
 	int ret = 0;
 
 	if (mmap_write_lock_killable(mm))
 		return -EINTR;
+	exe = get_mm_exe_file(mm);
 	for_each_vma(vmi, vma) {
-		if (!det_vma_file_private(vma) || det_file_fixed(mm, vma))
+		if (!det_vma_file_private(vma) || det_file_fixed(exe, vma))
 			continue;
 		ret = det_privatize_vma(mm, vma);
 		if (ret)
 			break;
 	}
 	mmap_write_unlock(mm);
+	if (exe)
+		fput(exe);
 	return ret;
 }
 
