@@ -1094,7 +1094,7 @@ TEST(merge_in_place_spares_siblings_and_the_log)
 /* What the outsider below did, in memory it shares with the master. */
 struct beside {
 	volatile int stop, done;
-	unsigned long passes, reverted;
+	unsigned long passes, reverted, failed;
 };
 
 #define BESIDE (PG / 8)
@@ -1103,7 +1103,7 @@ struct beside {
  * Another process with ptrace access to master @pid writes byte 1 of
  * every word of its page @page, generation after generation, reading each
  * pass back: no one else writes those bytes, so each must hold what it
- * wrote.  Exits when told to, saying so.
+ * wrote.  Stops when told to or when a call fails, and says it stopped.
  */
 static void __attribute__((noreturn))
 write_beside(pid_t pid, unsigned char *page, struct beside *w)
@@ -1121,15 +1121,16 @@ write_beside(pid_t pid, unsigned char *page, struct beside *w)
 		local = (struct iovec){ mine, sizeof(mine) };
 		if (process_vm_writev(pid, &local, 1, remote, BESIDE, 0) !=
 		    BESIDE)
-			_exit(1);
+			break;
 		local = (struct iovec){ back, sizeof(back) };
 		if (process_vm_readv(pid, &local, 1, remote, BESIDE, 0) !=
 		    BESIDE)
-			_exit(1);
+			break;
 		for (k = 0; k < BESIDE; k++)
 			w->reverted += back[k] != g;
 		w->passes++;
 	}
+	w->failed = !w->stop;
 	w->done = 1;
 	_exit(0);
 }
@@ -1161,7 +1162,7 @@ TEST(merge_keeps_an_outsider_s_writes_beside_the_child_s)
 	if (r == 0)
 		write_beside(me, buf, w);
 	ASSERT_EQ(0, become_master());
-	for (round = 0; round < 200; round++) {
+	for (round = 0; round < 600; round++) {
 		unsigned char v = round % 250 + 1;
 
 		r = fork_snap(1);
@@ -1179,8 +1180,10 @@ TEST(merge_keeps_an_outsider_s_writes_beside_the_child_s)
 		ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
 	}
 	w->stop = 1;
-	while (!w->done)
+	for (k = 0; !w->done && k < 10000; k++)
 		usleep(1000);
+	ASSERT_EQ(1, w->done);		/* not our child: no waitpid() */
+	EXPECT_EQ(0, w->failed);
 	EXPECT_EQ(0, w->reverted);
 	EXPECT_LT(0, w->passes);
 	EXPECT_LT(100, both);	/* it had written: pages both sides wrote */
