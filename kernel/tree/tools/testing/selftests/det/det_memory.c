@@ -1138,7 +1138,7 @@ write_beside(pid_t pid, unsigned char *page, struct beside *w)
 /*
  * A merge changes only the bytes the child changed, even while another
  * process writes the caller's bytes beside them (a master is an ordinary
- * process: one with ptrace access can): the page both sides wrote is
+ * process: one with ptrace access can): a page both sides wrote is
  * merged in place, byte for byte, so none of the other process's writes
  * is ever put back to what it was, whenever it lands.
  */
@@ -1172,6 +1172,12 @@ TEST(merge_keeps_an_outsider_s_writes_beside_the_child_s)
 			dret();
 			det_exit(0);
 		}
+		/*
+		 * The caller writes the page too, so that it is merged in
+		 * place whatever the outsider did yet: a page only the child
+		 * changed is replaced whole (docs/kernel.md, "Known gaps").
+		 */
+		buf[2] = v;
 		ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
 		ASSERT_EQ(DET_S_READY, merge(1, buf, PG, &rep));
 		both += rep.compared_pages;
@@ -1186,7 +1192,7 @@ TEST(merge_keeps_an_outsider_s_writes_beside_the_child_s)
 	EXPECT_EQ(0, w->failed);
 	EXPECT_EQ(0, w->reverted);
 	EXPECT_LT(0, w->passes);
-	EXPECT_LT(100, both);	/* it had written: pages both sides wrote */
+	EXPECT_LT(100, both);	/* pages both sides wrote */
 }
 
 /* A private file mapping, the brk heap and the stack range. */
