@@ -39,10 +39,13 @@
  *
  * Another process may write the caller's memory while it merges (a
  * master is an ordinary process: process_vm_writev(), /proc/pid/mem).
- * Pass 2 writes the child's changed bytes alone (with cmpxchg where a
- * master's word holds others too), so none of its writes to the other
- * bytes is ever undone; a byte both write meanwhile is a race either may
- * win.  No other process can write a deterministic caller's memory.
+ * Into a page both sides changed, pass 2 writes the child's changed
+ * bytes alone (with cmpxchg where a master's word holds others too), so
+ * none of its writes to the other bytes is undone; a byte both write
+ * meanwhile is a race either may win.  A page the caller had not changed
+ * when pass 1 looked is replaced whole, and a write another process made
+ * to it since is lost: a known gap (docs/kernel.md).  No other process
+ * can write a deterministic caller's memory.
  */
 
 #include <linux/highmem.h>
