@@ -42,10 +42,12 @@
  * Into a page both sides changed, pass 2 writes the child's changed
  * bytes alone (with cmpxchg where a master's word holds others too), so
  * none of its writes to the other bytes is undone; a byte both write
- * meanwhile is a race either may win.  A page the caller had not changed
- * when pass 1 looked is replaced whole, and a write another process made
- * to it since is lost: a known gap (docs/kernel.md).  No other process
- * can write a deterministic caller's memory.
+ * meanwhile is a race either may win.  A master's page the caller had not
+ * changed when pass 1 looked is replaced whole only if it still maps the
+ * snapshot's page then, under the page-table lock; else another process
+ * wrote it in between, and the child's changes are written into it
+ * instead (det_install_folio()).  No other process can write a
+ * deterministic caller's memory.
  */
 
 #include <linux/highmem.h>
@@ -588,13 +590,14 @@ static void det_apply_chunks(const u8 *c, const u8 *r, u8 *p,
 /*
  * A page the caller did not change (it still maps the reference's page),
  * the child's @cpage there: DET_CH_CHILD if the child's bytes differ from
- * the reference's, else 0.
+ * the reference's, else 0.  Then, if @keep, the reference's page goes to
+ * *@keep with its reference.
  * Page identities say where to look, contents decide: a page the child
  * rewrote with the same bytes, or a range khugepaged collapsed, is no
  * change, so the report is a function of the data alone.
  */
 static int det_child_changed(struct det_merger *m, unsigned long addr,
-			     struct page *cpage)
+			     struct page *cpage, struct page **keep)
 {
 	struct page *rpage = det_ref_page(m, addr, cpage);
 	unsigned long lo, hi;
@@ -609,7 +612,10 @@ static int det_child_changed(struct det_merger *m, unsigned long addr,
 	ret = memcmp(c + lo, r + lo, hi - lo) ? DET_CH_CHILD : 0;
 	kunmap_local(r);
 	kunmap_local(c);
-	put_page(rpage);
+	if (ret && keep)
+		*keep = rpage;
+	else
+		put_page(rpage);
 	return ret;
 }
 
@@ -753,7 +759,10 @@ static void det_classified(struct det_merger *m, unsigned long i, int ch)
 /*
  * Classify the whole page at @a, block index @i, that the child changed
  * and the caller did not, keeping the child's page, with its reference,
- * in m->src[] if it changed.
+ * in m->src[] if it changed.  A master's merge keeps the reference's page
+ * too: another process may write the caller's page before pass 2 installs
+ * the child's, and pass 2 then applies the child's changes to it instead
+ * (det_install_folio()).
  */
 static int det_take_page(struct det_merger *m, unsigned long a,
 			 unsigned long i)
@@ -763,7 +772,8 @@ static int det_take_page(struct det_merger *m, unsigned long a,
 
 	if (IS_ERR(page))
 		return PTR_ERR(page);
-	ret = det_child_changed(m, a, page);
+	ret = det_child_changed(m, a, page,
+				current->det->master ? &m->src[i].rpage : NULL);
 	if (ret < 0) {
 		put_page(page);
 		return ret;
@@ -1184,20 +1194,68 @@ static void det_merge_unshare(struct det_merger *m)
 }
 
 /*
+ * Pass 2: det_apply_chunks() from the child's @cpage and the snapshot's
+ * @rpage to the caller's page @ppage.
+ */
+static void det_apply_page(struct page *ppage, struct page *cpage,
+			   struct page *rpage, unsigned long lo,
+			   unsigned long hi, u64 chunks, bool alone)
+{
+	const u8 *c, *r;
+	u8 *p;
+
+	p = kmap_local_page(ppage);
+	c = kmap_local_page(cpage);
+	r = kmap_local_page(rpage);
+	det_apply_chunks(c, r, p, lo, hi, chunks, alone);
+	kunmap_local(r);
+	kunmap_local(c);
+	kunmap_local(p);
+	flush_dcache_page(ppage);
+}
+
+/*
+ * Pass 2: write @it's final contents into the caller's page it took;
+ * @alone as det_apply_chunks() takes it.  The child's whole page is
+ * copied, but for a master's (det_take_page() kept the snapshot's page):
+ * its changes alone, so that nothing another process wrote is undone.
+ */
+static void det_write_taken(struct det_item *it, bool alone)
+{
+	if (!it->src.folio)
+		det_apply_page(it->wpage, it->src.cpage, it->src.rpage, it->lo,
+			       it->hi, it->src.chunks, alone);
+	else if (it->src.rpage)
+		det_apply_page(it->wpage, folio_page(it->src.folio, 0),
+			       it->src.rpage, it->lo, it->hi, ~0ULL, alone);
+	else
+		memcpy_page(it->wpage, it->lo, folio_page(it->src.folio, 0),
+			    it->lo, it->hi - it->lo);
+}
+
+/*
  * Pass 2: replace the caller's page at @addr (in @vma, an installable
- * mapping) with @folio, as a copy-on-write fault would.  Cannot fail: the
- * page table exists (det_prepare_pte(), mmap lock held since); an old
+ * mapping) with @it's page, as a copy-on-write fault would.  Cannot fail:
+ * the page table exists (det_prepare_pte(), mmap lock held since); an old
  * page is released whatever it is (present, swapped out, a marker), and
  * a migration in flight is waited for.
+ *
+ * But where a master's page is no longer the snapshot's that pass 1 saw
+ * there, another process has written it since (a write to the snapshot's
+ * page, still shared, makes the caller a page of its own): the child's
+ * changes are applied to that page instead, so that the write stands.
+ * A page of its own that is only the snapshot's migrated takes them the
+ * same way.
  */
 static void det_install_folio(struct vm_area_struct *vma, unsigned long addr,
-			      struct folio *folio, bool shared)
+			      struct det_item *it)
 {
+	struct folio *old_folio = NULL, *folio = it->src.folio;
 	struct mm_struct *mm = vma->vm_mm;
-	struct folio *old_folio = NULL;
 	struct mmu_notifier_range range;
 	struct page *old_page = NULL;
 	pte_t *pte = NULL, old, entry;
+	bool shared = it->shared;
 	unsigned long empty;
 	spinlock_t *ptl;
 	pmd_t *pmdp;
@@ -1218,6 +1276,16 @@ retry:
 	old = ptep_get(pte);
 	if (pte_present(old)) {
 		old_page = vm_normal_page(vma, addr, old);
+		if (it->src.rpage && old_page && old_page != it->src.rpage &&
+		    PageAnon(old_page) && PageAnonExclusive(old_page)) {
+			det_apply_page(old_page, folio_page(folio, 0),
+				       it->src.rpage, it->lo, it->hi, ~0ULL,
+				       false);
+			pte_unmap_unlock(pte, ptl);
+			mmu_notifier_invalidate_range_end(&range);
+			det_unshare(vma, folio, shared);
+			return;
+		}
 		if (old_page)
 			old_folio = page_folio(old_page);
 		flush_cache_page(vma, addr, pte_pfn(old));
@@ -1266,30 +1334,6 @@ retry:
 }
 
 /*
- * Pass 2: write @it's final contents into the caller's page it took;
- * @alone as det_apply_chunks() takes it.
- */
-static void det_write_taken(struct det_item *it, bool alone)
-{
-	const u8 *c, *r;
-	u8 *p;
-
-	if (it->src.folio) {
-		memcpy_page(it->wpage, it->lo, folio_page(it->src.folio, 0),
-			    it->lo, it->hi - it->lo);
-		return;
-	}
-	p = kmap_local_page(it->wpage);
-	c = kmap_local_page(it->src.cpage);
-	r = kmap_local_page(it->src.rpage);
-	det_apply_chunks(c, r, p, it->lo, it->hi, it->src.chunks, alone);
-	kunmap_local(r);
-	kunmap_local(c);
-	kunmap_local(p);
-	flush_dcache_page(it->wpage);
-}
-
-/*
  * Pass 2, under the caller's mmap lock taken for det_merge_ready(): write
  * every prepared page.  Nothing here can fail, so a merge that got this
  * far is applied whole.
@@ -1314,7 +1358,7 @@ static void det_merge_commit(struct det_merger *m)
 		}
 		if (!vma || a < vma->vm_start || a >= vma->vm_end)
 			vma = vma_lookup(current->mm, a);
-		det_install_folio(vma, a, it->src.folio, it->shared);
+		det_install_folio(vma, a, it);
 		it->src.folio = NULL;
 		cond_resched();
 	}
