@@ -154,8 +154,9 @@ int det_wlog_start(struct mm_struct *mm);
 bool det_wlog_has(struct mm_struct *mm, unsigned long addr);
 bool det_wlog_next(struct mm_struct *mm, unsigned long *addr,
 		   unsigned long end);
-struct page *det_wlog_original(struct mm_struct *mm, unsigned long addr);
-unsigned long det_wlog_pfn(struct mm_struct *mm, unsigned long addr);
+unsigned int det_wlog_block(struct mm_struct *mm, unsigned long base,
+			    unsigned long addr, unsigned long end, u16 *idx,
+			    struct page **orig);
 int det_wlog_prepare(struct mm_struct *mm, unsigned long addr);
 int det_wlog_zap(struct mm_struct *mm, unsigned long start, unsigned long end);
 

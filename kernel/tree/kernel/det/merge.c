@@ -237,6 +237,7 @@ struct det_merger {
 	unsigned long *cp, *rp, *pp;	/* pfns of one block: child, ref, caller */
 	struct det_src *src;		/* one block's pages prepared early */
 	struct page **cpg;		/* one block's child pages, looked up */
+	struct page **log;		/* the block's logged snapshot pages */
 	u16 *idx;			/* the block's pages the child changed, */
 	unsigned int nidx;		/* in address order: only those are set */
 	struct det_todo *head, *tail;
@@ -305,21 +306,18 @@ static struct page *det_get_page(struct mm_struct *mm, unsigned long addr)
 }
 
 /*
- * The snapshot's page at @addr (the reference's, or the write log's: where
- * the child never wrote, the child's own, @cpage), with a reference.
+ * The snapshot's page at @addr, with a reference: the reference's, or the
+ * write log's that det_merge_logged() gathered for the block (the zero
+ * page where the snapshot held zeros).
  */
-static struct page *det_ref_page(struct det_merger *m, unsigned long addr,
-				 struct page *cpage)
+static struct page *det_ref_page(struct det_merger *m, unsigned long addr)
 {
 	struct page *rpage;
 
 	if (m->ref)
 		return det_get_page(m->ref, addr);
-	rpage = det_wlog_original(m->child, addr);
-	if (!rpage) {
-		rpage = cpage;
-		get_page(rpage);
-	}
+	rpage = m->log[(addr & ~PMD_MASK) >> PAGE_SHIFT] ?: ZERO_PAGE(0);
+	get_page(rpage);
 	return rpage;
 }
 
@@ -343,7 +341,7 @@ static int det_get_pages(struct det_merger *m, unsigned long addr,
 	*cpage = det_child_page(m, addr);
 	if (IS_ERR(*cpage))
 		return PTR_ERR(*cpage);
-	*rpage = det_ref_page(m, addr, *cpage);
+	*rpage = det_ref_page(m, addr);
 	if (IS_ERR(*rpage)) {
 		put_page(*cpage);
 		return PTR_ERR(*rpage);
@@ -599,7 +597,7 @@ static void det_apply_chunks(const u8 *c, const u8 *r, u8 *p,
 static int det_child_changed(struct det_merger *m, unsigned long addr,
 			     struct page *cpage, struct page **keep)
 {
-	struct page *rpage = det_ref_page(m, addr, cpage);
+	struct page *rpage = det_ref_page(m, addr);
 	unsigned long lo, hi;
 	const u8 *c, *r;
 	int ret;
@@ -714,17 +712,24 @@ static int det_merge_logged(struct det_merger *m, unsigned long addr,
 			    unsigned long next)
 {
 	struct vm_area_struct *vma = NULL;
-	unsigned long a, i, pfn, base = addr & PMD_MASK;
+	unsigned long a, i, base = addr & PMD_MASK;
+	unsigned int k, n;
 
 	m->nidx = 0;
 	mmap_read_lock(m->child);
-	for (a = addr; det_wlog_next(m->child, &a, next); a += PAGE_SIZE) {
-		i = (a - base) >> PAGE_SHIFT;
+	/*
+	 * The logged pages go into m->idx[] first; det_queue_index() then
+	 * keeps the mergeable ones in place (m->nidx <= k).
+	 */
+	n = det_wlog_block(m->child, base, addr, next, m->idx, m->log);
+	for (k = 0; k < n; k++) {
+		i = m->idx[k];
+		a = base + i * PAGE_SIZE;
 		m->rep.scanned_pages++;
 		if (!det_mergeable(m->child, &vma, a))
 			continue;
-		pfn = det_wlog_pfn(m->child, a);
-		m->rp[i] = pfn ? det_pfn_tag(pfn) : DET_PFN_NONE;
+		m->rp[i] = m->log[i] ? det_pfn_tag(page_to_pfn(m->log[i])) :
+			   DET_PFN_NONE;
 		det_queue_index(m, i);
 	}
 	mmap_read_unlock(m->child);
@@ -1448,8 +1453,9 @@ int det_merge(struct det_proc *d, const struct det_range *ranges,
 	m.pp = kmalloc_array(PTRS_PER_PTE, sizeof(*m.pp), GFP_KERNEL);
 	m.src = kmalloc_array(PTRS_PER_PTE, sizeof(*m.src), GFP_KERNEL);
 	m.cpg = kmalloc_array(PTRS_PER_PTE, sizeof(*m.cpg), GFP_KERNEL);
+	m.log = kmalloc_array(PTRS_PER_PTE, sizeof(*m.log), GFP_KERNEL);
 	m.idx = kmalloc_array(PTRS_PER_PTE, sizeof(*m.idx), GFP_KERNEL);
-	if (!m.cp || !m.rp || !m.pp || !m.src || !m.cpg || !m.idx) {
+	if (!m.cp || !m.rp || !m.pp || !m.src || !m.cpg || !m.log || !m.idx) {
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -1504,6 +1510,7 @@ out:
 		kfree(t);
 	}
 	kfree(m.idx);
+	kfree(m.log);
 	kfree(m.cpg);
 	kfree(m.src);
 	kfree(m.pp);

@@ -182,38 +182,34 @@ bool det_wlog_next(struct mm_struct *mm, unsigned long *addr,
 }
 
 /*
- * The pfn of the page the snapshot of logged @mm held at @addr, 0 where it
- * held zeros; for comparing page identities, without a reference.
+ * The logged addresses of @mm in [@addr, @end), inside the PMD-sized
+ * block at @base: the index in the block of each, in address order, into
+ * @idx, and what the snapshot held there into @orig at that index: its
+ * page, or NULL where it held zeros.  No reference is taken: entries are
+ * only dropped with the mm, which the caller holds, and never replaced.
+ * Returns how many.  One walk of the log, where a lookup per address would
+ * walk it again for each.
  */
-unsigned long det_wlog_pfn(struct mm_struct *mm, unsigned long addr)
+unsigned int det_wlog_block(struct mm_struct *mm, unsigned long base,
+			    unsigned long addr, unsigned long end, u16 *idx,
+			    struct page **orig)
 {
-	void *entry = xa_load(&mm->det_wlog->pages, addr >> PAGE_SHIFT);
-
-	return (!entry || xa_is_value(entry)) ? 0 : page_to_pfn(entry);
-}
-
-/*
- * What the snapshot of logged @mm held at @addr, with a reference: the
- * logged page, or the zero page.  NULL if @addr is not logged (the child
- * never wrote it: its own page still is the snapshot's).
- */
-struct page *det_wlog_original(struct mm_struct *mm, unsigned long addr)
-{
-	struct page *page;
+	XA_STATE(xas, &mm->det_wlog->pages, addr >> PAGE_SHIFT);
+	unsigned int n = 0;
+	unsigned long i;
 	void *entry;
 
 	rcu_read_lock();
-	entry = xa_load(&mm->det_wlog->pages, addr >> PAGE_SHIFT);
-	page = (!entry || xa_is_value(entry)) ? NULL : entry;
-	/* Entries are only dropped with the mm, which the caller holds. */
-	if (page)
-		get_page(page);
-	rcu_read_unlock();
-	if (!page && entry) {
-		page = ZERO_PAGE(0);
-		get_page(page);
+	xas_for_each(&xas, entry, (end - 1) >> PAGE_SHIFT) {
+		/* A slot reserved for a fault not retried yet: not written. */
+		if (xas_retry(&xas, entry) || xa_is_zero(entry))
+			continue;
+		i = xas.xa_index - (base >> PAGE_SHIFT);
+		idx[n++] = i;
+		orig[i] = xa_is_value(entry) ? NULL : entry;
 	}
-	return page;
+	rcu_read_unlock();
+	return n;
 }
 
 /*
