@@ -156,7 +156,7 @@ bool det_wlog_next(struct mm_struct *mm, unsigned long *addr,
 		   unsigned long end);
 unsigned int det_wlog_block(struct mm_struct *mm, unsigned long base,
 			    unsigned long addr, unsigned long end, u16 *idx,
-			    struct page **orig);
+			    unsigned long *pfn);
 int det_wlog_prepare(struct mm_struct *mm, unsigned long addr);
 int det_wlog_zap(struct mm_struct *mm, unsigned long start, unsigned long end);
 

@@ -237,7 +237,6 @@ struct det_merger {
 	unsigned long *cp, *rp, *pp;	/* pfns of one block: child, ref, caller */
 	struct det_src *src;		/* one block's pages prepared early */
 	struct page **cpg;		/* one block's child pages, looked up */
-	struct page **log;		/* the block's logged snapshot pages */
 	u16 *idx;			/* the block's pages the child changed, */
 	unsigned int nidx;		/* in address order: only those are set */
 	struct det_todo *head, *tail;
@@ -307,16 +306,19 @@ static struct page *det_get_page(struct mm_struct *mm, unsigned long addr)
 
 /*
  * The snapshot's page at @addr, with a reference: the reference's, or the
- * write log's that det_merge_logged() gathered for the block (the zero
- * page where the snapshot held zeros).
+ * write log's, whose pfn det_merge_logged() put in m->rp[] (the zero page
+ * where the snapshot held zeros).
  */
 static struct page *det_ref_page(struct det_merger *m, unsigned long addr)
 {
+	unsigned long pfn;
 	struct page *rpage;
 
 	if (m->ref)
 		return det_get_page(m->ref, addr);
-	rpage = m->log[(addr & ~PMD_MASK) >> PAGE_SHIFT] ?: ZERO_PAGE(0);
+	pfn = m->rp[(addr & ~PMD_MASK) >> PAGE_SHIFT];
+	rpage = pfn == DET_PFN_NONE ? ZERO_PAGE(0) :
+				      pfn_to_page(pfn & ~DET_PFN_FILE);
 	get_page(rpage);
 	return rpage;
 }
@@ -719,17 +721,18 @@ static int det_merge_logged(struct det_merger *m, unsigned long addr,
 	mmap_read_lock(m->child);
 	/*
 	 * The logged pages go into m->idx[] first; det_queue_index() then
-	 * keeps the mergeable ones in place (m->nidx <= k).
+	 * keeps the mergeable ones in place (m->nidx <= k).  Their
+	 * snapshot pfns (0 for zeros: DET_PFN_NONE) go into m->rp[].
 	 */
-	n = det_wlog_block(m->child, base, addr, next, m->idx, m->log);
+	n = det_wlog_block(m->child, base, addr, next, m->idx, m->rp);
 	for (k = 0; k < n; k++) {
 		i = m->idx[k];
 		a = base + i * PAGE_SIZE;
 		m->rep.scanned_pages++;
 		if (!det_mergeable(m->child, &vma, a))
 			continue;
-		m->rp[i] = m->log[i] ? det_pfn_tag(page_to_pfn(m->log[i])) :
-			   DET_PFN_NONE;
+		if (m->rp[i] != DET_PFN_NONE)
+			m->rp[i] = det_pfn_tag(m->rp[i]);
 		det_queue_index(m, i);
 	}
 	mmap_read_unlock(m->child);
@@ -1453,9 +1456,8 @@ int det_merge(struct det_proc *d, const struct det_range *ranges,
 	m.pp = kmalloc_array(PTRS_PER_PTE, sizeof(*m.pp), GFP_KERNEL);
 	m.src = kmalloc_array(PTRS_PER_PTE, sizeof(*m.src), GFP_KERNEL);
 	m.cpg = kmalloc_array(PTRS_PER_PTE, sizeof(*m.cpg), GFP_KERNEL);
-	m.log = kmalloc_array(PTRS_PER_PTE, sizeof(*m.log), GFP_KERNEL);
 	m.idx = kmalloc_array(PTRS_PER_PTE, sizeof(*m.idx), GFP_KERNEL);
-	if (!m.cp || !m.rp || !m.pp || !m.src || !m.cpg || !m.log || !m.idx) {
+	if (!m.cp || !m.rp || !m.pp || !m.src || !m.cpg || !m.idx) {
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -1510,7 +1512,6 @@ out:
 		kfree(t);
 	}
 	kfree(m.idx);
-	kfree(m.log);
 	kfree(m.cpg);
 	kfree(m.src);
 	kfree(m.pp);

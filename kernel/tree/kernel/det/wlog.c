@@ -184,15 +184,15 @@ bool det_wlog_next(struct mm_struct *mm, unsigned long *addr,
 /*
  * The logged addresses of @mm in [@addr, @end), inside the PMD-sized
  * block at @base: the index in the block of each, in address order, into
- * @idx, and what the snapshot held there into @orig at that index: its
- * page, or NULL where it held zeros.  No reference is taken: entries are
- * only dropped with the mm, which the caller holds, and never replaced.
- * Returns how many.  One walk of the log, where a lookup per address would
- * walk it again for each.
+ * @idx, and the pfn of the page the snapshot held there into @pfn at that
+ * index, 0 where it held zeros.  No reference is taken: entries are only
+ * dropped with the mm, which the caller holds, and never replaced, so
+ * pfn_to_page() of one stays valid as long.  Returns how many.  One walk
+ * of the log, where a lookup per address would walk it again for each.
  */
 unsigned int det_wlog_block(struct mm_struct *mm, unsigned long base,
 			    unsigned long addr, unsigned long end, u16 *idx,
-			    struct page **orig)
+			    unsigned long *pfn)
 {
 	XA_STATE(xas, &mm->det_wlog->pages, addr >> PAGE_SHIFT);
 	unsigned int n = 0;
@@ -206,7 +206,7 @@ unsigned int det_wlog_block(struct mm_struct *mm, unsigned long base,
 			continue;
 		i = xas.xa_index - (base >> PAGE_SHIFT);
 		idx[n++] = i;
-		orig[i] = xa_is_value(entry) ? NULL : entry;
+		pfn[i] = xa_is_value(entry) ? 0 : page_to_pfn(entry);
 	}
 	rcu_read_unlock();
 	return n;
