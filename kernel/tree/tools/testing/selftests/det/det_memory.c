@@ -1213,7 +1213,8 @@ static unsigned long during_slot(unsigned long s)
 /*
  * Another process with ptrace access to master @pid: when told round r
  * has begun, it writes slot r of each of the master's DURING_PAGES pages
- * at @buf, last page first, and says it is done.  Exits when told to.
+ * at @buf, last page first, and says it is done.  Exits when told to, or
+ * when the master is gone (a failed assertion ends it early).
  */
 static void __attribute__((noreturn))
 write_during(pid_t pid, unsigned char *buf, struct during *w)
@@ -1225,9 +1226,9 @@ write_during(pid_t pid, unsigned char *buf, struct during *w)
 
 	memset(mine, 0xa5, sizeof(mine));
 	for (r = 1; ; r++) {
-		while (w->go < r)
+		while (w->go < r && !kill(pid, 0))
 			sched_yield();
-		if (w->go == ~0UL)
+		if (w->go < r || w->go == ~0UL)
 			_exit(0);
 		for (k = 0; k < DURING_PAGES; k++)
 			remote[k] = (struct iovec){
