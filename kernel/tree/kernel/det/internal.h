@@ -121,6 +121,7 @@ struct det_proc *det_create(struct det_proc *me, unsigned long id, bool snap);
 int det_wait_stopped(struct det_proc *me, struct det_proc *d);
 int det_start(struct det_proc *d);
 int det_kill(struct det_proc *me, struct det_proc *d, bool nowait);
+void det_sigkill(struct det_proc *d);
 void det_reap_dying(struct det_proc *me, bool wait);
 void det_get_status(struct det_proc *d, struct det_status *st);
 void det_stop(struct det_proc *me, int state, int reason, int signo,
@@ -159,10 +160,16 @@ unsigned int det_wlog_block(struct mm_struct *mm, unsigned long base,
 			    unsigned long *pfn);
 int det_wlog_prepare(struct mm_struct *mm, unsigned long addr);
 int det_wlog_zap(struct mm_struct *mm, unsigned long start, unsigned long end);
+void det_wlog_restart(struct mm_struct *mm);
+
+/* resnap.c */
+extern atomic_t det_resnaps;
+int det_resnap(struct det_proc *d, bool *touched);
 
 /* merge.c */
 int det_merge(struct det_proc *d, const struct det_range *ranges,
 	      unsigned long nr, unsigned long report, unsigned long report_size);
+bool det_vma_linked(struct vm_area_struct *cvma, struct anon_vma *av);
 int det_merge_call(struct det_proc *d, unsigned long flags,
 		   unsigned long start, unsigned long size,
 		   unsigned long report);

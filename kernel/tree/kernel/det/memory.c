@@ -208,16 +208,20 @@ int det_vm_map(struct det_proc *d, bool zero, unsigned long start,
 
 /*
  * DET_SNAP.  A child created by this very dput() already is a fork()
- * copy of the caller, logged where it can be (det_create()); otherwise a
- * new copy, logged from the start where it can be, replaces its address
+ * copy of the caller, logged where it can be (det_create()).  A child
+ * holding an earlier logged snapshot of the caller is brought up to date
+ * in place where its mappings allow (det_resnap()).  Otherwise a new
+ * copy, logged from the start where it can be, replaces its address
  * space.  Where there is no log, a second copy becomes the reference.
+ * If a child changed in place cannot be given a new copy either, it is
+ * killed (DET_S_EXCEPT_DEAD) rather than run on a half-made snapshot.
  */
 int det_snap(struct det_proc *d, bool created)
 {
 	struct mm_struct *mm = current->mm, *child = NULL, *ref = NULL;
 	struct mm_struct *made = NULL;
 	struct det_req r = { .fn = det_req_install };
-	bool logged;
+	bool logged, touched = false;
 	int ret;
 
 	if (det_dead(d))
@@ -231,6 +235,9 @@ int det_snap(struct det_proc *d, bool created)
 	} else {
 		ret = det_check_outside(mm);
 		if (ret)
+			return ret;
+		ret = det_resnap(d, &touched);
+		if (ret != -EAGAIN && (!ret || !touched))
 			return ret;
 		ret = -ENOMEM;
 		child = dup_mm(d->task, mm);
@@ -278,6 +285,9 @@ fail:
 		mmput(ref);
 	if (child)
 		mmput(child);
+	/* Half brought up to date and not replaced: it must never run. */
+	if (touched)
+		det_sigkill(d);
 	return ret;
 }
 

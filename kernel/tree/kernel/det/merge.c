@@ -928,7 +928,7 @@ static bool det_installable(struct vm_area_struct *vma)
 }
 
 /* Is the child's @cvma linked to @av, so that @av's rmap walk finds it? */
-static bool det_vma_linked(struct vm_area_struct *cvma, struct anon_vma *av)
+bool det_vma_linked(struct vm_area_struct *cvma, struct anon_vma *av)
 {
 	struct anon_vma_chain *avc;
 

@@ -570,7 +570,7 @@ void det_get_status(struct det_proc *d, struct det_status *st)
 	spin_unlock(&d->lock);
 }
 
-static void det_sigkill(struct det_proc *d)
+void det_sigkill(struct det_proc *d)
 {
 	if (d->task && !det_dead(d))
 		send_sig_info(SIGKILL, SEND_SIG_PRIV, d->task);
@@ -712,6 +712,7 @@ static int __init det_debugfs_init(void)
 	struct dentry *dir = debugfs_create_dir("det", NULL);
 
 	debugfs_create_atomic_t("objects", 0444, dir, &det_objects);
+	debugfs_create_atomic_t("resnaps", 0444, dir, &det_resnaps);
 	return 0;
 }
 late_initcall(det_debugfs_init);

@@ -90,16 +90,12 @@ int det_wlog_start(struct mm_struct *mm)
 	return 0;
 }
 
-/* Hook from __mmput(), after exit_mmap(): nothing can fault any more. */
-void det_mm_exit(struct mm_struct *mm)
+/* Drop every entry of @log, which nothing else reads or writes now. */
+static void det_wlog_empty(struct det_wlog *log)
 {
-	struct det_wlog *log = mm->det_wlog;
 	unsigned long idx;
 	void *entry;
 
-	if (!log)
-		return;
-	mm->det_wlog = NULL;
 	xa_for_each(&log->pages, idx, entry) {
 		if (!xa_is_value(entry))
 			put_page(entry);
@@ -107,7 +103,29 @@ void det_mm_exit(struct mm_struct *mm)
 			cond_resched();
 	}
 	xa_destroy(&log->pages);
+}
+
+/* Hook from __mmput(), after exit_mmap(): nothing can fault any more. */
+void det_mm_exit(struct mm_struct *mm)
+{
+	struct det_wlog *log = mm->det_wlog;
+
+	if (!log)
+		return;
+	mm->det_wlog = NULL;
+	det_wlog_empty(log);
 	kfree(log);
+}
+
+/*
+ * Start logging @mm again from empty: its pages have just been made the
+ * new snapshot's (det_resnap()).  Caller holds its mmap lock for writing
+ * and no task runs in it.
+ */
+void det_wlog_restart(struct mm_struct *mm)
+{
+	mmap_assert_write_locked(mm);
+	det_wlog_empty(mm->det_wlog);
 }
 
 /**

@@ -1,0 +1,363 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * DET_SNAP of a child that already holds a snapshot of its deterministic
+ * parent: the kernel brings it up to date in place (kernel/det/resnap.c)
+ * instead of copying the whole address space again.  Whatever way it
+ * takes, the child must see exactly what a new copy would show, its old
+ * writes gone, and nothing either side writes afterwards may reach the
+ * other before a merge.
+ *
+ * The master (the test) makes deterministic child A (ID 1), which runs a
+ * scenario against its own child B (ID 2), restarting B for each round
+ * with DET_SNAP | DET_REGS at b_main() on B's own stack, and exits with 0
+ * or the number of the check that failed.  On a kernel with debugfs the
+ * test also checks that the rounds were brought up to date in place
+ * (det/resnaps), not all by new copies.
+ */
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/user.h>
+
+#include "det_test.h"
+
+#define PG 4096UL
+#define NPAGES 64
+#define ROUNDS 60
+
+static unsigned char *buf;	/* populated by the master before A exists */
+static unsigned char *lazy;	/* never touched by A itself */
+static unsigned char *extra;	/* mapped into A by the master later */
+static volatile unsigned long plan, round_no, seen;
+static unsigned char bstack[16 * PG] __attribute__((aligned(16)));
+
+enum { SUM = 1, WRITE_P, WRITE_Q, READ_EXTRA, DIRTY };
+
+static unsigned long sum(const unsigned char *p, unsigned long n)
+{
+	unsigned long h = 1469598103934665603UL, i;
+
+	for (i = 0; i < n; i++)
+		h = (h ^ p[i]) * 1099511628211UL;
+	return h;
+}
+
+static unsigned long sum_all(void)
+{
+	return sum(buf, NPAGES * PG) * 31 + sum(lazy, NPAGES * PG);
+}
+
+/* B's code for a round: what `plan` says, then stop for good. */
+static void __attribute__((noreturn, used)) b_main(void)
+{
+	unsigned long r = round_no, i;
+
+	switch (plan) {
+	case SUM:
+		seen = sum_all();
+		/* Writes of its own, which the next snapshot must undo. */
+		for (i = r % 7; i < NPAGES; i += 5)
+			buf[i * PG + (r & 63)] = (unsigned char)(r * 3 + 1);
+		for (i = r % 3; i < NPAGES; i += 9)
+			lazy[i * PG + (r & 63)] = (unsigned char)(r + 7);
+		break;
+	case WRITE_P:
+		buf[5 * PG + 10] = 1;
+		break;
+	case WRITE_Q:
+		buf[9 * PG + 10] = 7;
+		break;
+	case READ_EXTRA:
+		seen = extra[0];
+		break;
+	case DIRTY:
+		for (i = 0; i < 16; i++)
+			buf[(i * 4 + r % 4) * PG] = (unsigned char)r;
+		break;
+	}
+	for (;;)
+		dret();
+}
+
+static struct user_regs_struct bregs;
+
+/* Make B, parked, and keep registers to restart it with. */
+static int make_b(void)
+{
+	long r = dput(2, DET_SNAP, 0, 0, 0);
+
+	if (r == 0)
+		for (;;)
+			dret();
+	if (r != DET_S_READY)
+		return 0;
+	return dget(2, DET_REGS | DET_GENERAL_REGS, (unsigned long)&bregs, 0,
+		    0) == DET_S_READY;
+}
+
+/* A new snapshot for B, which then runs `what` and stops. */
+static long run_b(unsigned long what)
+{
+	long r;
+
+	plan = what;
+	bregs.rip = (unsigned long)b_main;
+	bregs.rsp = (unsigned long)(bstack + sizeof(bstack)) - 8;
+	r = dput(2, DET_SNAP | DET_REGS | DET_GENERAL_REGS | DET_START,
+		 (unsigned long)&bregs, 0, 0);
+	return r == DET_S_RUNNING ? dget(2, 0, 0, 0, 0) : -1000 + r;
+}
+
+static unsigned long b_seen(void)
+{
+	unsigned long v = 0;
+
+	det_read_child(2, &seen, &v, sizeof(v));
+	return v;
+}
+
+static int merge_b(void)
+{
+	return dget(2, DET_MERGE, (unsigned long)buf, NPAGES * PG, 0) >= 0 &&
+	       dget(2, DET_MERGE, (unsigned long)lazy, NPAGES * PG, 0) >= 0;
+}
+
+/*
+ * Rounds where both sides write, B's changes merged every third round:
+ * B's view at each snapshot hashes as A's did.  A also writes right after
+ * starting B, which B must not see.
+ */
+static int a_matches(void)
+{
+	unsigned long r, i, want;
+
+	if (!make_b())
+		return 1;
+	for (r = 1; r <= ROUNDS; r++) {
+		for (i = r % 5; i < NPAGES; i += 4)
+			buf[i * PG + 128 + r % 97] ^= (unsigned char)r;
+		round_no = r;
+		want = sum_all();
+		plan = SUM;
+		bregs.rip = (unsigned long)b_main;
+		bregs.rsp = (unsigned long)(bstack + sizeof(bstack)) - 8;
+		if (dput(2, DET_SNAP | DET_REGS | DET_GENERAL_REGS | DET_START,
+			 (unsigned long)&bregs, 0, 0) != DET_S_RUNNING)
+			return 2;
+		/* A page B maps since this very snapshot, written at once. */
+		buf[3 * PG + 300] ^= 0x5a;
+		if (dget(2, 0, 0, 0, 0) != DET_S_READY)
+			return 3;
+		if (b_seen() != want)
+			return 100 + r;
+		if (r % 3 == 0 && !merge_b())
+			return 4;
+	}
+	return 0;
+}
+
+/*
+ * B writes P and is merged; a new snapshot; A writes P again; B writes
+ * only Q.  The merge takes Q and leaves P alone: the new snapshot's log
+ * starts empty, so B's write to P before it is not B's change any more.
+ */
+static int a_fresh_log(void)
+{
+	if (!make_b() || run_b(WRITE_P) != DET_S_READY || !merge_b())
+		return 1;
+	if (buf[5 * PG + 10] != 1)
+		return 2;
+	if (run_b(WRITE_Q) != DET_S_READY)
+		return 3;
+	/* After the snapshot run_b() made: B must not see it. */
+	buf[5 * PG + 10] = 2;
+	if (!merge_b())
+		return 4;
+	if (buf[5 * PG + 10] != 2 || buf[9 * PG + 10] != 7)
+		return 5;
+	return 0;
+}
+
+/*
+ * The master maps `extra` into A while A is stopped: A's mappings no
+ * longer match B's, and B's next snapshot must still show it.
+ */
+static int a_new_mapping(void)
+{
+	if (!make_b() || run_b(SUM) != DET_S_READY)
+		return 1;
+	dret();				/* the master maps `extra` now */
+	extra[0] = 42;
+	if (run_b(READ_EXTRA) != DET_S_READY)
+		return 2;
+	if (b_seen() != 42)
+		return 3;
+	if (run_b(READ_EXTRA) != DET_S_READY || b_seen() != 42)
+		return 4;
+	return 0;
+}
+
+/* Cycles where both sides write 16 pages; the master reads meminfo. */
+static int a_cycles(void)
+{
+	unsigned long r, i;
+
+	if (!make_b())
+		return 1;
+	for (r = 1; r <= 3600; r++) {
+		for (i = 0; i < 16; i++)
+			buf[(i * 4 + 2) * PG + 8] = (unsigned char)r;
+		round_no = r;
+		if (run_b(DIRTY) != DET_S_READY)
+			return 2;
+		if (r == 500 || r == 3500)
+			dret();		/* the master takes a reading */
+	}
+	return 0;
+}
+
+static long resnaps(void)
+{
+	FILE *f = fopen("/sys/kernel/debug/det/resnaps", "r");
+	long n = -1;
+
+	if (!f) {
+		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
+		f = fopen("/sys/kernel/debug/det/resnaps", "r");
+	}
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &n) != 1)
+		n = -1;
+	fclose(f);
+	return n;
+}
+
+static void __attribute__((noinline)) setup_buffers(void)
+{
+	unsigned long i;
+
+	buf = mmap(NULL, NPAGES * PG, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	lazy = mmap(NULL, NPAGES * PG, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* An address free in A, for the master to map there later. */
+	extra = mmap(NULL, 4 * PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+		     -1, 0);
+	munmap(extra, 4 * PG);
+	for (i = 0; i < NPAGES * PG; i++)
+		buf[i] = (unsigned char)(i * 7 + i / PG);
+}
+
+/* Run scenario @a in child A; its exit status, or -1. */
+static int run_a(int (*a)(void))
+{
+	struct det_status st;
+	long r = dput(1, DET_SNAP | DET_START, 0, 0, 0);
+
+	if (r == 0)
+		det_exit(a());
+	if (r != DET_S_RUNNING || det_status(1, &st) != DET_S_EXIT_NORMAL)
+		return -1;
+	dput(1, DET_KILL, 0, 0, 0);
+	return st.exit_code;
+}
+
+TEST(resnap_matches_a_new_copy)
+{
+	long before;
+
+	ASSERT_EQ(0, become_master());
+	setup_buffers();
+	before = resnaps();
+	EXPECT_EQ(0, run_a(a_matches));
+	/*
+	 * Most rounds in place (a merge into an empty mapping forces a new
+	 * copy once: A's mapping gains an anon_vma B is not linked to).
+	 */
+	if (before >= 0)
+		EXPECT_LE(ROUNDS / 2, resnaps() - before);
+}
+
+TEST(resnap_starts_an_empty_log)
+{
+	long before;
+
+	ASSERT_EQ(0, become_master());
+	setup_buffers();
+	before = resnaps();
+	EXPECT_EQ(0, run_a(a_fresh_log));
+	if (before >= 0)
+		EXPECT_LE(1, resnaps() - before);
+}
+
+TEST(resnap_follows_new_mappings)
+{
+	struct det_status st;
+	long r;
+
+	ASSERT_EQ(0, become_master());
+	setup_buffers();
+	r = dput(1, DET_SNAP | DET_START, 0, 0, 0);
+	if (r == 0)
+		det_exit(a_new_mapping());
+	ASSERT_EQ(DET_S_RUNNING, r);
+	ASSERT_EQ(DET_S_READY, det_status(1, &st));
+	ASSERT_EQ(DET_S_READY, dput(1, DET_VM_ZERO | DET_PROT_READ |
+				    DET_PROT_WRITE, (unsigned long)extra,
+				    4 * PG, 0));
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_EXIT_NORMAL, det_status(1, &st));
+	EXPECT_EQ(0, st.exit_code);
+	EXPECT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+}
+
+/*
+ * Free memory plus slab: a KASAN kernel's quarantine of freed objects
+ * moves memory from the first to the second, leaked pages from both.
+ */
+static long free_kb(void)
+{
+	return meminfo_kb("MemFree") + meminfo_kb("Slab");
+}
+
+/*
+ * Run a_cycles() in A, reading free_kb() at its two stops into @kb: A's
+ * exit status, or -1 if a step went wrong.
+ */
+static int __attribute__((noinline)) cycles_with_readings(long kb[2])
+{
+	struct det_status st;
+	int i;
+
+	if (dput(1, DET_SNAP | DET_START, 0, 0, 0) == 0)
+		det_exit(a_cycles());
+	for (i = 0; i < 2; i++) {
+		if (det_status(1, &st) != DET_S_READY)
+			return -1;
+		kb[i] = free_kb();
+		if (dput(1, DET_START, 0, 0, 0) != DET_S_RUNNING)
+			return -1;
+	}
+	if (det_status(1, &st) != DET_S_EXIT_NORMAL)
+		return -1;
+	dput(1, DET_KILL, 0, 0, 0);
+	return st.exit_code;
+}
+
+SLOW_TEST(resnap_cycles_free_what_they_replace, 120)
+{
+	long kb[2];
+
+	ASSERT_EQ(0, become_master());
+	setup_buffers();
+	EXPECT_EQ(0, cycles_with_readings(kb));
+	/*
+	 * 3000 cycles replace 32 pages each (375 MB); free memory moves by a
+	 * few MB either way with per-CPU page lists.  A reference kept on
+	 * two pages a cycle would take 23 MB.
+	 */
+	TH_LOG("MemFree + Slab %ld -> %ld kB", kb[0], kb[1]);
+	EXPECT_LT(kb[0] - kb[1], 16384);
+}
+
+TEST_HARNESS_MAIN
