@@ -100,6 +100,61 @@ pub unsafe fn snap_start_and_enter(
     ret
 }
 
+// A joined child that waits to be used again: `dret` for ever at one
+// address, which its parent tells from any other `dret` by the stop's
+// instruction pointer ([`retired_ip`]).
+#[cfg(determ_rt)]
+global_asm!(
+    ".pushsection .text.determ_retire,\"ax\",@progbits",
+    ".globl determ_retire",
+    ".type determ_retire,@function",
+    "determ_retire:",
+    "mov eax, {nr}",
+    "syscall",
+    ".globl determ_retired_ip",
+    "determ_retired_ip:",
+    "jmp determ_retire",
+    ".popsection",
+    nr = const crate::sys::NR_DRET,
+);
+
+#[cfg(determ_rt)]
+extern "C" {
+    fn determ_retire() -> !;
+    static determ_retired_ip: u8;
+}
+
+/// Stops in `dret` for good, at [`retired_ip`]: the parent either gives
+/// this process a new snapshot and registers ([`restart_regs`]) or kills it.
+#[cfg(determ_rt)]
+pub fn retire() -> ! {
+    // SAFETY: the loop makes `dret` calls only, touching no memory.
+    unsafe { determ_retire() }
+}
+
+/// Where a retired child's stop reports it is.
+#[cfg(determ_rt)]
+pub fn retired_ip() -> u64 {
+    core::ptr::addr_of!(determ_retired_ip) as u64
+}
+
+/// Makes `regs`, a retired child's, start `entry(frame)` on the stack
+/// topped at `stack_hi`, as [`snap_start_and_enter`] starts a new child.
+#[cfg(determ_rt)]
+pub fn restart_regs(
+    regs: &mut crate::sys::UserRegs,
+    stack_hi: u64,
+    frame: *const u8,
+    entry: extern "C" fn(*const u8) -> !,
+) {
+    regs.rip = entry as usize as u64;
+    // As after a `call`: the return address slot, never used.
+    regs.rsp = stack_hi - 8;
+    regs.rdi = frame as u64;
+    regs.rbp = 0;
+    regs.eflags &= !0x400; // DF clear, as the ABI has it
+}
+
 /// Stops the process as a fault (`ud2`: SIGILL, an implicit `dret`).
 #[cfg(determ_rt)]
 pub fn stop() -> ! {

@@ -42,6 +42,9 @@ const MAX_DATA: usize = 4;
 #[derive(Clone, Copy)]
 pub(crate) struct ChildSlot {
     pub id: u64,
+    /// The ID the kernel knows it by: a retired child reused for this
+    /// fork keeps the one it was made with ([`process::KID_BIT`]).
+    pub kid: u64,
     /// Heap region given at the fork.
     pub region: (u64, u64),
     /// Heap that was free below the region at the fork (not merged).
@@ -65,13 +68,19 @@ pub(crate) struct FsReference {
     pub writes: u64,
 }
 
-/// Everything the runtime keeps, per process.
+/// Everything the runtime keeps, per process. `repr(C)`: a parent reads
+/// `heap` and `exit_code`, adjacent, in one copy (`process::Joined`).
+#[repr(C)]
 pub(crate) struct State {
     pub magic: u64,
     pub depth: u64,
     /// Shows its output with a trapped `write` (the master's root).
     pub top: bool,
     pub heap: Heap,
+    /// A retired child's exit status and count of changed inodes, read
+    /// by its parent at the join.
+    pub exit_code: i32,
+    pub fs_dirty: u32,
     /// Bytes of heap mapped at HEAP_BASE (from the boot record).
     pub heap_size: u64,
     pub next_id: u64,
@@ -86,6 +95,15 @@ pub(crate) struct State {
     pub argv: *const *const u8,
     pub envp: *const *const u8,
     pub children: [ChildSlot; MAX_CHILDREN],
+    /// Kernel IDs of joined children waiting in `dret` to be reused by
+    /// the next forks (the last one first), and the number for the next
+    /// child made.
+    pub spares: [u64; process::MAX_SPARES],
+    pub nspares: usize,
+    pub next_kid: u64,
+    /// Registers a retired child is restarted from (`process::restart`),
+    /// read once from the first one.
+    pub restart_regs: Option<crate::sys::UserRegs>,
     /// Totals over this process's joins (see [`process::JoinStats`]).
     pub stats: process::JoinStats,
     /// The last allocation, if it failed: (size, align).
@@ -256,6 +274,9 @@ pub(crate) fn init(sp: *const u64) {
     st.next_id = 1;
     st.fs_reference = None;
     st.next_reference = 1;
+    st.nspares = 0;
+    st.next_kid = 1;
+    st.restart_regs = None;
 
     st.stats = process::JoinStats::default();
     for c in st.children.iter_mut() {
@@ -422,10 +443,29 @@ pub(crate) unsafe fn cstr(p: *const u8) -> &'static str {
 /// Ends the process: shows pending output (top process) and exits with
 /// `code`, which the parent sees as the exit status.
 pub fn exit(code: i32) -> ! {
+    wind_up();
+    sys::exit(code)
+}
+
+/// What ending the process and retiring it have in common.
+fn wind_up() {
     close_fs_scope();
     io::flush();
     publish_heap_stats();
-    sys::exit(code)
+}
+
+/// Ends a forked child as [`exit`] does, but leaves the process waiting
+/// in `dret` for its parent to reuse (or kill) after the join; the parent
+/// reads `code` from its [`State`].
+pub(crate) fn retire(code: i32) -> ! {
+    wind_up();
+    let dirty = with_fs(|fs| fs.dirty_inodes());
+    // SAFETY: two plain stores.
+    unsafe {
+        state().exit_code = code;
+        state().fs_dirty = dirty;
+    }
+    crate::arch::retire()
 }
 
 /// Ends the process as a fault with `msg` in its report: the parent (or

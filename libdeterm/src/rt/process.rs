@@ -37,6 +37,18 @@ use crate::sys::{self, DetMerge, Errno};
 /// Set in the IDs of the file-system reference holders.
 pub const REF_BIT: u64 = 1 << 62;
 
+/// Set in the kernel IDs of forked children, which a reused child keeps
+/// whatever ID its new fork has ([`ChildSlot::kid`]).
+pub const KID_BIT: u64 = 1 << 61;
+
+/// Joined children kept for reuse at most ([`State::spares`]).
+pub const MAX_SPARES: usize = 8;
+
+/// A child whose join merged more pages than this is not kept: its write
+/// log holds the snapshot's copy of each page it wrote until it is
+/// reused, and a child that large amortises its fork anyway.
+const SPARE_MAX_PAGES: u64 = 256;
+
 /// Totals over a process's joins.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JoinStats {
@@ -208,6 +220,8 @@ extern "C" fn child_entry(frame: *const u8) -> ! {
     st.next_id = 1;
     // The parent's reference holder is not this process's child.
     st.fs_reference = None;
+    // Nor are its retired children.
+    st.nspares = 0;
     st.heap.enter_child(fr.region);
     st.stats = JoinStats::default();
     for c in st.children.iter_mut() {
@@ -217,7 +231,77 @@ extern "C" fn child_entry(frame: *const u8) -> ! {
     with_fs(|fs| fs.enter_child());
     // SAFETY: the closure was left to the child by `fork_raw`.
     let code = unsafe { (fr.call)(fr.data) };
-    super::exit(code)
+    finish(code)
+}
+
+/// A forked child's end. With no unjoined children of its own it retires:
+/// it kills its spares and file-system reference, which a new snapshot
+/// would make it forget, and waits in `dret` for its parent to join it
+/// and maybe reuse it for another fork. Otherwise it exits, and its
+/// children die with it.
+fn finish(code: i32) -> ! {
+    // SAFETY: `st` is last used before the `dput`s, which are system calls.
+    let st = unsafe { state() };
+    if st.children.iter().any(|c| c.used) {
+        super::exit(code)
+    }
+    let spares = core::mem::take(&mut st.nspares);
+    let kids = st.spares;
+    let reference = st.fs_reference.take();
+    for &kid in &kids[..spares] {
+        let _ = sys::dput_plain(kid, KILL_NOW, 0, 0);
+    }
+    if let Some(r) = reference {
+        let _ = sys::dput_plain(r.id, KILL_NOW, 0, 0);
+    }
+    super::retire(code)
+}
+
+/// A kernel ID for the next fork: a spare's, or a new one.
+fn take_kid() -> (u64, bool) {
+    // SAFETY: a few plain fields, nothing else reached.
+    let st = unsafe { state() };
+    if st.nspares > 0 {
+        st.nspares -= 1;
+        return (st.spares[st.nspares], true);
+    }
+    let kid = KID_BIT | st.next_kid;
+    st.next_kid += 1;
+    (kid, false)
+}
+
+/// Gives retired child `kid` a snapshot of this process and starts it at
+/// `entry(frame)` on the stack topped at `stack_hi`: one `dput`, where
+/// making a child would copy the whole address space and tear one down.
+///
+/// # Safety
+/// As [`crate::arch::snap_start_and_enter`].
+unsafe fn restart(kid: u64, stack_hi: u64, frame: *const u8) -> Result<u64, Errno> {
+    // Only the selectors, segment bases and flags of a retired child's
+    // registers matter here, the same in each: the first one's serve.
+    // SAFETY: one field is copied out at once.
+    let mut regs = match unsafe { state() }.restart_regs {
+        Some(r) => r,
+        None => {
+            let r = sys::get_regs(kid)?;
+            // SAFETY: a plain store.
+            unsafe { state() }.restart_regs = Some(r);
+            r
+        }
+    };
+    crate::arch::restart_regs(&mut regs, stack_hi, frame, child_entry);
+    let flags = sys::DET_SNAP | sys::DET_REGS | sys::DET_GENERAL_REGS | sys::DET_START;
+    // SAFETY: the kernel reads DET_GENERAL_REGS_SIZE bytes from `regs`;
+    // the caller's contract covers what the child runs.
+    unsafe {
+        sys::dput(
+            kid,
+            flags,
+            &regs as *const sys::UserRegs as u64,
+            sys::DET_GENERAL_REGS_SIZE as u64,
+            0,
+        )
+    }
 }
 
 fn take_slot(st: &mut State) -> Result<usize, Error> {
@@ -320,18 +404,22 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
         depth,
     };
     let (_, stack_hi) = stack_range(depth);
-    // SAFETY: `frame` lives in this stack frame, which the child's copy
-    // keeps and never writes; `child_entry` takes it and never returns;
-    // `stack_hi` is the top of the child's own stack, unused so far.
-    let ret = unsafe {
-        crate::arch::snap_start_and_enter(
-            id,
-            stack_hi,
-            &frame as *const Frame as *const u8,
-            child_entry,
-        )
+    let (kid, reused) = take_kid();
+    // `frame` lives in this stack frame, which the child's copy keeps and
+    // never writes; `child_entry` takes it and never returns; `stack_hi`
+    // is the top of the child's own stack, unused so far.
+    let at = &frame as *const Frame as *const u8;
+    let ret = if reused {
+        // SAFETY: see above.
+        unsafe { restart(kid, stack_hi, at) }
+    } else {
+        // SAFETY: see above.
+        sys::check(unsafe { crate::arch::snap_start_and_enter(kid, stack_hi, at, child_entry) })
     };
-    if let Err(e) = sys::check(ret) {
+    if let Err(e) = ret {
+        if reused {
+            let _ = sys::dput_plain(kid, KILL_NOW, 0, 0);
+        }
         // SAFETY: giving the region back reaches nothing else.
         unsafe { state() }.heap.abandon(region);
         // The closure was not handed over: drop it here.
@@ -341,6 +429,7 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
     // SAFETY: a plain store.
     unsafe { state() }.children[slot] = ChildSlot {
         id,
+        kid,
         region,
         gap,
         exec: false,
@@ -501,6 +590,7 @@ pub fn exec(path: &str, args: &[&str]) -> Result<Child, Error> {
     // SAFETY: a plain store (the box is made before).
     unsafe { state() }.children[slot] = ChildSlot {
         id,
+        kid: id,
         region: (0, 0),
         gap: (0, 0),
         exec: true,
@@ -545,7 +635,9 @@ impl serve::Host for Parent {
 /// `gap` is the heap that was free when the child was forked, below its
 /// region: no one had written there and the child could not, so it is
 /// left out (it is most of the heap, and a merge walks what it is given).
-fn merge(id: u64, gap: (u64, u64)) -> Result<(), Error> {
+/// Returns how many pages the child had changed. `id` names the child in
+/// errors; `kid` is its kernel ID.
+fn merge(id: u64, kid: u64, gap: (u64, u64)) -> Result<u64, Error> {
     // SAFETY: `st` is last used to list the ranges, which reaches nothing
     // else.
     let st = unsafe { state() };
@@ -607,7 +699,7 @@ fn merge(id: u64, gap: (u64, u64)) -> Result<(), Error> {
     // SAFETY: these ranges hold program data, heap blocks and stack
     // variables the child may have changed through what it was given;
     // the runtime's own state is in the private region, outside them.
-    let r = unsafe { sys::merge_ranges(id, &kr[..k], &mut rep) };
+    let r = unsafe { sys::merge_ranges(kid, &kr[..k], &mut rep) };
     // SAFETY: four additions reach nothing else.
     let s = &mut unsafe { state() }.stats;
     s.merges += 1;
@@ -615,7 +707,7 @@ fn merge(id: u64, gap: (u64, u64)) -> Result<(), Error> {
     s.copied_pages += rep.copied_pages;
     s.compared_pages += rep.compared_pages;
     match r {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(rep.copied_pages + rep.compared_pages),
         Err(Errno::EBADE) => {
             let addr = rep.conflict_addr;
             let what = ranges[..n]
@@ -639,8 +731,8 @@ fn merge(id: u64, gap: (u64, u64)) -> Result<(), Error> {
     }
 }
 
-/// Reconciles the child's file system with ours.
-fn join_fs(id: u64, holder: u64) -> Result<(), Error> {
+/// Reconciles the file system of child `id` (kernel ID `kid`) with ours.
+fn join_fs(id: u64, kid: u64, holder: u64) -> Result<(), Error> {
     // SAFETY: one field is copied out at once.
     let len = unsafe { state() }.fs_len as usize;
     // SAFETY: the two scratch regions are mapped for this process, each
@@ -656,13 +748,13 @@ fn join_fs(id: u64, holder: u64) -> Result<(), Error> {
     let page = sys::PAGE as usize;
     sys_err(
         "copying a file system",
-        sys::copy_from(id, FS_BASE, &mut cbuf[..page]),
+        sys::copy_from(kid, FS_BASE, &mut cbuf[..page]),
     )?;
     let untouched = Fs::open(&*cbuf).is_ok_and(|c| c.dirty_inodes() == 0);
     if untouched {
         return Ok(());
     }
-    exec::copy_fs_rest(id, cbuf).map_err(Error::Exec)?;
+    exec::copy_fs_rest(kid, cbuf).map_err(Error::Exec)?;
     exec::copy_fs_from(holder, rbuf).map_err(Error::Exec)?;
     let fs_err = |error| Error::Fs { child: id, error };
     let child = Fs::open(&*cbuf).map_err(fs_err)?;
@@ -700,17 +792,36 @@ unsafe fn read_via_scratch<T: Copy>(id: u64, addr: u64) -> Result<T, Errno> {
     Ok(unsafe { core::ptr::read_unaligned(buf.as_ptr() as *const T) })
 }
 
-/// Takes back the heap region the child was lent, after its merge.
-fn reclaim(id: u64, region: (u64, u64)) -> Result<(), Error> {
+/// What a join reads of the child's [`State`], in one copy.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Joined {
+    heap: Heap,
+    exit_code: i32,
+    fs_dirty: u32,
+}
+
+const _: () = assert!(
+    core::mem::offset_of!(State, exit_code) - core::mem::offset_of!(State, heap)
+        == core::mem::offset_of!(Joined, exit_code)
+        && core::mem::offset_of!(State, fs_dirty) - core::mem::offset_of!(State, heap)
+            == core::mem::offset_of!(Joined, fs_dirty)
+);
+
+/// Takes back the heap region the child (kernel ID `kid`) was lent, after
+/// its merge. Returns what it left in its state if it retired: its exit
+/// status and how many inodes it changed.
+fn reclaim(kid: u64, region: (u64, u64)) -> Result<(i32, u32), Error> {
     let at = PRIV_BASE + STATE_OFFSET + core::mem::offset_of!(State, heap) as u64;
-    // SAFETY: the bytes are the child's `Heap`, plain data of this type;
-    // the scratch is used next by `join_fs`, after this read.
-    let child = unsafe { read_via_scratch::<Heap>(id, at) };
+    // SAFETY: the bytes are the child's `Heap` and exit status, plain data
+    // of these types; the scratch is used next by `join_fs`, after this
+    // read.
+    let child = unsafe { read_via_scratch::<Joined>(kid, at) };
     let child = sys_err("reading the child's heap", child)?;
     // SAFETY: the child's heap changes were merged just before; joining
     // the heap reaches nothing but the heap.
-    unsafe { state().heap.join(region, &child) };
-    Ok(())
+    unsafe { state().heap.join(region, &child.heap) };
+    Ok((child.exit_code, child.fs_dirty))
 }
 
 /// The fault report a failed child left, if any.
@@ -732,49 +843,68 @@ fn join_id(id: u64) -> Result<i32, Error> {
         return Err(Error::NoSuchChild(id));
     };
     let slot = st.children[i];
+    let kid = slot.kid;
     super::clear_report();
     // The child's heap region comes back whole after a merge, all free
     // when nothing of the child was merged (a fault, or a failed merge:
     // merges are all or nothing), and never when the join failed after
     // its merge (`forsake`).
     let mut region_back = slot.exec;
+    // A forked child that retired, and how many pages it changed.
+    let mut retired = false;
+    let mut changed = 0;
     let result = (|| {
         let mut parent = Parent {
             symbols: slot.symbols,
         };
-        let s = sys_err("waiting for the child", serve::run(id, &mut parent))?;
-        if s.status != sys::DET_S_EXIT_NORMAL && !slot.exec {
+        let at = (!slot.exec).then(crate::arch::retired_ip);
+        let s = sys_err("waiting for the child", serve::run(kid, &mut parent, at))?;
+        // `serve::run` returns a stopped child only when it retired.
+        retired = s.status == sys::DET_S_READY;
+        let done = retired || s.status == sys::DET_S_EXIT_NORMAL;
+        if !done && !slot.exec {
             // SAFETY: giving the region back reaches nothing else.
             unsafe { state() }.heap.abandon(slot.region);
             region_back = true;
         }
         match s.status {
-            sys::DET_S_EXIT_NORMAL => {
+            _ if done => {
+                let mut code = s.exit_code;
+                let mut files_changed = true;
                 if !slot.exec {
-                    if let Err(e) = merge(id, slot.gap) {
-                        // The merge is all or nothing: none of the
-                        // child's memory came over, so its region is
-                        // free again, as for a child that faulted.
-                        // SAFETY: giving the region back reaches nothing
-                        // else.
-                        unsafe { state() }.heap.abandon(slot.region);
-                        region_back = true;
-                        return Err(e);
+                    match merge(id, kid, slot.gap) {
+                        Ok(n) => changed = n,
+                        Err(e) => {
+                            // The merge is all or nothing: none of the
+                            // child's memory came over, so its region is
+                            // free again, as for a child that faulted.
+                            // SAFETY: giving the region back reaches
+                            // nothing else.
+                            unsafe { state() }.heap.abandon(slot.region);
+                            region_back = true;
+                            return Err(e);
+                        }
                     }
-                    reclaim(id, slot.region)?;
+                    let (left, dirty) = reclaim(kid, slot.region)?;
                     region_back = true;
+                    if retired {
+                        code = left;
+                        files_changed = dirty != 0;
+                    }
                 }
-                join_fs(id, slot.holder)?;
+                if files_changed {
+                    join_fs(id, kid, slot.holder)?;
+                }
                 // SAFETY: one addition.
                 unsafe { state() }.stats.joins += 1;
-                Ok(s.exit_code)
+                Ok(code)
             }
             sys::DET_S_EXCEPT => Err(Error::Fault {
                 child: id,
                 signo: s.signo,
                 addr: s.addr,
                 ip: s.ip,
-                message: child_report(id),
+                message: child_report(kid),
             }),
             _ => Err(Error::Killed {
                 child: id,
@@ -786,7 +916,14 @@ fn join_id(id: u64) -> Result<i32, Error> {
         // SAFETY: dropping the region reaches nothing else.
         unsafe { state() }.heap.forsake(slot.region);
     }
-    let _ = sys::dput_plain(id, KILL_NOW, 0, 0);
+    // SAFETY: plain fields, nothing else reached.
+    let st = unsafe { state() };
+    if result.is_ok() && retired && changed <= SPARE_MAX_PAGES && st.nspares < MAX_SPARES {
+        st.spares[st.nspares] = kid;
+        st.nspares += 1;
+    } else {
+        let _ = sys::dput_plain(kid, KILL_NOW, 0, 0);
+    }
     // SAFETY: a plain store.
     unsafe { state() }.children[i].used = false;
     release_reference(slot.holder);

@@ -1,5 +1,5 @@
 //! `libdeterm`: deterministic programs run through `detrun`: startup,
-//! fork/join trees, heap merge, exit status, exec, a merge conflict named by
+//! fork/join trees, reused children, heap merge, exit status, exec, a merge conflict named by
 //! symbol, file-system reconciliation and scope, persistence and corrupt
 //! images, the same output over many runs on 1 and 2 CPUs, and a C program
 //! built against `determ.h`. The programs are in `/usr/lib/detlinux/det-progs/`
@@ -32,6 +32,7 @@ const PROGRAMS: &[&str] = &[
     "primes",
     "heapsoak",
     "forkbench",
+    "reuse",
 ];
 
 const TESTS: &[(&str, Test)] = &[
@@ -39,6 +40,7 @@ const TESTS: &[(&str, Test)] = &[
     ("programs_have_no_undefined_symbols", no_undefined_symbols),
     ("hello_world", hello_world),
     ("fork_join_tree", fork_join_tree),
+    ("reused_children_start_from_the_parent", reused_children),
     ("heap_merge", heap_merge),
     ("exit_status_and_child_panic", exit_status),
     ("root_panic_reported", root_panic),
@@ -201,6 +203,27 @@ fn fork_join_tree() -> TestResult {
     has(&r, &format!("divide: {divide}\n"))?;
     ktap::diag(&format!(
         "forkjoin (40-process tree + 6 scoped + divide): {} ms",
+        r.took.as_millis()
+    ));
+    Ok(())
+}
+
+fn reused_children() -> TestResult {
+    let r = expect("reuse", &[], 0)?;
+    has(
+        &r,
+        "sequential: 300 children, 0 wrong, table intact: true\n",
+    )?;
+    has(&r, "nested: true\n")?;
+    has(
+        &r,
+        "left one: 4, panicked: true, scoped: [0, 1, 4, 9, 16, 25, 36, 49]\n",
+    )?;
+    for i in 0..8 {
+        has(&r, &format!("scoped child {i}\n"))?;
+    }
+    ktap::diag(&format!(
+        "reuse (350 forks, 80 nested): {} ms",
         r.took.as_millis()
     ));
     Ok(())
