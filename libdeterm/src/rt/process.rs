@@ -42,7 +42,7 @@ pub const REF_BIT: u64 = 1 << 62;
 pub const KID_BIT: u64 = 1 << 61;
 
 /// Joined children kept for reuse at most ([`State::spares`]).
-pub const MAX_SPARES: usize = 8;
+pub const MAX_SPARES: usize = 16;
 
 /// A child whose join merged more pages than this is not kept: its write
 /// log holds the snapshot's copy of each page it wrote until it is
@@ -257,17 +257,20 @@ fn finish(code: i32) -> ! {
     super::retire(code)
 }
 
-/// A kernel ID for the next fork: a spare's, or a new one.
-fn take_kid() -> (u64, bool) {
+/// The kernel ID of the spare the next fork reuses, if any.
+fn take_spare() -> Option<u64> {
     // SAFETY: a few plain fields, nothing else reached.
     let st = unsafe { state() };
-    if st.nspares > 0 {
-        st.nspares -= 1;
-        return (st.spares[st.nspares], true);
-    }
-    let kid = KID_BIT | st.next_kid;
+    st.nspares = st.nspares.checked_sub(1)?;
+    Some(st.spares[st.nspares])
+}
+
+/// A kernel ID no child of this process has.
+fn new_kid() -> u64 {
+    // SAFETY: a plain field, nothing else reached.
+    let st = unsafe { state() };
     st.next_kid += 1;
-    (kid, false)
+    KID_BIT | (st.next_kid - 1)
 }
 
 /// Gives retired child `kid` a snapshot of this process and starts it at
@@ -404,22 +407,31 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
         depth,
     };
     let (_, stack_hi) = stack_range(depth);
-    let (kid, reused) = take_kid();
+    let spare = take_spare();
     // `frame` lives in this stack frame, which the child's copy keeps and
     // never writes; `child_entry` takes it and never returns; `stack_hi`
     // is the top of the child's own stack, unused so far.
     let at = &frame as *const Frame as *const u8;
-    let ret = if reused {
+    let mut ret = Err(Errno::ECHILD);
+    let mut kid = 0;
+    if let Some(k) = spare {
+        kid = k;
         // SAFETY: see above.
-        unsafe { restart(kid, stack_hi, at) }
-    } else {
-        // SAFETY: see above.
-        sys::check(unsafe { crate::arch::snap_start_and_enter(kid, stack_hi, at, child_entry) })
-    };
-    if let Err(e) = ret {
-        if reused {
+        ret = unsafe { restart(kid, stack_hi, at) };
+        if ret.is_err() {
+            // A spare that died meanwhile (the OOM killer may take it),
+            // or could not take a snapshot: a new process instead.
             let _ = sys::dput_plain(kid, KILL_NOW, 0, 0);
         }
+    }
+    if ret.is_err() {
+        kid = new_kid();
+        // SAFETY: see above.
+        ret = sys::check(unsafe {
+            crate::arch::snap_start_and_enter(kid, stack_hi, at, child_entry)
+        });
+    }
+    if let Err(e) = ret {
         // SAFETY: giving the region back reaches nothing else.
         unsafe { state() }.heap.abandon(region);
         // The closure was not handed over: drop it here.
