@@ -16,7 +16,6 @@
  * det/objects) returns exactly to its baseline, and kmemleak (also in the
  * debug profile) reports any object the kernel lost track of.
  */
-#include <sys/mount.h>
 
 #include "det_test.h"
 
@@ -78,24 +77,6 @@ static int cycle(long i)
 	}
 }
 
-/* Live struct det_proc objects, or -1 without debugfs. */
-static long det_objects(void)
-{
-	FILE *f = fopen("/sys/kernel/debug/det/objects", "r");
-	long v = -1;
-
-	if (!f) {
-		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
-		f = fopen("/sys/kernel/debug/det/objects", "r");
-	}
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
-}
-
 struct counters {
 	long sunreclaim, slab, kstack, ptables, procs;
 };
@@ -133,7 +114,7 @@ SLOW_TEST(create_kill_cycles, 300)
 	double t0;
 	long i;
 
-	objs_base = det_objects();
+	objs_base = det_debugfs_count("objects");
 	ASSERT_EQ(0, become_master());
 	for (i = 0; i < cycles; i++)
 		ASSERT_EQ(0, cycle(i));
@@ -161,7 +142,7 @@ SLOW_TEST(create_kill_cycles, 300)
 	if (objs_base >= 0) {
 		/* The master's own object, nothing else; RCU may lag. */
 		for (i = 0; i < 50; i++) {
-			objs = det_objects();
+			objs = det_debugfs_count("objects");
 			if (objs == objs_base + 1)
 				break;
 			usleep(100000);

@@ -15,7 +15,6 @@
  * (det/resnaps), not all by new copies.
  */
 #include <sys/mman.h>
-#include <sys/mount.h>
 #include <sys/user.h>
 
 #include "det_test.h"
@@ -215,23 +214,6 @@ static int a_cycles(void)
 	return 0;
 }
 
-static long resnaps(void)
-{
-	FILE *f = fopen("/sys/kernel/debug/det/resnaps", "r");
-	long n = -1;
-
-	if (!f) {
-		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
-		f = fopen("/sys/kernel/debug/det/resnaps", "r");
-	}
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &n) != 1)
-		n = -1;
-	fclose(f);
-	return n;
-}
-
 static void __attribute__((noinline)) setup_buffers(void)
 {
 	unsigned long i;
@@ -262,32 +244,43 @@ static int run_a(int (*a)(void))
 	return st.exit_code;
 }
 
+/*
+ * Run scenario @a in child A: its exit status, and into *@in_place how
+ * many snapshots were made in place meanwhile (-1 without debugfs).
+ */
+static int run_counted(int (*a)(void), long *in_place)
+{
+	long before = det_debugfs_count("resnaps");
+	int ret = run_a(a);
+
+	*in_place = before < 0 ? -1 : det_debugfs_count("resnaps") - before;
+	return ret;
+}
+
 TEST(resnap_matches_a_new_copy)
 {
-	long before;
+	long n;
 
 	ASSERT_EQ(0, become_master());
 	setup_buffers();
-	before = resnaps();
-	EXPECT_EQ(0, run_a(a_matches));
+	EXPECT_EQ(0, run_counted(a_matches, &n));
 	/*
 	 * Most rounds in place (a merge into an empty mapping forces a new
 	 * copy once: A's mapping gains an anon_vma B is not linked to).
 	 */
-	if (before >= 0)
-		EXPECT_LE(ROUNDS / 2, resnaps() - before);
+	if (n >= 0)
+		EXPECT_LE(ROUNDS / 2, n);
 }
 
 TEST(resnap_starts_an_empty_log)
 {
-	long before;
+	long n;
 
 	ASSERT_EQ(0, become_master());
 	setup_buffers();
-	before = resnaps();
-	EXPECT_EQ(0, run_a(a_fresh_log));
-	if (before >= 0)
-		EXPECT_LE(1, resnaps() - before);
+	EXPECT_EQ(0, run_counted(a_fresh_log, &n));
+	if (n >= 0)
+		EXPECT_LE(1, n);
 }
 
 TEST(resnap_follows_new_mappings)

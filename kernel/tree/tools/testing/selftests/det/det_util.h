@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <stdbool.h>
 #include <sys/klog.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <linux/det.h>
 
@@ -207,6 +208,30 @@ static inline int count_processes(void)
 	}
 	closedir(dir);
 	return n;
+}
+
+/*
+ * A counter the det subsystem keeps in debugfs (det/@name), mounting
+ * debugfs if need be; -1 on a kernel without it.
+ */
+static inline long det_debugfs_count(const char *name)
+{
+	char path[96];
+	FILE *f;
+	long v = -1;
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/det/%s", name);
+	f = fopen(path, "r");
+	if (!f) {
+		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
+		f = fopen(path, "r");
+	}
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
 }
 
 static inline long meminfo_kb(const char *key)
