@@ -155,6 +155,39 @@ pub fn restart_regs(
     regs.eflags &= !0x400; // DF clear, as the ABI has it
 }
 
+/// The floating-point control state the SysV ABI has callees preserve:
+/// MXCSR (rounding, exception masks, flush to zero, and its sticky
+/// flags) and the x87 control word.
+#[cfg(determ_rt)]
+#[derive(Clone, Copy)]
+pub struct FpControl {
+    mxcsr: u32,
+    x87: u16,
+}
+
+/// This thread's [`FpControl`].
+#[cfg(determ_rt)]
+pub fn fp_control() -> FpControl {
+    let mut c = FpControl { mxcsr: 0, x87: 0 };
+    // SAFETY: both store 4 and 2 bytes into `c`'s fields, nothing else.
+    unsafe {
+        asm!("stmxcsr [{}]", in(reg) &mut c.mxcsr, options(nostack, preserves_flags));
+        asm!("fnstcw [{}]", in(reg) &mut c.x87, options(nostack, preserves_flags));
+    }
+    c
+}
+
+/// Makes `c` this thread's [`FpControl`], as a new child inherits it.
+#[cfg(determ_rt)]
+pub fn set_fp_control(c: FpControl) {
+    // SAFETY: both load control state from the given values; MXCSR's
+    // reserved bits are clear, since it came from `stmxcsr`.
+    unsafe {
+        asm!("ldmxcsr [{}]", in(reg) &c.mxcsr, options(nostack, preserves_flags, readonly));
+        asm!("fldcw [{}]", in(reg) &c.x87, options(nostack, preserves_flags, readonly));
+    }
+}
+
 /// Stops the process as a fault (`ud2`: SIGILL, an implicit `dret`).
 #[cfg(determ_rt)]
 pub fn stop() -> ! {

@@ -69,7 +69,10 @@ pub(crate) struct FsReference {
 }
 
 /// Everything the runtime keeps, per process. `repr(C)`: a parent reads
-/// `heap` and `exit_code`, adjacent, in one copy (`process::Joined`).
+/// `heap` and `exit_code`, adjacent, in one copy (`process::Joined`); the
+/// child table is last, so that what a forked child sets at its start
+/// lies on few pages (each page a child writes costs it a copy-on-write
+/// fault) and the table's pages are written only where a slot is used.
 #[repr(C)]
 pub(crate) struct State {
     pub magic: u64,
@@ -94,7 +97,6 @@ pub(crate) struct State {
     pub argc: usize,
     pub argv: *const *const u8,
     pub envp: *const *const u8,
-    pub children: [ChildSlot; MAX_CHILDREN],
     /// Kernel IDs of joined children waiting in `dret` to be reused by
     /// the next forks (the last one first), and the number for the next
     /// child made.
@@ -111,6 +113,7 @@ pub(crate) struct State {
     /// Text of the last failure the C interface reported.
     pub last_error: [u8; 512],
     pub last_error_len: usize,
+    pub children: [ChildSlot; MAX_CHILDREN],
 }
 
 /// The file system and what guards it, apart from [`State`] so that a

@@ -1,17 +1,19 @@
 //! The process API: fork, join, exec, and parallel helpers on top.
 //!
-//! - [`fork`] / [`fork_id`]: `DET_SNAP | DET_START` on a new child ID. The
-//!   child gets its own heap region ([`Heap::split`]) and switches at once
-//!   to the stack of its fork depth, so the only bytes it changes in its
-//!   parent's stack are those its closure writes through references. A
-//!   never-started child (ID with [`REF_BIT`]) holds the file system as it
-//!   was at the fork: the reference of the join. Forks share it while the
-//!   file system does not change, so a run of forks that leave the files
-//!   alone makes one.
-//! - [`Child::join`]: waits (serving the child's I/O requests), merges the
-//!   program's writable segments, the heap and the parent's stack with
-//!   `DET_MERGE`, takes back the child's whole heap region, reconciles the
-//!   file system, reaps the child and returns its exit status. A byte both sides changed
+//! - [`fork`] / [`fork_id`]: `DET_SNAP | DET_START` on a spare (a joined
+//!   child kept for reuse, restarted with `DET_REGS`) or a new process.
+//!   The child gets its own heap region ([`Heap::split`]) and switches at
+//!   once to the stack of its fork depth, so the only bytes it changes in
+//!   its parent's stack are those its closure writes through references.
+//!   A never-started child (ID with [`REF_BIT`]) holds the file system as
+//!   it was at the fork: the reference of the join. Forks share it while
+//!   the file system does not change, so a run of forks that leave the
+//!   files alone makes one.
+//! - [`Child::join`]: waits (serving the child's I/O requests) until it
+//!   retires or exits, merges the program's writable segments, the heap
+//!   and the parent's stack with `DET_MERGE`, takes back the child's whole
+//!   heap region, reconciles the file system, keeps the child as a spare
+//!   or kills it, and returns its exit status. A byte both sides changed
 //!   is [`Error::Conflict`], with the address (named by `detrun` from the
 //!   symbol table).
 //! - [`exec`]: loads a static ELF from the file system into a child.
@@ -198,6 +200,9 @@ struct Frame {
     data: *mut u8,
     region: (u64, u64),
     depth: u64,
+    /// The parent's floating-point control state at the fork, which a
+    /// reused child would otherwise keep from its last run.
+    fp: crate::arch::FpControl,
 }
 
 /// # Safety
@@ -213,6 +218,7 @@ extern "C" fn child_entry(frame: *const u8) -> ! {
     // SAFETY: the frame lies in the parent's stack frame, copied by the
     // snapshot and never written by the child.
     let fr = unsafe { &*(frame as *const Frame) };
+    crate::arch::set_fp_control(fr.fp);
     // SAFETY: `st` is last used before anything below reaches `state`.
     let st = unsafe { state() };
     st.depth = fr.depth;
@@ -224,10 +230,13 @@ extern "C" fn child_entry(frame: *const u8) -> ! {
     st.nspares = 0;
     st.heap.enter_child(fr.region);
     st.stats = JoinStats::default();
-    for c in st.children.iter_mut() {
+    // Only where set: each page written costs this child a fault.
+    for c in st.children.iter_mut().filter(|c| c.used) {
         c.used = false;
     }
-    update_boot(|b| b.flags &= !BOOT_TOP);
+    if super::boot().flags & BOOT_TOP != 0 {
+        update_boot(|b| b.flags &= !BOOT_TOP);
+    }
     with_fs(|fs| fs.enter_child());
     // SAFETY: the closure was left to the child by `fork_raw`.
     let code = unsafe { (fr.call)(fr.data) };
@@ -405,6 +414,7 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
         data: &*f as *const F as *mut u8,
         region,
         depth,
+        fp: crate::arch::fp_control(),
     };
     let (_, stack_hi) = stack_range(depth);
     let spare = take_spare();

@@ -2,8 +2,9 @@
 //! must start from the parent's memory as it is at its own fork, whatever
 //! it ran before: a counter the parent bumps, a table earlier children
 //! filled, and output. Also children that fork children of their own,
-//! that leave one unjoined (they exit rather than retire), and that
-//! panic between reused ones.
+//! that leave one unjoined (they exit rather than retire), that panic
+//! between reused ones, and one forked while the parent rounds toward
+//! zero, which it must do too.
 
 #![no_std]
 #![no_main]
@@ -92,5 +93,38 @@ fn run() -> i32 {
     })
     .expect("scope");
     println!("left one: {left}, panicked: {panicked}, scoped: {squares:?}");
+
+    // The parent rounds toward zero; a reused child, which last ran
+    // rounding to nearest, must start as the parent is.
+    let saved = mxcsr();
+    set_mxcsr(saved | 0x6000);
+    let here = tenth_low_byte();
+    let c = fork(|| tenth_low_byte() as i32).expect("fork");
+    let there = c.join().expect("join");
+    set_mxcsr(saved);
+    println!(
+        "rounding: parent {here:#x}, child {there:#x}, nearest {:#x}",
+        tenth_low_byte()
+    );
     0
+}
+
+/// The low byte of 1/10 as this thread rounds it (0x9a to nearest, 0x99
+/// toward zero).
+fn tenth_low_byte() -> u64 {
+    let x = core::hint::black_box(1.0f64) / core::hint::black_box(10.0f64);
+    x.to_bits() & 0xff
+}
+
+fn mxcsr() -> u32 {
+    let mut v = 0u32;
+    // SAFETY: stores MXCSR into `v`.
+    unsafe { core::arch::asm!("stmxcsr [{}]", in(reg) &mut v, options(nostack)) };
+    v
+}
+
+fn set_mxcsr(v: u32) {
+    // SAFETY: loads MXCSR from `v`, a value `stmxcsr` gave with other
+    // control bits set.
+    unsafe { core::arch::asm!("ldmxcsr [{}]", in(reg) &v, options(nostack, readonly)) };
 }

@@ -222,6 +222,7 @@ fn reused_children() -> TestResult {
     for i in 0..8 {
         has(&r, &format!("scoped child {i}\n"))?;
     }
+    has(&r, "rounding: parent 0x99, child 0x99, nearest 0x9a\n")?;
     ktap::diag(&format!(
         "reuse (350 forks, 80 nested): {} ms",
         r.took.as_millis()
