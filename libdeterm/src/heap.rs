@@ -99,10 +99,7 @@ struct Chunk {
 pub struct Heap {
     /// The region this process owns.
     home: (u64, u64),
-    /// Free page ranges, sorted by address, never adjacent.
-    ranges: [(u64, u64); RANGES],
     nranges: usize,
-    chunks: [Chunk; CHUNKS],
     nchunks: usize,
     /// Blocks allocated before this process was forked that it freed,
     /// linked through their first word, for the parent to free.
@@ -114,16 +111,19 @@ pub struct Heap {
     peak_live: u64,
     peak_held: u64,
     lost: u64,
+    /// Free page ranges, sorted by address, never adjacent. The arrays
+    /// come last: a new child's heap ([`Heap::enter_child`]) writes the
+    /// fields above and one range, a few bytes of one page.
+    ranges: [(u64, u64); RANGES],
+    chunks: [Chunk; CHUNKS],
 }
 
 impl Heap {
     /// A heap owning `[lo, hi)` (both page-aligned).
     pub fn new(lo: u64, hi: u64) -> Heap {
         let mut h = Heap {
-            home: (lo, hi),
-            ranges: [(0, 0); RANGES],
+            home: (0, 0),
             nranges: 0,
-            chunks: [Chunk::default(); CHUNKS],
             nchunks: 0,
             foreign: 0,
             lent: 0,
@@ -132,9 +132,28 @@ impl Heap {
             peak_live: 0,
             peak_held: 0,
             lost: 0,
+            ranges: [(0, 0); RANGES],
+            chunks: [Chunk::default(); CHUNKS],
         };
-        h.put(lo, hi);
+        h.reset(lo, hi);
         h
+    }
+
+    /// Makes this a heap owning `[lo, hi)`, all free, in place: the
+    /// arrays are read only up to their counts, so they are left as
+    /// they are.
+    fn reset(&mut self, lo: u64, hi: u64) {
+        self.home = (lo, hi);
+        self.nranges = 0;
+        self.nchunks = 0;
+        self.foreign = 0;
+        self.lent = 0;
+        self.free_bytes = 0;
+        self.in_use = 0;
+        self.peak_live = 0;
+        self.peak_held = 0;
+        self.lost = 0;
+        self.put(lo, hi);
     }
 
     fn class_of(size: u64) -> usize {
@@ -396,7 +415,7 @@ impl Heap {
     /// In the child after a fork: a fresh allocator owning `region`. The
     /// parent's bookkeeping is left behind (its blocks are the parent's).
     pub fn enter_child(&mut self, region: (u64, u64)) {
-        *self = Heap::new(region.0, region.1);
+        self.reset(region.0, region.1);
     }
 
     /// After a child that was given `region` exited and its memory was

@@ -40,9 +40,16 @@ pub fn stderr_write(bytes: &[u8]) {
 /// the file system yet).
 pub fn flush() {
     // SAFETY: one field is copied out at once.
-    if !unsafe { state() }.top || fs_busy() {
-        return;
+    if unsafe { state() }.top && !fs_busy() {
+        show_output();
     }
+}
+
+/// `flush`'s work, apart: its page of buffer is not on the stack of the
+/// processes that have nothing to show (each stack page a forked child
+/// touches costs it a fault).
+#[inline(never)]
+fn show_output() {
     let mut chunk = [0u8; 4096];
     for (fd, ino) in [(1u64, STDOUT_INO), (2, STDERR_INO)] {
         let size = with_fs(|fs| fs.stat_ino(ino).map(|s| s.size).unwrap_or(0));

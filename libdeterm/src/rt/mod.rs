@@ -69,21 +69,18 @@ pub(crate) struct FsReference {
 }
 
 /// Everything the runtime keeps, per process. `repr(C)`: a parent reads
-/// `heap` and `exit_code`, adjacent, in one copy (`process::Joined`); the
-/// child table is last, so that what a forked child sets at its start
-/// lies on few pages (each page a child writes costs it a copy-on-write
-/// fault) and the table's pages are written only where a slot is used.
+/// `exit_code`, `fs_dirty` and `heap`, adjacent, in one copy
+/// (`process::Joined`). Each page a forked child writes costs it a
+/// copy-on-write fault, so what it sets from its start to its retirement
+/// lies on one page with [`Files`] (`Private`): the small fields first,
+/// then the heap, whose own arrays come last, then the child table,
+/// whose pages are written only where a slot is used.
 #[repr(C)]
 pub(crate) struct State {
     pub magic: u64,
     pub depth: u64,
     /// Shows its output with a trapped `write` (the master's root).
     pub top: bool,
-    pub heap: Heap,
-    /// A retired child's exit status and count of changed inodes, read
-    /// by its parent at the join.
-    pub exit_code: i32,
-    pub fs_dirty: u32,
     /// Bytes of heap mapped at HEAP_BASE (from the boot record).
     pub heap_size: u64,
     pub next_id: u64,
@@ -110,6 +107,11 @@ pub(crate) struct State {
     pub stats: process::JoinStats,
     /// The last allocation, if it failed: (size, align).
     pub failed_request: Option<(u64, u64)>,
+    /// A retired child's exit status and count of changed inodes, read
+    /// by its parent at the join.
+    pub exit_code: i32,
+    pub fs_dirty: u32,
+    pub heap: Heap,
     /// Text of the last failure the C interface reported.
     pub last_error: [u8; 512],
     pub last_error_len: usize,
@@ -126,12 +128,12 @@ pub(crate) struct Files {
     pending: [Vec<u8>; 2],
 }
 
-/// What the runtime keeps at `PRIV_BASE + STATE_OFFSET`. `State` comes
-/// first: a parent reads a child's heap at its offset (`reclaim`).
+/// What the runtime keeps at `PRIV_BASE + STATE_OFFSET`: the small
+/// `Files` first, on the page of `State`'s first fields (see [`State`]).
 #[repr(C)]
 pub(crate) struct Private {
-    state: State,
     files: Files,
+    pub(crate) state: State,
 }
 
 const STATE_MAGIC: u64 = u64::from_le_bytes(*b"DETSTAT1");
@@ -447,6 +449,7 @@ pub(crate) unsafe fn cstr(p: *const u8) -> &'static str {
 /// `code`, which the parent sees as the exit status.
 pub fn exit(code: i32) -> ! {
     wind_up();
+    publish_heap_stats();
     sys::exit(code)
 }
 
@@ -454,12 +457,12 @@ pub fn exit(code: i32) -> ! {
 fn wind_up() {
     close_fs_scope();
     io::flush();
-    publish_heap_stats();
 }
 
 /// Ends a forked child as [`exit`] does, but leaves the process waiting
 /// in `dret` for its parent to reuse (or kill) after the join; the parent
-/// reads `code` from its [`State`].
+/// reads `code` and the heap figures from its [`State`], so they are not
+/// published as at an exit.
 pub(crate) fn retire(code: i32) -> ! {
     wind_up();
     let dirty = with_fs(|fs| fs.dirty_inodes());

@@ -27,7 +27,7 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::mem::{ManuallyDrop, MaybeUninit};
 
-use super::{io, state, update_boot, with_fs, ChildSlot, State, MAX_CHILDREN};
+use super::{io, state, with_fs, ChildSlot, State, MAX_CHILDREN};
 use crate::elf::{self, Symbol};
 use crate::exec::{self, ExecError, Spec};
 use crate::fs::{self, Fs, FsError};
@@ -234,9 +234,9 @@ extern "C" fn child_entry(frame: *const u8) -> ! {
     for c in st.children.iter_mut().filter(|c| c.used) {
         c.used = false;
     }
-    if super::boot().flags & BOOT_TOP != 0 {
-        update_boot(|b| b.flags &= !BOOT_TOP);
-    }
+    // The boot record's top flag, the parent's if it is the root, is
+    // read only by `_start`, which a forked child never runs: `st.top`
+    // is what counts, and leaving the record alone spares a page.
     with_fs(|fs| fs.enter_child());
     // SAFETY: the closure was left to the child by `fork_raw`.
     let code = unsafe { (fr.call)(fr.data) };
@@ -818,23 +818,26 @@ unsafe fn read_via_scratch<T: Copy>(id: u64, addr: u64) -> Result<T, Errno> {
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct Joined {
-    heap: Heap,
     exit_code: i32,
     fs_dirty: u32,
+    heap: Heap,
 }
 
 const _: () = assert!(
-    core::mem::offset_of!(State, exit_code) - core::mem::offset_of!(State, heap)
-        == core::mem::offset_of!(Joined, exit_code)
-        && core::mem::offset_of!(State, fs_dirty) - core::mem::offset_of!(State, heap)
-            == core::mem::offset_of!(Joined, fs_dirty)
+    core::mem::offset_of!(State, fs_dirty) - core::mem::offset_of!(State, exit_code)
+        == core::mem::offset_of!(Joined, fs_dirty)
+        && core::mem::offset_of!(State, heap) - core::mem::offset_of!(State, exit_code)
+            == core::mem::offset_of!(Joined, heap)
 );
 
 /// Takes back the heap region the child (kernel ID `kid`) was lent, after
 /// its merge. Returns what it left in its state if it retired: its exit
 /// status and how many inodes it changed.
 fn reclaim(kid: u64, region: (u64, u64)) -> Result<(i32, u32), Error> {
-    let at = PRIV_BASE + STATE_OFFSET + core::mem::offset_of!(State, heap) as u64;
+    let at = PRIV_BASE
+        + STATE_OFFSET
+        + (core::mem::offset_of!(super::Private, state) + core::mem::offset_of!(State, exit_code))
+            as u64;
     // SAFETY: the bytes are the child's `Heap` and exit status, plain data
     // of these types; the scratch is used next by `join_fs`, after this
     // read.
