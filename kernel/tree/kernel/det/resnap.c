@@ -12,9 +12,13 @@
  * as much again to free it), det_resnap() walks both page tables side by
  * side and changes only the entries that differ: the child's own page is
  * unmapped, and the caller's page is shared with it copy-on-write, as
- * fork() shares it.  Then the child's write log starts again from empty.
- * The result is what a new copy would be: every address maps the page
- * the caller maps, read-only wherever it is anonymous memory.
+ * fork() shares it; or, where the caller wrote its page since it last
+ * shared it and the child's is the child's alone, the caller's bytes are
+ * copied into the child's page, so that the caller's next write to it is
+ * no fault (det_resnap_copy()).  Then the child's write log starts again
+ * from empty.
+ * The result is what a new copy would be: every address reads as the
+ * caller's does, read-only wherever it is anonymous memory.
  *
  * Only where that holds page for page: both address spaces have the same
  * mappings (same bounds, flags, offset and file; the child's linked to
@@ -107,6 +111,46 @@ static void det_resnap_free(struct det_resnap *r)
 }
 
 /*
+ * The caller's entry @pe maps a page it wrote since it last shared it
+ * (writable: an anonymous page of its own), and the child's @ce one of
+ * the child's own, which nothing else holds.  Rather than share the
+ * caller's page, which makes the caller's next write to it a fault and a
+ * copy, copy its bytes into the child's page and write-protect that: a
+ * caller that writes the page again each round (its stack, its runtime's
+ * state, data it rewrites) keeps it writable, and the child's first write
+ * is logged as any other (do_wp_page() copies a logged original).
+ * Caller holds both page-table locks.  Returns whether it copied.
+ */
+static bool det_resnap_copy(struct det_resnap *r, unsigned long addr,
+			    pte_t *dst, pte_t pe, pte_t ce, struct page *page)
+{
+	struct page *cpage;
+	struct folio *cfolio;
+
+	if (!pte_write(pe) || !pte_present(ce) || !page || !PageAnon(page) ||
+	    !PageAnonExclusive(page))
+		return false;
+	cpage = vm_normal_page(r->cvma, addr, ce);
+	if (!cpage)
+		return false;
+	cfolio = page_folio(cpage);
+	/*
+	 * Mapped here alone, no other reference (pin, log, swap cache): a
+	 * page the caller shared and has since copied away counts too.
+	 */
+	if (!folio_test_anon(cfolio) || folio_test_large(cfolio) ||
+	    folio_test_ksm(cfolio) ||
+	    folio_test_swapcache(cfolio) || folio_ref_count(cfolio) != 1 ||
+	    folio_mapcount(cfolio) != 1)
+		return false;
+	copy_highpage(cpage, page);
+	if (pte_write(ce))
+		ptep_set_wrprotect(r->cmm, addr, dst);
+	r->touched = true;
+	return true;
+}
+
+/*
  * Make the child's entries in [@addr, @end), all in one page table, what
  * the caller's are; a NULL @pmdp: the caller has no page table there, and
  * the child's entries go.  Returns the address it got to (@end, or short
@@ -156,6 +200,8 @@ static long det_resnap_ptes(struct det_resnap *r, pmd_t *pmdp, pmd_t *cpmdp,
 			ret = -EAGAIN;
 			break;
 		}
+		if (det_resnap_copy(r, addr, dst, pe, ce, page))
+			continue;
 		if (pte_present(ce)) {
 			struct page *cpage = vm_normal_page(cvma, addr, ce);
 			struct folio *cfolio;

@@ -29,7 +29,7 @@ static unsigned char *extra;	/* mapped into A by the master later */
 static volatile unsigned long plan, round_no, seen;
 static unsigned char bstack[16 * PG] __attribute__((aligned(16)));
 
-enum { SUM = 1, WRITE_P, WRITE_Q, READ_EXTRA, DIRTY };
+enum { SUM = 1, WRITE_P, WRITE_Q, READ_EXTRA, DIRTY, WRITE_R };
 
 static unsigned long sum(const unsigned char *p, unsigned long n)
 {
@@ -71,6 +71,10 @@ static void __attribute__((noreturn, used)) b_main(void)
 	case DIRTY:
 		for (i = 0; i < 16; i++)
 			buf[(i * 4 + r % 4) * PG] = (unsigned char)r;
+		break;
+	case WRITE_R:
+		seen = buf[7 * PG];
+		buf[7 * PG + 100] = (unsigned char)(r + 50);
 		break;
 	}
 	for (;;)
@@ -173,6 +177,42 @@ static int a_fresh_log(void)
 		return 4;
 	if (buf[5 * PG + 10] != 2 || buf[9 * PG + 10] != 7)
 		return 5;
+	return 0;
+}
+
+/*
+ * Both A and B write page R in every round, other bytes of it, so that
+ * each merge writes B's bytes into A's page and leaves B's page B's own,
+ * writable.  A rewrites R before each snapshot, keeping its page there
+ * writable too: B's is brought up to date by a copy rather than by
+ * sharing A's.  B must see A's bytes, and B's next write to R must still
+ * be logged and merged.
+ */
+static int a_copied(void)
+{
+	unsigned long r;
+
+	if (!make_b())
+		return 1;
+	for (r = 1; r <= 20; r++) {
+		buf[7 * PG] = (unsigned char)r;
+		round_no = r;
+		plan = WRITE_R;
+		bregs.rip = (unsigned long)b_main;
+		bregs.rsp = (unsigned long)(bstack + sizeof(bstack)) - 8;
+		if (dput(2, DET_SNAP | DET_REGS | DET_GENERAL_REGS | DET_START,
+			 (unsigned long)&bregs, 0, 0) != DET_S_RUNNING)
+			return 2;
+		buf[7 * PG + 1] = (unsigned char)r;
+		if (dget(2, 0, 0, 0, 0) != DET_S_READY)
+			return 3;
+		if (b_seen() != r)
+			return 100 + r;
+		if (!merge_b())
+			return 4;
+		if (buf[7 * PG] != r || buf[7 * PG + 100] != r + 50)
+			return 200 + r;
+	}
 	return 0;
 }
 
@@ -281,6 +321,17 @@ TEST(resnap_starts_an_empty_log)
 	EXPECT_EQ(0, run_counted(a_fresh_log, &n));
 	if (n >= 0)
 		EXPECT_LE(1, n);
+}
+
+TEST(resnap_copies_pages_the_caller_rewrites)
+{
+	long n;
+
+	ASSERT_EQ(0, become_master());
+	setup_buffers();
+	EXPECT_EQ(0, run_counted(a_copied, &n));
+	if (n >= 0)
+		EXPECT_LE(10, n);
 }
 
 TEST(resnap_follows_new_mappings)
