@@ -4,10 +4,12 @@
  *
  * Measured from /proc/meminfo (SUnreclaim, Slab, KernelStack, PageTables)
  * and the number of processes in /proc, after a warm-up round so caches are
- * populated: two measured rounds of 1,000 cycles each must not grow the
- * unreclaimable slab by more than 128 KiB per round (a leaked struct
- * det_proc alone is ~200 bytes, so 1,000 of them would show; a leaked task
- * would show as kernel stacks and page tables), and must leave exactly the
+ * populated: of two measured rounds of 1,000 cycles each, at least one
+ * must not grow the unreclaimable slab by more than 128 KiB, and both
+ * together by no more than 1 MiB (a leaked struct det_proc alone is ~200
+ * bytes, so 1,000 of them would show in every round, where a cache
+ * settling on a new plateau shows in one; a leaked task would show as
+ * kernel stacks and page tables), and they must leave exactly the
  * processes that were there before.
  *
  * On a KASAN kernel (the debug profile) freed objects sit in KASAN's
@@ -155,8 +157,16 @@ SLOW_TEST(create_kill_cycles, 300)
 		printf("# KASAN kernel: slab counters include its quarantine, not checked\n");
 		ASSERT_LE(0, objs_base);
 	} else {
-		EXPECT_GE(128, mid.sunreclaim - base.sunreclaim);
-		EXPECT_GE(128, end.sunreclaim - mid.sunreclaim);
+		/*
+		 * A leak grows it in both rounds; a slab cache that settles
+		 * on a new plateau (one jump of 100-300 kB has been seen,
+		 * in either round) in one only.
+		 */
+		long grew1 = mid.sunreclaim - base.sunreclaim;
+		long grew2 = end.sunreclaim - mid.sunreclaim;
+
+		EXPECT_GE(128, grew1 < grew2 ? grew1 : grew2);
+		EXPECT_GE(1024, end.sunreclaim - base.sunreclaim);
 	}
 	EXPECT_GE(64, end.kstack - base.kstack);
 	EXPECT_GE(64, end.ptables - base.ptables);
