@@ -77,10 +77,7 @@ bool det_wlog_usable(struct mm_struct *parent, struct mm_struct *child)
 	return ok;
 }
 
-/*
- * Start logging @mm, a new copy no task has run in yet.  From here on its
- * writes are logged, including the ones det_privatize_files() makes.
- */
+/* A new empty log, or NULL. */
 static struct det_wlog *det_wlog_alloc(void)
 {
 	struct det_wlog *log = kmalloc(sizeof(*log), GFP_KERNEL_ACCOUNT);
@@ -90,6 +87,10 @@ static struct det_wlog *det_wlog_alloc(void)
 	return log;
 }
 
+/*
+ * Start logging @mm, a new copy no task has run in yet.  From here on its
+ * writes are logged, including the ones det_privatize_files() makes.
+ */
 int det_wlog_start(struct mm_struct *mm)
 {
 	struct det_wlog *log = det_wlog_alloc();
