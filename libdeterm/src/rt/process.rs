@@ -231,9 +231,7 @@ extern "C" fn child_entry(frame: *const u8) -> ! {
     st.heap.enter_child(fr.region);
     st.stats = JoinStats::default();
     // Only where set: each page written costs this child a fault.
-    for c in st.children.iter_mut().filter(|c| c.used) {
-        c.used = false;
-    }
+    st.clear_children();
     // The boot record's top flag, the parent's if it is the root, is
     // read only by `_start`, which a forked child never runs: `st.top`
     // is what counts, and leaving the record alone spares a page.
@@ -251,7 +249,7 @@ extern "C" fn child_entry(frame: *const u8) -> ! {
 fn finish(code: i32) -> ! {
     // SAFETY: `st` is last used before the `dput`s, which are system calls.
     let st = unsafe { state() };
-    if st.children.iter().any(|c| c.used) {
+    if st.live().iter().any(|c| c.used) {
         super::exit(code)
     }
     let spares = core::mem::take(&mut st.nspares);
@@ -317,10 +315,7 @@ unsafe fn restart(kid: u64, stack_hi: u64, frame: *const u8) -> Result<u64, Errn
 }
 
 fn take_slot(st: &mut State) -> Result<usize, Error> {
-    st.children
-        .iter()
-        .position(|c| !c.used)
-        .ok_or(Error::TooManyChildren)
+    st.free_slot().ok_or(Error::TooManyChildren)
 }
 
 /// The next unused child ID of this process (1, 2, 3, ...).
@@ -330,7 +325,7 @@ pub fn next_id() -> u64 {
     loop {
         let id = st.next_id;
         st.next_id += 1;
-        if !st.children.iter().any(|c| c.used && c.id == id) {
+        if !st.live().iter().any(|c| c.used && c.id == id) {
             return id;
         }
     }
@@ -381,7 +376,7 @@ fn release_reference(id: u64) {
     // SAFETY: used for two reads, before the `dput` (a system call).
     let st = unsafe { state() };
     let current = st.fs_reference.is_some_and(|r| r.id == id);
-    if !current && !st.children.iter().any(|c| c.used && c.holder == id) {
+    if !current && !st.live().iter().any(|c| c.used && c.holder == id) {
         let _ = sys::dput_plain(id, KILL_NOW, 0, 0);
     }
 }
@@ -397,7 +392,7 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
     }
     // SAFETY: `st` is used for the checks alone, which reach nothing else.
     let st = unsafe { state() };
-    if st.children.iter().any(|c| c.used && c.id == id) {
+    if st.live().iter().any(|c| c.used && c.id == id) {
         return Err(Error::Sys("fork", Errno(17)));
     }
     if st.depth + 1 >= MAX_DEPTH {
@@ -449,16 +444,19 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
         return Err(Error::Sys("forking", e));
     }
     // SAFETY: a plain store.
-    unsafe { state() }.children[slot] = ChildSlot {
-        id,
-        kid,
-        region,
-        gap,
-        exec: false,
-        used: true,
-        symbols: core::ptr::null_mut(),
-        holder,
-    };
+    unsafe { state() }.set_child(
+        slot,
+        ChildSlot {
+            id,
+            kid,
+            region,
+            gap,
+            exec: false,
+            used: true,
+            symbols: core::ptr::null_mut(),
+            holder,
+        },
+    );
     Ok(Child { id })
 }
 
@@ -610,16 +608,19 @@ pub fn exec(path: &str, args: &[&str]) -> Result<Child, Error> {
     )?;
     let symbols = Box::into_raw(Box::new(symbols));
     // SAFETY: a plain store (the box is made before).
-    unsafe { state() }.children[slot] = ChildSlot {
-        id,
-        kid: id,
-        region: (0, 0),
-        gap: (0, 0),
-        exec: true,
-        used: true,
-        symbols,
-        holder,
-    };
+    unsafe { state() }.set_child(
+        slot,
+        ChildSlot {
+            id,
+            kid: id,
+            region: (0, 0),
+            gap: (0, 0),
+            exec: true,
+            used: true,
+            symbols,
+            holder,
+        },
+    );
     Ok(Child { id })
 }
 
@@ -864,10 +865,10 @@ pub fn join_by_id(id: u64) -> Result<i32, Error> {
 fn join_id(id: u64) -> Result<i32, Error> {
     // SAFETY: `st` is used to find and copy the slot, nothing else.
     let st = unsafe { state() };
-    let Some(i) = st.children.iter().position(|c| c.used && c.id == id) else {
+    let Some(i) = st.live().iter().position(|c| c.used && c.id == id) else {
         return Err(Error::NoSuchChild(id));
     };
-    let slot = st.children[i];
+    let slot = st.live()[i];
     let kid = slot.kid;
     super::clear_report();
     // The child's heap region comes back whole after a merge, all free
@@ -950,7 +951,7 @@ fn join_id(id: u64) -> Result<i32, Error> {
         let _ = sys::dput_plain(kid, KILL_NOW, 0, 0);
     }
     // SAFETY: a plain store.
-    unsafe { state() }.children[i].used = false;
+    unsafe { state() }.clear_child(i);
     release_reference(slot.holder);
     if !slot.symbols.is_null() {
         // SAFETY: made by Box::into_raw in `exec`, freed once here.
