@@ -92,6 +92,18 @@ struct Chunk {
     free: [u64; CLASSES],
 }
 
+/// What a join adds from a child's heap besides its lists: its peaks,
+/// what it lost (and lent without taking back), what it holds, and the
+/// blocks it freed that were not its own.
+#[derive(Default)]
+struct Counts {
+    peak_held: u64,
+    peak_live: u64,
+    lost: u64,
+    in_use: u64,
+    foreign: u64,
+}
+
 /// The per-process allocator state. Plain data: a parent reads its
 /// child's copy at the join.
 #[repr(C)]
@@ -427,18 +439,72 @@ impl Heap {
     /// The child's changes to the heap must have been merged into this
     /// process (its foreign list is read from the blocks).
     pub unsafe fn join(&mut self, region: (u64, u64), child: &Heap) {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            self.join_parts(
+                region,
+                Counts {
+                    peak_held: child.peak_held,
+                    peak_live: child.peak_live,
+                    lost: child.lost + child.lent,
+                    in_use: child.in_use,
+                    foreign: child.foreign,
+                },
+                &child.ranges[..child.nranges.min(RANGES)],
+                &child.chunks[..child.nchunks.min(CHUNKS)],
+            )
+        }
+    }
+
+    /// Does this heap hold nothing, as [`enter_child`](Heap::enter_child)
+    /// made it (its peaks included)? Then its join is
+    /// [`take_back`](Heap::take_back).
+    pub fn untouched(&self) -> bool {
+        let (lo, hi) = self.home;
+        let whole = if lo < hi { 1 } else { 0 };
+        self.nranges == whole
+            && (whole == 0 || self.ranges[0] == (lo, hi))
+            && self.nchunks == 0
+            && self.foreign == 0
+            && self.lent == 0
+            && self.in_use == 0
+            && self.peak_live == 0
+            && self.peak_held == 0
+            && self.lost == 0
+    }
+
+    /// After a child given `region` retired with its heap
+    /// [`untouched`](Heap::untouched): its join, without its state.
+    pub fn take_back(&mut self, region: (u64, u64)) {
+        let fresh = [region];
+        let ranges = if region.0 < region.1 { &fresh[..] } else { &[] };
+        // SAFETY: no foreign block is freed (the list is empty).
+        unsafe { self.join_parts(region, Counts::default(), ranges, &[]) }
+    }
+
+    /// [`join`](Heap::join) from the child's counts and lists.
+    ///
+    /// # Safety
+    /// As `join`.
+    unsafe fn join_parts(
+        &mut self,
+        region: (u64, u64),
+        child: Counts,
+        ranges: &[(u64, u64)],
+        chunks: &[Chunk],
+    ) {
         // Its peaks on top of what this process holds now (the region
         // still lent, so not counted twice).
         self.peak_held = self.peak_held.max(self.held() + child.peak_held);
         self.peak_live = self.peak_live.max(self.in_use + child.peak_live);
         self.lent -= region.1 - region.0;
         // (Counts clamped: the bytes came from another process.)
-        for &(s, e) in &child.ranges[..child.nranges.min(RANGES)] {
+        for &(s, e) in ranges {
             self.put(s, e);
         }
         // Its chunks go first: this process keeps allocating from its own
         // (the last ones), so the child's go back whole once freed.
-        for k in &child.chunks[..child.nchunks.min(CHUNKS)] {
+        for k in chunks {
             if self.nchunks < CHUNKS {
                 self.chunks.copy_within(0..self.nchunks, 1);
                 self.chunks[0] = *k;
@@ -448,7 +514,7 @@ impl Heap {
             }
         }
         // Regions it lent and never took back, and what it lost.
-        self.lost += child.lost + child.lent;
+        self.lost += child.lost;
         self.in_use += child.in_use;
         let mut p = child.foreign;
         while p != 0 {
@@ -516,6 +582,7 @@ unsafe fn read_hdr(b: u64) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::format;
     use alloc::vec;
     use alloc::vec::Vec;
 
@@ -673,6 +740,33 @@ mod tests {
         assert_eq!((s.held, s.live, s.ranges, s.free), (0, 0, 1, hi - lo));
         assert!(s.peak_held < 32 << 20, "{s:?}");
         assert!(s.peak_live <= s.peak_held);
+    }
+
+    #[test]
+    fn taking_back_an_untouched_child_is_its_join() {
+        let (_mem, lo, hi) = region(256 << 20);
+        let mut h = Heap::new(lo, hi);
+        let kept = alloc(&mut h, 4096);
+        let (r, _) = h.split();
+        let mut c = h;
+        c.enter_child(r);
+        assert!(c.untouched());
+        let mut joined = h;
+        // SAFETY: host memory; the child changed nothing.
+        unsafe { joined.join(r, &c) };
+        h.take_back(r);
+        assert_eq!(format!("{h:?}"), format!("{joined:?}"));
+        // Anything it did shows: a block, even freed, or a foreign free.
+        let p = alloc(&mut c, 64);
+        assert!(!c.untouched());
+        free(&mut c, p);
+        assert!(!c.untouched(), "its peaks remember the block");
+        let mut e = h;
+        let (r2, _) = e.split();
+        e.enter_child(r2);
+        // Allocated before the fork: a foreign block for `e`.
+        free(&mut e, kept);
+        assert!(!e.untouched());
     }
 
     #[test]

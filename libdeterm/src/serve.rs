@@ -26,10 +26,10 @@ pub trait Host {
 }
 
 /// Waits until `child` exits or faults, serving its requests; a child
-/// stopped by `dret` is simply resumed, unless it stopped at `retired`
-/// (a forked child that is done and waits to be reused): then its
-/// `DET_S_READY` status is returned.
-pub fn run(child: u64, host: &mut impl Host, retired: Option<u64>) -> Result<DetStatus, Errno> {
+/// stopped by `dret` is simply resumed, unless it stopped at one of the
+/// addresses `retired` (a forked child that is done and waits to be
+/// reused): then its `DET_S_READY` status is returned.
+pub fn run(child: u64, host: &mut impl Host, retired: &[u64]) -> Result<DetStatus, Errno> {
     loop {
         let st = sys::status(child)?;
         match (st.status, st.reason) {
@@ -38,7 +38,7 @@ pub fn run(child: u64, host: &mut impl Host, retired: Option<u64>) -> Result<Det
                 regs.rax = emulate(child, &regs, host) as u64;
                 sys::put_regs(child, &regs, true)?;
             }
-            (sys::DET_S_READY, sys::DET_R_DRET) if Some(st.ip) == retired => return Ok(st),
+            (sys::DET_S_READY, sys::DET_R_DRET) if retired.contains(&st.ip) => return Ok(st),
             (sys::DET_S_READY, _) => {
                 sys::dput_plain(child, sys::DET_START, 0, 0)?;
             }

@@ -100,9 +100,11 @@ pub unsafe fn snap_start_and_enter(
     ret
 }
 
-// A joined child that waits to be used again: `dret` for ever at one
-// address, which its parent tells from any other `dret` by the stop's
-// instruction pointer ([`retired_ip`]).
+// A joined child that waits to be used again: `dret` for ever at one of
+// two addresses, which its parent tells from any other `dret` by the
+// stop's instruction pointer ([`retired_ip`]): the second for a child
+// that exits with 0 and left its heap and files as it got them
+// ([`retired_clean_ip`]), whose state the parent need not read.
 #[cfg(determ_rt)]
 global_asm!(
     ".pushsection .text.determ_retire,\"ax\",@progbits",
@@ -114,6 +116,14 @@ global_asm!(
     ".globl determ_retired_ip",
     "determ_retired_ip:",
     "jmp determ_retire",
+    ".globl determ_retire_clean",
+    ".type determ_retire_clean,@function",
+    "determ_retire_clean:",
+    "mov eax, {nr}",
+    "syscall",
+    ".globl determ_retired_clean_ip",
+    "determ_retired_clean_ip:",
+    "jmp determ_retire_clean",
     ".popsection",
     nr = const crate::sys::NR_DRET,
 );
@@ -122,20 +132,35 @@ global_asm!(
 extern "C" {
     fn determ_retire() -> !;
     static determ_retired_ip: u8;
+    fn determ_retire_clean() -> !;
+    static determ_retired_clean_ip: u8;
 }
 
-/// Stops in `dret` for good, at [`retired_ip`]: the parent either gives
-/// this process a new snapshot and registers ([`restart_regs`]) or kills it.
+/// Stops in `dret` for good, at [`retired_ip`], or at
+/// [`retired_clean_ip`] if `clean`: the parent either gives this process
+/// a new snapshot and registers ([`restart_regs`]) or kills it.
 #[cfg(determ_rt)]
-pub fn retire() -> ! {
-    // SAFETY: the loop makes `dret` calls only, touching no memory.
-    unsafe { determ_retire() }
+pub fn retire(clean: bool) -> ! {
+    // SAFETY: the loops make `dret` calls only, touching no memory.
+    unsafe {
+        if clean {
+            determ_retire_clean()
+        } else {
+            determ_retire()
+        }
+    }
 }
 
 /// Where a retired child's stop reports it is.
 #[cfg(determ_rt)]
 pub fn retired_ip() -> u64 {
     core::ptr::addr_of!(determ_retired_ip) as u64
+}
+
+/// Where a child that retired clean ([`retire`]) stops.
+#[cfg(determ_rt)]
+pub fn retired_clean_ip() -> u64 {
+    core::ptr::addr_of!(determ_retired_clean_ip) as u64
 }
 
 /// Makes `regs`, a retired child's, start `entry(frame)` on the stack

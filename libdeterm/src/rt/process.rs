@@ -883,10 +883,13 @@ fn join_id(id: u64) -> Result<i32, Error> {
         let mut parent = Parent {
             symbols: slot.symbols,
         };
-        let at = (!slot.exec).then(crate::arch::retired_ip);
+        let clean_ip = crate::arch::retired_clean_ip();
+        let retired_at = [crate::arch::retired_ip(), clean_ip];
+        let at: &[u64] = if slot.exec { &[] } else { &retired_at };
         let s = sys_err("waiting for the child", serve::run(kid, &mut parent, at))?;
         // `serve::run` returns a stopped child only when it retired.
         retired = s.status == sys::DET_S_READY;
+        let clean = retired && s.ip == clean_ip;
         let done = retired || s.status == sys::DET_S_EXIT_NORMAL;
         if !done && !slot.exec {
             // SAFETY: giving the region back reaches nothing else.
@@ -911,12 +914,21 @@ fn join_id(id: u64) -> Result<i32, Error> {
                             return Err(e);
                         }
                     }
-                    let (left, dirty) = reclaim(kid, slot.region)?;
-                    region_back = true;
-                    if retired {
-                        code = left;
-                        files_changed = dirty != 0;
+                    if clean {
+                        // Exit status 0, no file and nothing of its heap
+                        // changed: nothing of its state to read.
+                        // SAFETY: a heap method reaching nothing else.
+                        unsafe { state() }.heap.take_back(slot.region);
+                        code = 0;
+                        files_changed = false;
+                    } else {
+                        let (left, dirty) = reclaim(kid, slot.region)?;
+                        if retired {
+                            code = left;
+                            files_changed = dirty != 0;
+                        }
                     }
+                    region_back = true;
                 }
                 if files_changed {
                     join_fs(id, kid, slot.holder)?;

@@ -59,7 +59,7 @@ pub fn run(o: &Options, heap: (u64, &str)) -> Result<u8, String> {
     exec::load(ROOT, &spec).map_err(|e| format!("loading {}: {e}", o.program))?;
     sys::dput_plain(ROOT, sys::DET_START, 0, 0)
         .map_err(|e| format!("starting the program: {e}"))?;
-    let st = serve::run(ROOT, &mut Terminal { symbols: &symbols }, None)
+    let st = serve::run(ROOT, &mut Terminal { symbols: &symbols }, &[])
         .map_err(|e| format!("waiting for the program: {e}"))?;
     let elapsed = started.elapsed();
     let fs_len = fsys.as_bytes().len();

@@ -1,6 +1,6 @@
 //! `heapmerge`: children build heap data (strings, vectors) in their own
-//! arenas; after the joins the parent uses it, allocates more, and finds
-//! everything intact.
+//! arenas; after the joins the parent uses it, allocates more, finds
+//! everything intact, and counts the children's blocks as its own.
 
 #![no_std]
 #![no_main]
@@ -35,6 +35,14 @@ fn run() -> i32 {
         .enumerate()
         .all(|(i, b)| b.iter().all(|&x| x == i as u8));
     ok &= before.iter().sum::<u64>() == 499_500;
+    // What the children left is this process's now, counted as live.
+    let kept: u64 = parts
+        .iter()
+        .map(|(s, v)| (s.capacity() + v.capacity() * 8) as u64)
+        .sum();
+    let counted = determ::heap_stats().live >= kept;
+    println!("children's blocks counted live: {counted}");
+    ok &= counted;
     // Addresses are fixed: print where the first child's data lives.
     println!(
         "first child's vector at {:#x}",

@@ -232,6 +232,7 @@ fn reused_children() -> TestResult {
 
 fn heap_merge() -> TestResult {
     let r = expect("heapmerge", &[], 0)?;
+    has(&r, "children's blocks counted live: true")?;
     has(&r, "heap intact: true")?;
     for i in 0..4u64 {
         let sum = (0..20_000u64).sum::<u64>() * (i + 1);
