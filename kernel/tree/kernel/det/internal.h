@@ -6,6 +6,7 @@
 #define _KERNEL_DET_INTERNAL_H
 
 #include <linux/det.h>
+#include <linux/mm.h>
 #include <linux/pgtable.h>
 #include <linux/refcount.h>
 #include <linux/signal.h>
@@ -170,6 +171,17 @@ int det_resnap(struct det_proc *d, bool *touched);
 int det_merge(struct det_proc *d, const struct det_range *ranges,
 	      unsigned long nr, unsigned long report, unsigned long report_size);
 bool det_vma_linked(struct vm_area_struct *cvma, struct anon_vma *av);
+
+/*
+ * A small anonymous page, neither KSM's nor in the swap cache: one whose
+ * mapping a merge can hand to the caller, or a snapshot made in place can
+ * overwrite, when nothing else maps or holds it.
+ */
+static inline bool det_folio_plain_anon(struct folio *folio)
+{
+	return folio_test_anon(folio) && !folio_test_large(folio) &&
+	       !folio_test_ksm(folio) && !folio_test_swapcache(folio);
+}
 int det_merge_call(struct det_proc *d, unsigned long flags,
 		   unsigned long start, unsigned long size,
 		   unsigned long report);

@@ -963,8 +963,7 @@ static bool det_share_page(struct vm_area_struct *cvma,
 	pmd_t *pmdp;
 	pte_t *pte, e;
 
-	if (!folio_test_anon(folio) || folio_test_large(folio) ||
-	    folio_test_ksm(folio) || folio_test_swapcache(folio) ||
+	if (!det_folio_plain_anon(folio) ||
 	    !det_installable(vma) || !vma->anon_vma ||
 	    (vma->vm_flags & VM_LOCKED) ||
 	    linear_page_index(vma, addr) != linear_page_index(cvma, addr) ||

@@ -138,14 +138,18 @@ static bool det_resnap_copy(struct det_resnap *r, unsigned long addr,
 	 * Mapped here alone, no other reference (pin, log, swap cache): a
 	 * page the caller shared and has since copied away counts too.
 	 */
-	if (!folio_test_anon(cfolio) || folio_test_large(cfolio) ||
-	    folio_test_ksm(cfolio) ||
-	    folio_test_swapcache(cfolio) || folio_ref_count(cfolio) != 1 ||
+	if (!det_folio_plain_anon(cfolio) || folio_ref_count(cfolio) != 1 ||
 	    folio_mapcount(cfolio) != 1)
 		return false;
 	copy_highpage(cpage, page);
 	if (pte_write(ce))
 		ptep_set_wrprotect(r->cmm, addr, dst);
+	/*
+	 * It now holds the snapshot's bytes, unlogged: no longer exclusive,
+	 * as a shared page would be, so that nothing makes it writable
+	 * without the logged write fault (wlog.c's invariant).
+	 */
+	ClearPageAnonExclusive(cpage);
 	r->touched = true;
 	return true;
 }

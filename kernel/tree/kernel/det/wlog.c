@@ -19,6 +19,9 @@
  *   - dup_mm() write-protects and shares every anonymous page, except a
  *     page pinned for DMA, which it copies at once, writable: a parent
  *     with pinned pages gets a reference copy instead (det_wlog_usable());
+ *     a snapshot made in place (det_resnap()) shares the caller's pages
+ *     so too, or copies into a page of the child's own, write-protected
+ *     and no longer exclusive;
  *   - do_wp_page() logs before it would reuse a page, and copies a page it
  *     has just logged; do_anonymous_page() and do_cow_fault() log a first
  *     write where nothing was mapped (the snapshot read zeros, or the
