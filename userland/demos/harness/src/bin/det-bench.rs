@@ -8,7 +8,9 @@
 //! to CPUs `0..N` (children inherit that), calibrates on the pthread
 //! version (doubling from one repetition) to a repetition count R so
 //! that a run lasts at least `--min-secs`. Then it times both versions on
-//! identical inputs, each run the median of `--trials`. Where process
+//! identical inputs, each time the median of `--trials` runs: after one
+//! unmeasured deterministic run, the versions take turns run by run, so
+//! that a drift in the host's speed weighs on both alike. Where process
 //! start-up (exec, and `detrun` building a deterministic root) is more
 //! than 5% of a run, each version runs with R and with 2R repetitions and
 //! the difference divided by R is the time per repetition
@@ -167,38 +169,72 @@ fn merge_per_rep(r1: &Run, r2: Option<&Run>, reps: u64) -> Option<f64> {
     }
 }
 
-/// Time of `reps` repetitions: the median of `--trials` runs.
-fn timed(o: &Options, at: Point, imp: Impl, reps: u64) -> Result<(f64, Run), String> {
-    let mut runs = Vec::new();
-    for _ in 0..o.trials {
-        runs.push(at.run(imp, reps)?);
-    }
-    let t = median(&runs);
-    Ok((t, runs.swap_remove(0)))
-}
-
 /// One version's runs: `reps` repetitions, and `2 * reps` when start-up
-/// matters (their difference cancels process start, exec and `detrun`).
+/// matters (their difference cancels process start, exec and `detrun`),
+/// each the median of `--trials`.
 struct Timing {
     t1: f64,
     r1: Run,
     t2: Option<(f64, Run)>,
 }
 
-fn runs(
+/// From the runs of each count (`runs[0]` of `reps`, `runs[1]`, if any,
+/// of `2 * reps`), each at least one: the median time, and the first
+/// run's line.
+fn timing(runs: Vec<Vec<Run>>) -> Timing {
+    let mut each = runs.into_iter().map(|mut r| (median(&r), r.swap_remove(0)));
+    let (t1, r1) = each.next().expect("runs of reps");
+    Timing {
+        t1,
+        r1,
+        t2: each.next(),
+    }
+}
+
+/// The pthread version's timing, and the deterministic one's (or its
+/// error) if it is measured.
+type Timings = (Timing, Option<Result<Timing, String>>);
+
+/// Both versions' timings, the deterministic one's only if `det`. The
+/// versions take turns run by run, after one unmeasured deterministic run
+/// (the pthread version's is its calibration): a host that slows down or
+/// speeds up meanwhile weighs on both alike, and neither pays alone for
+/// what a boot's first run loads (`detrun`, the kernel's caches).
+fn timings(
     o: &Options,
     at: Point,
-    imp: Impl,
     reps: u64,
     differential: bool,
-) -> Result<Timing, String> {
-    let (t1, r1) = timed(o, at, imp, reps)?;
-    let t2 = if differential {
-        Some(timed(o, at, imp, 2 * reps)?)
+    det: bool,
+) -> Result<Timings, String> {
+    let counts: &[u64] = if differential {
+        &[reps, 2 * reps]
+    } else {
+        &[reps]
+    };
+    let mut p: Vec<Vec<Run>> = counts.iter().map(|_| Vec::new()).collect();
+    let mut d: Vec<Vec<Run>> = counts.iter().map(|_| Vec::new()).collect();
+    let mut d_err = if det {
+        at.run(Impl::Det, 1).err()
     } else {
         None
     };
-    Ok(Timing { t1, r1, t2 })
+    for _ in 0..o.trials {
+        for (i, &r) in counts.iter().enumerate() {
+            p[i].push(at.run(Impl::Pthread, r)?);
+            if det && d_err.is_none() {
+                match at.run(Impl::Det, r) {
+                    Ok(run) => d[i].push(run),
+                    Err(e) => d_err = Some(e),
+                }
+            }
+        }
+    }
+    let d = det.then(|| match d_err {
+        Some(e) => Err(e),
+        None => Ok(timing(d)),
+    });
+    Ok((timing(p), d))
 }
 
 /// Seconds per repetition from the difference of a run of `reps` (`t1`)
@@ -264,9 +300,8 @@ fn measure_inner(o: &Options, at: Point, det: bool, mut line: Record) -> Result<
     let startup = (one - est).max(0.0);
     // Start-up under 5% of a run: one measurement is enough.
     let differential = startup > 0.05 * est * reps as f64;
-    let p = runs(o, at, Impl::Pthread, reps, differential)?;
+    let (p, d) = timings(o, at, reps, differential, det)?;
     line.field("reps", reps);
-    let d = det.then(|| runs(o, at, Impl::Det, reps, differential));
     // Every version timed by the same method: where a difference is no
     // time, all fall back to their single runs (start-up included).
     let differential =
