@@ -20,10 +20,14 @@
  * The result is what a new copy would be: every address reads as the
  * caller's does, read-only wherever it is anonymous memory.
  *
+ * A huge page the same in both is left alone, one the caller has where
+ * the child has nothing is shared whole, as fork() shares it, and any
+ * other huge mapping is split, on either side, and taken page by page.
+ *
  * Only where that holds page for page: both address spaces have the same
  * mappings (same bounds, flags, offset and file; the child's linked to
  * every anon_vma of the caller's, so that rmap finds the caller's pages in
- * it), nothing is huge, swapped or migrating, and no page may be pinned.
+ * it), nothing is swapped or migrating, and no page may be pinned.
  * A deterministic caller's children meet that; a master's do not (their
  * file mappings became their own, their clock pages were dropped).
  * Anything else is -EAGAIN, and DET_SNAP makes a new copy instead.
@@ -200,10 +204,6 @@ static long det_resnap_ptes(struct det_resnap *r, pmd_t *pmdp, pmd_t *cpmdp,
 		}
 		page = pte_present(pe) ? vm_normal_page(vma, addr, pe) : NULL;
 		folio = page ? page_folio(page) : NULL;
-		if (folio && folio_test_large(folio)) {
-			ret = -EAGAIN;
-			break;
-		}
 		if (det_resnap_copy(r, addr, dst, pe, ce, page))
 			continue;
 		if (pte_present(ce)) {
@@ -272,11 +272,50 @@ static pmd_t *det_child_pmd(struct mm_struct *cmm, unsigned long addr)
 	return pud ? pmd_alloc(cmm, pud, addr) : NULL;
 }
 
-/* A huge, migrating or bad PMD entry, which this walk does not take. */
+/* A migrating, device or bad PMD entry, which this walk does not take. */
 static bool det_pmd_odd(pmd_t pmd)
 {
-	return !pmd_none(pmd) && (!pmd_present(pmd) || pmd_trans_huge(pmd) ||
-				  pmd_devmap(pmd) || pmd_bad(pmd));
+	return !pmd_none(pmd) && (!pmd_present(pmd) || pmd_devmap(pmd) ||
+				  (!pmd_trans_huge(pmd) && pmd_bad(pmd)));
+}
+
+/*
+ * The caller's PMD entry @pmdp and the child's @cpmdp at @addr, one of
+ * them a huge page.  The same huge page, read-only in both, is up to
+ * date; a caller's huge page where the child has no entry is shared with
+ * it as fork() shares it (copy_huge_pmd()).  Anything else is split into
+ * a page table, for det_resnap_ptes() to take page by page.  Returns 1
+ * when the entry is done, 0 when its page tables are to be walked, or
+ * -ENOMEM.
+ */
+static int det_resnap_huge(struct det_resnap *r, pmd_t *pmdp, pmd_t *cpmdp,
+			   unsigned long addr)
+{
+	pmd_t pmd = pmdp ? pmdp_get_lockless(pmdp) : __pmd(0);
+	pmd_t cpmd = pmdp_get_lockless(cpmdp);
+	int ret;
+
+	if (pmd_trans_huge(pmd) && pmd_trans_huge(cpmd) &&
+	    pmd_pfn(pmd) == pmd_pfn(cpmd) && !pmd_write(pmd) &&
+	    !pmd_write(cpmd))
+		return 1;
+	if (pmd_trans_huge(pmd) && pmd_none(cpmd)) {
+		r->wrprotected |= pmd_write(pmd);
+		ret = copy_huge_pmd(r->cmm, r->mm, cpmdp, pmdp, addr, r->cvma,
+				    r->vma);
+		if (ret != -EAGAIN) {
+			r->touched = true;
+			return ret ?: 1;
+		}
+		/* A pinned page: copy_huge_pmd() split the caller's entry. */
+	}
+	if (pmd_trans_huge(pmd))
+		split_huge_pmd(r->vma, pmdp, addr);
+	if (pmd_trans_huge(cpmd)) {
+		split_huge_pmd(r->cvma, cpmdp, addr);
+		r->touched = true;
+	}
+	return 0;
 }
 
 /*
@@ -304,6 +343,17 @@ static int det_resnap_pmds(struct det_resnap *r, pmd_t *pmdp, pmd_t *cpmdp,
 			cpmdp = det_child_pmd(r->cmm, addr);
 			if (!cpmdp)
 				return -ENOMEM;
+		}
+		if (pmd_trans_huge(pmd) || pmd_trans_huge(cpmd)) {
+			got = det_resnap_huge(r, pmdp, cpmdp, addr);
+			if (got < 0)
+				return got;
+			if (got)
+				goto step;
+			pmd = pmdp ? pmdp_get_lockless(pmdp) : __pmd(0);
+			if (det_pmd_odd(pmd) || pmd_trans_huge(pmd) ||
+			    det_pmd_odd(pmdp_get_lockless(cpmdp)))
+				return -EAGAIN;
 		}
 		while (addr < next) {
 			got = det_resnap_ptes(r, pmd_none(pmd) ? NULL : pmdp,
