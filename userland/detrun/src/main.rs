@@ -20,11 +20,10 @@
 //! written).
 //!
 //! No unsafe code: system calls go through libdeterm's safe wrappers
-//! (`determ::sys`, `determ::exec`) and rustix.
+//! (`determ::sys`, `determ::exec`).
 
 #![forbid(unsafe_code)]
 
-mod prepare;
 mod run;
 
 use std::process::ExitCode;

@@ -38,9 +38,6 @@ pub fn run(o: &Options, heap: (u64, &str)) -> Result<u8, String> {
     } else {
         o.env.clone()
     };
-    // The root is created as a copy of this process: no THP (see
-    // prepare.rs).
-    crate::prepare::prepare().map_err(|e| format!("preparing to be a master: {e}"))?;
     sys::become_master().map_err(|e| format!("cannot become a master: {e}"))?;
     let started = std::time::Instant::now();
     let spec = Spec {
