@@ -102,6 +102,8 @@ struct Counts {
     lost: u64,
     in_use: u64,
     foreign: u64,
+    /// Its `fresh` where it handed out memory of its region, else 0.
+    fresh: u64,
 }
 
 /// The per-process allocator state. Plain data: a parent reads its
@@ -123,6 +125,10 @@ pub struct Heap {
     peak_live: u64,
     peak_held: u64,
     lost: u64,
+    /// Nothing at or above this address in the home region, outside
+    /// regions lent to running children, was ever handed out: it reads
+    /// as zeros ([`alloc_zeroed`](Heap::alloc_zeroed)).
+    fresh: u64,
     /// Free page ranges, sorted by address, never adjacent. The arrays
     /// come last: a new child's heap ([`Heap::enter_child`]) writes the
     /// fields above and one range, a few bytes of one page.
@@ -144,6 +150,7 @@ impl Heap {
             peak_live: 0,
             peak_held: 0,
             lost: 0,
+            fresh: 0,
             ranges: [(0, 0); RANGES],
             chunks: [Chunk::default(); CHUNKS],
         };
@@ -165,6 +172,7 @@ impl Heap {
         self.peak_live = 0;
         self.peak_held = 0;
         self.lost = 0;
+        self.fresh = lo;
         self.put(lo, hi);
     }
 
@@ -187,6 +195,7 @@ impl Heap {
     fn take(&mut self, len: u64) -> Option<u64> {
         let i = (0..self.nranges).find(|&i| self.ranges[i].1 - self.ranges[i].0 >= len)?;
         let at = self.ranges[i].0;
+        self.fresh = self.fresh.max(at + len);
         self.ranges[i].0 += len;
         if self.ranges[i].0 == self.ranges[i].1 {
             self.remove_range(i);
@@ -278,6 +287,25 @@ impl Heap {
             }
             None => core::ptr::null_mut(),
         }
+    }
+
+    /// As [`alloc`](Heap::alloc), the block's bytes all zero: cleared
+    /// unless the block lies wholly where nothing was handed out before
+    /// (at or above `fresh`), which the kernel gave as zeros and nobody
+    /// wrote since.
+    ///
+    /// # Safety
+    /// As [`alloc`](Heap::alloc), and the home region read as zeros when
+    /// the heap was made ([`Heap::new`]).
+    pub unsafe fn alloc_zeroed(&mut self, size: u64, align: u64) -> *mut u8 {
+        let fresh = self.fresh;
+        // SAFETY: forwarded to the caller.
+        let p = unsafe { self.alloc(size, align) };
+        if !p.is_null() && (p as u64) < fresh {
+            // SAFETY: a block of at least `size` bytes, just allocated.
+            unsafe { core::ptr::write_bytes(p, 0, size as usize) };
+        }
+        p
     }
 
     /// A block of class `c`, or `None` when no chunk can be had (the
@@ -427,7 +455,10 @@ impl Heap {
     /// In the child after a fork: a fresh allocator owning `region`. The
     /// parent's bookkeeping is left behind (its blocks are the parent's).
     pub fn enter_child(&mut self, region: (u64, u64)) {
+        // What the parent handed out before the fork may reach into it.
+        let fresh = self.fresh.clamp(region.0, region.1);
         self.reset(region.0, region.1);
+        self.fresh = fresh;
     }
 
     /// After a child that was given `region` exited and its memory was
@@ -449,6 +480,11 @@ impl Heap {
                     lost: child.lost + child.lent,
                     in_use: child.in_use,
                     foreign: child.foreign,
+                    fresh: if child.fresh > region.0 {
+                        child.fresh
+                    } else {
+                        0
+                    },
                 },
                 &child.ranges[..child.nranges.min(RANGES)],
                 &child.chunks[..child.nchunks.min(CHUNKS)],
@@ -516,6 +552,8 @@ impl Heap {
         // Regions it lent and never took back, and what it lost.
         self.lost += child.lost;
         self.in_use += child.in_use;
+        // The child may have written anywhere it handed out.
+        self.fresh = self.fresh.max(child.fresh);
         let mut p = child.foreign;
         while p != 0 {
             // SAFETY: the child linked these blocks through their first
@@ -767,6 +805,78 @@ mod tests {
         // Allocated before the fork: a foreign block for `e`.
         free(&mut e, kept);
         assert!(!e.untouched());
+    }
+
+    /// Sets `[a, a + n)` of the tests' host memory to `b`.
+    fn fill(a: u64, n: u64, b: u8) {
+        // SAFETY: inside a region of these tests (a Vec).
+        unsafe { core::ptr::write_bytes(a as *mut u8, b, n as usize) }
+    }
+
+    /// Whether every byte of `[a, a + n)` is `b`.
+    fn all(a: u64, n: u64, b: u8) -> bool {
+        // SAFETY: inside a region of these tests (a Vec).
+        (a..a + n).all(|x| unsafe { *(x as *const u8) } == b)
+    }
+
+    fn zeroed(h: &mut Heap, size: u64) -> u64 {
+        // SAFETY: the heaps of these tests own host memory (a Vec).
+        let p = unsafe { h.alloc_zeroed(size, 8) } as u64;
+        assert_ne!(p, 0, "out of heap for {size} bytes");
+        p
+    }
+
+    #[test]
+    fn zeroed_blocks_are_cleared_unless_never_handed_out() {
+        const M: u64 = 1 << 20;
+        let (_mem, lo, hi) = region(64 << 20);
+        let mut h = Heap::new(lo, hi);
+        // A marker where nothing was handed out yet, which a process's
+        // heap reads as zeros: the first block is not cleared.
+        fill(lo, 4 * M, 0x5a);
+        let p = zeroed(&mut h, M);
+        assert!(all(p, M, 0x5a), "a fresh block is left as it is");
+        fill(p, M, 0xab);
+        free(&mut h, p);
+        let q = zeroed(&mut h, M);
+        assert_eq!(q, p);
+        assert!(all(q, M, 0), "a reused large block is cleared");
+        let s = alloc(&mut h, 100);
+        fill(s, 100, 0xcd);
+        free(&mut h, s);
+        let t = zeroed(&mut h, 100);
+        assert!(all(t, 100, 0), "a reused small block is cleared");
+    }
+
+    #[test]
+    fn what_a_joined_child_handed_out_is_cleared_when_reused() {
+        const M: u64 = 1 << 20;
+        let (_mem, lo, hi) = region(256 << 20);
+        let mut h = Heap::new(lo, hi);
+        let (r, _) = h.split();
+        let mut c = h;
+        c.enter_child(r);
+        let b = alloc(&mut c, M);
+        fill(b, M, 0xab);
+        free(&mut c, b);
+        // SAFETY: host memory: the child's bytes are already here.
+        unsafe { h.join(r, &c) };
+        // The next child gets the same region: its blocks there are not
+        // fresh any more.
+        let (r2, _) = h.split();
+        assert_eq!(r2, r);
+        let mut c2 = h;
+        c2.enter_child(r2);
+        let b2 = zeroed(&mut c2, M);
+        assert_eq!(b2, b);
+        assert!(all(b2, M, 0), "the region's reused bytes are cleared");
+        // The parent itself (the second child gone before any merge),
+        // handing out everything up to the region.
+        h.abandon(r2);
+        fill(b, M, 0xab);
+        let big = zeroed(&mut h, b + M - lo);
+        assert!(big <= b);
+        assert!(all(b, M, 0), "the parent clears the child's bytes");
     }
 
     #[test]

@@ -317,20 +317,13 @@ pub unsafe extern "C" fn malloc(n: usize) -> *mut c_void {
 }
 
 /// # Safety
-/// C `calloc` (heap memory is fresh zero pages or reused, so clear it).
+/// C `calloc` (a reused block is cleared, fresh zero pages are not).
 #[no_mangle]
 pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     let Some(total) = n.checked_mul(size) else {
         return core::ptr::null_mut();
     };
-    // SAFETY: as malloc; the block holds `total` bytes.
-    unsafe {
-        let p = malloc(total);
-        if !p.is_null() {
-            core::ptr::write_bytes(p as *mut u8, 0, total);
-        }
-        p
-    }
+    super::heap_alloc_as(total as u64, 16, true) as *mut c_void
 }
 
 /// # Safety

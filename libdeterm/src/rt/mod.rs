@@ -425,11 +425,24 @@ fn publish_heap_stats() {
 /// Allocates from this process's heap; a failure is remembered, so that
 /// the panic that follows names the request and the heap.
 pub(crate) fn heap_alloc(size: u64, align: u64) -> *mut u8 {
+    heap_alloc_as(size, align, false)
+}
+
+/// [`heap_alloc`], the block cleared if `zeroed` (where it is not zero
+/// already).
+pub(crate) fn heap_alloc_as(size: u64, align: u64, zeroed: bool) -> *mut u8 {
     // SAFETY: the heap allocates from its own lists and never reaches
     // `state` or allocates itself while `st` is in use.
     let st = unsafe { state() };
-    // SAFETY: the heap's regions are mapped for this process.
-    let p = unsafe { st.heap.alloc(size, align) };
+    // SAFETY: the heap's regions are mapped for this process, zero when
+    // `init` made the heap (the loader maps them fresh).
+    let p = unsafe {
+        if zeroed {
+            st.heap.alloc_zeroed(size, align)
+        } else {
+            st.heap.alloc(size, align)
+        }
+    };
     st.failed_request = if p.is_null() {
         Some((size, align))
     } else {
@@ -641,6 +654,10 @@ pub struct DetAlloc;
 unsafe impl GlobalAlloc for DetAlloc {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         heap_alloc(l.size() as u64, l.align() as u64)
+    }
+
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        heap_alloc_as(l.size() as u64, l.align() as u64, true)
     }
 
     unsafe fn dealloc(&self, p: *mut u8, _l: Layout) {
