@@ -102,7 +102,7 @@ struct Counts {
     lost: u64,
     in_use: u64,
     foreign: u64,
-    /// Its `fresh` where it handed out memory of its region, else 0.
+    /// Its `fresh` (0 when unknown: nothing handed out).
     fresh: u64,
 }
 
@@ -480,11 +480,7 @@ impl Heap {
                     lost: child.lost + child.lent,
                     in_use: child.in_use,
                     foreign: child.foreign,
-                    fresh: if child.fresh > region.0 {
-                        child.fresh
-                    } else {
-                        0
-                    },
+                    fresh: child.fresh,
                 },
                 &child.ranges[..child.nranges.min(RANGES)],
                 &child.chunks[..child.nchunks.min(CHUNKS)],
@@ -552,8 +548,11 @@ impl Heap {
         // Regions it lent and never took back, and what it lost.
         self.lost += child.lost;
         self.in_use += child.in_use;
-        // The child may have written anywhere it handed out.
-        self.fresh = self.fresh.max(child.fresh);
+        // The child may have written anywhere it handed out, if it
+        // handed out anything (its mark moved past its region's start).
+        if child.fresh > region.0 {
+            self.fresh = self.fresh.max(child.fresh);
+        }
         let mut p = child.foreign;
         while p != 0 {
             // SAFETY: the child linked these blocks through their first
