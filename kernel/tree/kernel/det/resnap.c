@@ -280,19 +280,17 @@ static bool det_pmd_odd(pmd_t pmd)
 }
 
 /*
- * The caller's PMD entry @pmdp and the child's @cpmdp at @addr, one of
- * them a huge page.  The same huge page, read-only in both, is up to
+ * The caller's PMD entry @pmdp (@pmd, read) and the child's @cpmdp
+ * (@cpmd) at @addr, one of them a huge page.  The same huge page, read-only in both, is up to
  * date; a caller's huge page where the child has no entry is shared with
  * it as fork() shares it (copy_huge_pmd()).  Anything else is split into
  * a page table, for det_resnap_ptes() to take page by page.  Returns 1
  * when the entry is done, 0 when its page tables are to be walked, or
  * -ENOMEM.
  */
-static int det_resnap_huge(struct det_resnap *r, pmd_t *pmdp, pmd_t *cpmdp,
-			   unsigned long addr)
+static int det_resnap_huge(struct det_resnap *r, pmd_t *pmdp, pmd_t pmd,
+			   pmd_t *cpmdp, pmd_t cpmd, unsigned long addr)
 {
-	pmd_t pmd = pmdp ? pmdp_get_lockless(pmdp) : __pmd(0);
-	pmd_t cpmd = pmdp_get_lockless(cpmdp);
 	int ret;
 
 	if (pmd_trans_huge(pmd) && pmd_trans_huge(cpmd) &&
@@ -345,7 +343,7 @@ static int det_resnap_pmds(struct det_resnap *r, pmd_t *pmdp, pmd_t *cpmdp,
 				return -ENOMEM;
 		}
 		if (pmd_trans_huge(pmd) || pmd_trans_huge(cpmd)) {
-			got = det_resnap_huge(r, pmdp, cpmdp, addr);
+			got = det_resnap_huge(r, pmdp, pmd, cpmdp, cpmd, addr);
 			if (got < 0)
 				return got;
 			if (got)
