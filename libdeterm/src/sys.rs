@@ -40,6 +40,7 @@ pub const DET_PROT_READ: u64 = 0x1_0000;
 pub const DET_PROT_WRITE: u64 = 0x2_0000;
 pub const DET_PROT_EXEC: u64 = 0x4_0000;
 pub const DET_MERGE_ARGS: u64 = 0x1_0000;
+pub const DET_SNAP_EXCEPT: u64 = 0x80_0000;
 pub const DET_START: u64 = 0x0100_0000;
 
 pub const DET_S_READY: u32 = 1;
@@ -98,7 +99,8 @@ pub struct DetMerge {
     pub compared_pages: u64,
 }
 
-/// `struct det_range`: one range of a [`merge_ranges`].
+/// `struct det_range`: one range of a [`merge_ranges`], or the range a
+/// `DET_SNAP_EXCEPT` snapshot leaves out.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DetRange {
@@ -513,6 +515,7 @@ mod tests {
             ("DET_PROT_WRITE", DET_PROT_WRITE),
             ("DET_PROT_EXEC", DET_PROT_EXEC),
             ("DET_MERGE_ARGS", DET_MERGE_ARGS),
+            ("DET_SNAP_EXCEPT", DET_SNAP_EXCEPT),
             ("DET_START", DET_START),
             ("DET_S_READY", DET_S_READY as u64),
             ("DET_S_RUNNING", DET_S_RUNNING as u64),

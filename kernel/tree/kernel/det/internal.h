@@ -146,7 +146,9 @@ long det_gup(struct mm_struct *mm, unsigned long addr, unsigned long nr,
 	     unsigned int gup, struct page **pages);
 int det_vm_map(struct det_proc *d, bool zero, unsigned long start,
 	       unsigned long size, unsigned long prot);
-int det_snap(struct det_proc *d, bool created);
+int det_snap_except_ok(const struct det_range *except);
+int det_snap(struct det_proc *d, bool created,
+	     const struct det_range *except);
 int det_vm_copy(struct det_proc *d, bool put, unsigned long start,
 		unsigned long size, unsigned long dst);
 

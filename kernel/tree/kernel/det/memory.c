@@ -207,6 +207,91 @@ int det_vm_map(struct det_proc *d, bool zero, unsigned long start,
 }
 
 /*
+ * May a snapshot leave out @mm's [@start, @end)?  Where nothing is
+ * mapped, or private anonymous memory is: there an empty entry reads
+ * zeros, elsewhere the file's or a device's contents.
+ */
+static bool det_except_ok(struct mm_struct *mm, unsigned long start,
+			  unsigned long end)
+{
+	VMA_ITERATOR(vmi, mm, start);
+	struct vm_area_struct *vma;
+
+	mmap_assert_locked(mm);
+	for_each_vma_range(vmi, vma, end)
+		if (!vma_is_anonymous(vma) ||
+		    (vma->vm_flags & (VM_SHARED | VM_SPECIAL)))
+			return false;
+	return true;
+}
+
+/* DET_SNAP_EXCEPT's range checked against the caller's own mappings. */
+int det_snap_except_ok(const struct det_range *except)
+{
+	struct mm_struct *mm = current->mm;
+	bool ok;
+
+	if (!except->size)
+		return 0;
+	if (mmap_read_lock_killable(mm))
+		return -EINTR;
+	ok = det_except_ok(mm, except->start, except->start + except->size);
+	mmap_read_unlock(mm);
+	return ok ? 0 : -EINVAL;
+}
+
+/*
+ * Leave @except out of @mm, a snapshot no task runs in yet: its pages
+ * there go, without a note in the log, so that the child's copy and its
+ * reference read zeros, and the caller's pages there are its own again.
+ * The caller checked the range against its mappings, which @mm copies;
+ * checked again, since a master's other threads may have changed them.
+ */
+static int det_snap_leave_out(struct mm_struct *mm,
+			      const struct det_range *except)
+{
+	VMA_ITERATOR(vmi, mm, except->start);
+	unsigned long start = except->start, end = start + except->size;
+	struct vm_area_struct *vma;
+	int ret = 0;
+
+	if (!except->size)
+		return 0;
+	if (mmap_read_lock_killable(mm))
+		return -EINTR;
+	if (!det_except_ok(mm, start, end))
+		ret = -EINVAL;
+	else
+		for_each_vma_range(vmi, vma, end)
+			zap_page_range_single(vma, max(start, vma->vm_start),
+					      min(end, vma->vm_end) -
+					      max(start, vma->vm_start),
+					      NULL);
+	mmap_read_unlock(mm);
+	return ret;
+}
+
+/*
+ * @except left out of child @d's copy, just brought up to date in place.
+ * A copy that still holds the range must never run.
+ */
+static int det_snap_except_in_place(struct det_proc *d,
+				    const struct det_range *except)
+{
+	struct mm_struct *mm;
+	int ret;
+
+	ret = det_mm_get(d, &mm, NULL);
+	if (ret)
+		return ret;
+	ret = det_snap_leave_out(mm, except);
+	mmput(mm);
+	if (ret)
+		det_sigkill(d);
+	return ret;
+}
+
+/*
  * DET_SNAP.  A child created by this very dput() already is a fork()
  * copy of the caller, logged where it can be (det_create()).  A child
  * holding an earlier logged snapshot of the caller is brought up to date
@@ -215,8 +300,11 @@ int det_vm_map(struct det_proc *d, bool zero, unsigned long start,
  * space.  Where there is no log, a second copy becomes the reference.
  * If a child changed in place cannot be given a new copy either, it is
  * killed (DET_S_EXCEPT_DEAD) rather than run on a half-made snapshot.
+ * @except, if not NULL, is left out of the copy (det_snap_leave_out())
+ * before the reference is made from it.
  */
-int det_snap(struct det_proc *d, bool created)
+int det_snap(struct det_proc *d, bool created,
+	     const struct det_range *except)
 {
 	struct mm_struct *mm = current->mm, *child = NULL, *ref = NULL;
 	struct mm_struct *made = NULL;
@@ -232,11 +320,16 @@ int det_snap(struct det_proc *d, bool created)
 		if (ret)
 			return ret;
 		logged = det_wlog_on(made);
+		ret = except ? det_snap_leave_out(made, except) : 0;
+		if (ret)
+			goto fail;
 	} else {
 		ret = det_check_outside(mm);
 		if (ret)
 			return ret;
 		ret = det_resnap(d, &touched);
+		if (!ret && except)
+			return det_snap_except_in_place(d, except);
 		if (ret != -EAGAIN && (!ret || !touched))
 			return ret;
 		ret = -ENOMEM;
@@ -248,6 +341,8 @@ int det_snap(struct det_proc *d, bool created)
 		ret = logged ? det_wlog_start(child) : 0;
 		if (!ret)
 			ret = det_privatize_files(child);
+		if (!ret && except)
+			ret = det_snap_leave_out(child, except);
 		if (ret)
 			goto fail;
 	}

@@ -38,9 +38,11 @@
 
 static unsigned long det_opflags_allowed(unsigned long op)
 {
-	switch (op & ~DET_SNAP) {	/* DET_SNAP | DET_REGS: DET_REGS's */
+	unsigned long snap = op & DET_SNAP ? DET_SNAP_EXCEPT : 0;
+
+	switch (op & ~DET_SNAP) {	/* DET_SNAP | DET_REGS: both's */
 	case DET_REGS:
-		return DET_GENERAL_REGS | DET_FP_REGS |
+		return snap | DET_GENERAL_REGS | DET_FP_REGS |
 		       (det_xstate_size() ? DET_XSTATE_REGS : 0);
 	case DET_GET_STATUS:
 		return DET_DONT_WAIT;
@@ -55,7 +57,7 @@ static unsigned long det_opflags_allowed(unsigned long op)
 	case DET_MERGE:
 		return DET_MERGE_ARGS;
 	}
-	return 0;
+	return snap;
 }
 
 /* PROT_* from the DET_PROT_* op-flags. */
@@ -79,6 +81,16 @@ static bool det_page_range_ok(unsigned long start, unsigned long size)
 	       PAGE_ALIGNED(size);
 }
 
+/* DET_SNAP_EXCEPT: the struct det_range at @uaddr, read and checked. */
+static int det_snap_except_get(unsigned long uaddr, struct det_range *except)
+{
+	if (copy_from_user(except, (void __user *)uaddr, sizeof(*except)))
+		return -EFAULT;
+	if (!det_page_range_ok(except->start, except->size))
+		return -EINVAL;
+	return det_snap_except_ok(except);
+}
+
 /* Step 1 of the check order: the arguments alone. */
 static int det_check_args(bool put, unsigned long child, unsigned long flags,
 			  unsigned long start, unsigned long size,
@@ -94,7 +106,10 @@ static int det_check_args(bool put, unsigned long child, unsigned long flags,
 		return -EINVAL;
 	if (opf & ~det_opflags_allowed(op))
 		return -EINVAL;
-	if ((op & DET_REGS) && !opf)
+	if ((op & DET_REGS) && !(opf & ~DET_SNAP_EXCEPT))
+		return -EINVAL;
+	/* DET_SNAP_EXCEPT's range is at @dststart, which is 0 otherwise. */
+	if ((op & DET_SNAP) && !dststart != !(opf & DET_SNAP_EXCEPT))
 		return -EINVAL;
 	if ((flags & DET_START) &&
 	    (op & (DET_BECOME_MASTER | DET_ALLOW_SIGNALS | DET_KILL |
@@ -120,7 +135,8 @@ static int det_check_args(bool put, unsigned long child, unsigned long flags,
 		fallthrough;
 	case DET_SNAP | DET_REGS:
 		/* @size 0: the selected sets' size, as v3.0-det took it. */
-		if ((size ? size != det_regs_size(flags) : !start) || dststart)
+		if ((size ? size != det_regs_size(flags) : !start) ||
+		    (dststart && op != (DET_SNAP | DET_REGS)))
 			return -EINVAL;
 		break;
 	case DET_GET_STATUS:
@@ -156,7 +172,11 @@ static int det_check_args(bool put, unsigned long child, unsigned long flags,
 		if (!det_range_ok(start, size))
 			return -EINVAL;
 		break;
-	default: /* DET_KILL, DET_SNAP, or no operation */
+	case DET_SNAP:
+		if (start || size)
+			return -EINVAL;
+		break;
+	default: /* DET_KILL, or no operation */
 		if (start || size || dststart)
 			return -EINVAL;
 	}
@@ -243,11 +263,14 @@ static long det_set_allowed(struct det_proc *me, unsigned long start)
  *		%DET_SNAP - the child's address space := a copy-on-write
  *		copy of the caller's, and a reference copy for %DET_MERGE;
  *		may be combined with %DET_REGS (then @start/@size are the
- *		register buffer, set after the snapshot).
+ *		register buffer, set after the snapshot); %DET_SNAP_EXCEPT:
+ *		@dststart points at a struct det_range the snapshot leaves
+ *		out (the child's copy and its reference read zeros there).
  *		%DET_START - after the operation, set the child running.
  * @start:	user address, as the operation requires; otherwise 0.
  * @size:	byte count, as the operation requires; otherwise 0.
- * @dststart:	%DET_VM_COPY's destination in the child; otherwise 0.
+ * @dststart:	%DET_VM_COPY's destination in the child, %DET_SNAP_EXCEPT's
+ *		range; otherwise 0.
  *
  * The first dput() to an unused @child (other than %DET_KILL) creates it
  * like fork(): a copy-on-write image of the caller's memory and its
@@ -276,6 +299,9 @@ static long det_set_allowed(struct det_proc *me, unsigned long start)
  * - %EOPNOTSUPP: %DET_BECOME_MASTER from a process with hugetlb or KSM
  *   mappings, or on a kernel booted with ia32_emulation=0;
  * - %EPERM: any other operation from a legacy process;
+ * - %EFAULT: %DET_SNAP_EXCEPT's struct det_range is not readable;
+ * - %EINVAL: its range is not page-aligned, not all in user space, or not
+ *   all private anonymous memory or unmapped in the caller;
  * - %ESRCH: %DET_KILL or %DET_GET_STATUS on an unused @child;
  * - %ECHILD: %DET_REGS or %DET_START on a child that has exited;
  * - %EAGAIN, %ENOMEM: creating the child failed (process limits, memory);
@@ -299,6 +325,7 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
 {
 	struct det_proc *me = current->det;
 	unsigned long op = flags & DET_OP_MASK;
+	struct det_range except;
 	bool created = false;
 	struct det_proc *d;
 	u64 t0;
@@ -316,6 +343,12 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
 		return det_set_allowed(me, start);
 	if ((op & DET_REGS) && !size)
 		size = det_regs_size(flags);
+	/* Read and checked before any child is created or waited for. */
+	if (flags & DET_SNAP_EXCEPT) {
+		ret = det_snap_except_get(dststart, &except);
+		if (ret)
+			return ret;
+	}
 
 	d = xa_load(&me->children, child);
 	if (op == DET_GET_STATUS)
@@ -351,7 +384,8 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
 	ret = 0;
 	switch (op & ~DET_REGS) {
 	case DET_SNAP:
-		ret = det_snap(d, created);
+		ret = det_snap(d, created,
+			       flags & DET_SNAP_EXCEPT ? &except : NULL);
 		det_account(DET_T_SNAP, t0);
 		break;
 	case DET_VM_ZERO:

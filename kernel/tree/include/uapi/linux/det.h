@@ -79,6 +79,9 @@
  *	copy-on-write copy of the caller's, and a second copy is kept as
  *	the reference for DET_MERGE.  On a new ID the child is created
  *	(fork-like) with it.
+ * dput(c, DET_SNAP | DET_SNAP_EXCEPT, 0, 0, &range): the same, but the
+ *	child's copy and its reference read zeros in @range (a struct
+ *	det_range), where the caller keeps its pages to itself.
  * dget(c, DET_MERGE, start, size, report): bytes of [start, start+size)
  *	the child changed since the snapshot (child != reference) are
  *	written into the caller at the same addresses.  A byte both sides
@@ -131,6 +134,16 @@
  * bytes (several ranges, one report of a given size; @dststart 0).
  */
 #define DET_MERGE_ARGS		0x00010000
+
+/*
+ * Op-flag of DET_SNAP: @dststart points at one struct det_range the
+ * snapshot leaves out: page-aligned, and private anonymous memory or
+ * nothing throughout (EINVAL).  There the child's copy, and the reference
+ * its merge compares against, read zeros, and the caller's pages stay its
+ * own: neither side copies them when it writes there later.  For a range
+ * only the caller will use until the merge.
+ */
+#define DET_SNAP_EXCEPT		0x00800000
 
 /* After the operation, set the child running. */
 #define DET_START		0x01000000
@@ -207,7 +220,8 @@ struct det_merge {
 };
 
 /**
- * struct det_range - one range of a DET_MERGE_ARGS merge.
+ * struct det_range - one range of a DET_MERGE_ARGS merge, or the range a
+ * DET_SNAP_EXCEPT snapshot leaves out.
  * @start:	first byte.
  * @size:	bytes.
  */

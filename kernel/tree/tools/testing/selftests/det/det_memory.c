@@ -959,6 +959,143 @@ TEST(merged_page_shared_until_written)
 }
 
 /*
+ * DET_SNAP_EXCEPT: the child's copy reads zeros in the range left out,
+ * and the caller's pages there are its alone from the snapshot on (no
+ * copy when it writes them).  A child's byte there merges against zeros:
+ * over a byte the caller has at zero it arrives, over one the caller
+ * holds it is a conflict.  The rest of the copy is a snapshot as ever.
+ */
+TEST(snap_except_leaves_a_range_out)
+{
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	unsigned char *buf = map(6 * PG);
+	struct det_status st;
+	struct det_range ex;
+	struct det_merge rep;
+	long r, i;
+
+	ASSERT_LE(0, pm);
+	ASSERT_NE(NULL, buf);
+	for (i = 0; i < 6 * PG; i++)
+		buf[i] = (unsigned char)(i / PG + 1);
+	buf[2 * PG + 7] = 0;
+	ex = (struct det_range){ (unsigned long)buf + PG, 3 * PG };
+	ASSERT_EQ(0, become_master());
+	r = dput(1, DET_SNAP | DET_SNAP_EXCEPT, 0, 0, (unsigned long)&ex);
+	if (r == 0) {
+		long bad = 0;
+
+		for (i = 0; i < 6 * PG; i++)
+			if (buf[i] != (i >= PG && i < 4 * PG ? 0 :
+				       (unsigned char)(i / PG + 1)))
+				bad++;
+		buf[0] = 0x55;			/* outside: as ever */
+		buf[2 * PG + 7] = 0x77;		/* the caller's byte is 0 */
+		dret();
+		buf[3 * PG + 9] = 0x99;		/* the caller's byte is 4 */
+		dret();
+		det_exit(bad > 255 ? 255 : bad);
+	}
+	ASSERT_EQ(DET_S_READY, r);
+	/* Before the child runs: only the range left out is ours alone. */
+	EXPECT_EQ(0, exclusive(pm, buf));
+	for (i = 1; i < 4; i++)
+		EXPECT_EQ(1, exclusive(pm, buf + i * PG)) TH_LOG("page %ld", i);
+	EXPECT_EQ(0, exclusive(pm, buf + 4 * PG));
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	buf[PG + 1] = 9;			/* the caller's own, as before */
+	buf[5 * PG + 1] = 9;
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, merge(1, buf, 6 * PG, &rep));
+	EXPECT_EQ(0, rep.conflict_bytes);
+	EXPECT_EQ(0x55, buf[0]);
+	EXPECT_EQ(0x77, buf[2 * PG + 7]);
+	EXPECT_EQ(9, buf[PG + 1]);
+	EXPECT_EQ(2, buf[PG + 2]);
+	EXPECT_EQ(9, buf[5 * PG + 1]);
+	EXPECT_EQ(4, buf[3 * PG + 9]);
+
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	EXPECT_EQ(-EBADE, merge(1, buf, 6 * PG, &rep));
+	EXPECT_EQ((unsigned long)buf + 3 * PG + 9, rep.conflict_addr);
+	EXPECT_EQ(4, buf[3 * PG + 9]);
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_EXIT_NORMAL, det_status(1, &st));
+	EXPECT_EQ(0, st.exit_code);	/* the child read the zeros */
+	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+	close(pm);
+}
+
+/*
+ * DET_SNAP_EXCEPT's arguments: a range at @dststart exactly when the
+ * op-flag is given, page-aligned, in user space, over private anonymous
+ * memory or nothing; a bad one creates no child and changes none.
+ */
+TEST(snap_except_errors)
+{
+	unsigned char *buf = map(4 * PG);
+	unsigned char *shared = mmap(NULL, PG, PROT_READ | PROT_WRITE,
+				     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	int fd = open("/proc/self/exe", O_RDONLY);
+	unsigned char *file = mmap(NULL, PG, PROT_READ, MAP_PRIVATE, fd, 0);
+	struct det_status st;
+	struct det_range ex;
+	unsigned long e = (unsigned long)&ex;
+	long r;
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_NE(MAP_FAILED, shared);
+	ASSERT_NE(MAP_FAILED, file);
+	ASSERT_EQ(0, become_master());
+	ex = (struct det_range){ (unsigned long)buf, PG };
+	EXPECT_EQ(-EINVAL, dput(1, DET_SNAP, 0, 0, e));
+	EXPECT_EQ(-EINVAL, dput(1, DET_SNAP | DET_SNAP_EXCEPT, 0, 0, 0));
+	EXPECT_EQ(-EINVAL, dput(1, DET_SNAP | DET_SNAP_EXCEPT, e, 0, e));
+	EXPECT_EQ(-EINVAL, dput(1, DET_VM_ZERO | DET_SNAP_EXCEPT,
+				(unsigned long)buf, PG, e));
+	EXPECT_EQ(-EINVAL, dput(1, DET_SNAP | DET_REGS | DET_SNAP_EXCEPT,
+				e, 0, e));	/* no register set */
+	EXPECT_EQ(-EINVAL, dput(1, DET_REGS | DET_GENERAL_REGS |
+				DET_SNAP_EXCEPT, e, 0, e));
+	EXPECT_EQ(-EFAULT, dput(1, DET_SNAP | DET_SNAP_EXCEPT, 0, 0, 8));
+	ex = (struct det_range){ (unsigned long)buf + 1, PG };
+	EXPECT_EQ(-EINVAL, dput(1, DET_SNAP | DET_SNAP_EXCEPT, 0, 0, e));
+	ex = (struct det_range){ (unsigned long)buf, PG + 1 };
+	EXPECT_EQ(-EINVAL, dput(1, DET_SNAP | DET_SNAP_EXCEPT, 0, 0, e));
+	ex = (struct det_range){ KPTR, PG };
+	EXPECT_EQ(-EINVAL, dput(1, DET_SNAP | DET_SNAP_EXCEPT, 0, 0, e));
+	ex = (struct det_range){ -PG, 2 * PG };
+	EXPECT_EQ(-EINVAL, dput(1, DET_SNAP | DET_SNAP_EXCEPT, 0, 0, e));
+	ex = (struct det_range){ (unsigned long)shared, PG };
+	EXPECT_EQ(-EINVAL, dput(1, DET_SNAP | DET_SNAP_EXCEPT, 0, 0, e));
+	ex = (struct det_range){ (unsigned long)file, PG };
+	EXPECT_EQ(-EINVAL, dput(1, DET_SNAP | DET_SNAP_EXCEPT, 0, 0, e));
+	EXPECT_EQ(-ESRCH, det_status(1, &st));	/* never created */
+
+	/* A hole, and nothing at all, are fine. */
+	ASSERT_EQ(0, munmap(buf + 3 * PG, PG));
+	buf[2 * PG] = 6;
+	ex = (struct det_range){ (unsigned long)buf + 2 * PG, 2 * PG };
+	r = dput(1, DET_SNAP | DET_SNAP_EXCEPT | DET_START, 0, 0, e);
+	if (r == 0)
+		det_exit(buf[2 * PG] + buf[0]);
+	ASSERT_EQ(DET_S_RUNNING, r);
+	ASSERT_EQ(DET_S_EXIT_NORMAL, det_status(1, &st));
+	EXPECT_EQ(0, st.exit_code);
+	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+	ex = (struct det_range){ 0, 0 };
+	r = dput(1, DET_SNAP | DET_SNAP_EXCEPT | DET_START, 0, 0, e);
+	if (r == 0)
+		det_exit(buf[2 * PG]);
+	ASSERT_EQ(DET_S_RUNNING, r);
+	ASSERT_EQ(DET_S_EXIT_NORMAL, det_status(1, &st));
+	EXPECT_EQ(6, st.exit_code);
+	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+	close(fd);
+}
+
+/*
  * DET_VM_ZERO after the snapshot changes the child's pages without a write
  * of its own: zeroed pages that held data are its change like any write;
  * zeroing what never held data is none.

@@ -14,6 +14,7 @@
  * test also checks that the rounds were brought up to date in place
  * (det/resnaps), not all by new copies.
  */
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/user.h>
 
@@ -31,7 +32,9 @@ static unsigned char *hwin;	/* two 2 MiB windows, for huge pages */
 static volatile unsigned long plan, round_no, seen;
 static unsigned char bstack[16 * PG] __attribute__((aligned(16)));
 
-enum { SUM = 1, WRITE_P, WRITE_Q, READ_EXTRA, DIRTY, WRITE_R, SUM_HUGE };
+enum {
+	SUM = 1, WRITE_P, WRITE_Q, READ_EXTRA, DIRTY, WRITE_R, SUM_HUGE, SUM_BUF
+};
 
 static unsigned long sum(const unsigned char *p, unsigned long n)
 {
@@ -77,6 +80,12 @@ static void __attribute__((noreturn, used)) b_main(void)
 	case WRITE_R:
 		seen = buf[7 * PG];
 		buf[7 * PG + 100] = (unsigned char)(r + 50);
+		break;
+	case SUM_BUF:
+		seen = sum(buf, NPAGES * PG);
+		/* Its own pages, in and out of the range left out. */
+		buf[(8 + r % 16) * PG + 100] = (unsigned char)(r + 1);
+		buf[(r % 8) * PG + 100] = (unsigned char)(r + 1);
 		break;
 	case SUM_HUGE:
 		seen = sum(hwin, 2 * HUGE);
@@ -297,6 +306,46 @@ static int a_huge(void)
 	return 0;
 }
 
+static unsigned char want_buf[NPAGES * PG];
+
+/*
+ * Rounds with DET_SNAP_EXCEPT over 16 pages of buf (odd rounds) and
+ * without (even rounds), both sides writing in and out of the range: B
+ * reads zeros there exactly in the odd rounds and A's bytes elsewhere;
+ * neither its own old pages nor A's leak into a round that leaves the
+ * range out.
+ */
+static int a_except(void)
+{
+	struct det_range ex = { (unsigned long)buf + 8 * PG, 16 * PG };
+	unsigned long r, want, odd;
+
+	if (!make_b())
+		return 1;
+	for (r = 1; r <= 12; r++) {
+		odd = r % 2;
+		buf[(r % NPAGES) * PG + 5] ^= (unsigned char)r;
+		buf[(8 + r % 16) * PG + 6] ^= (unsigned char)r;
+		memcpy(want_buf, buf, sizeof(want_buf));
+		if (odd)
+			memset(want_buf + 8 * PG, 0, 16 * PG);
+		want = sum(want_buf, sizeof(want_buf));
+		round_no = r;
+		plan = SUM_BUF;
+		bregs.rip = (unsigned long)b_main;
+		bregs.rsp = (unsigned long)(bstack + sizeof(bstack)) - 8;
+		if (dput(2, DET_SNAP | DET_REGS | DET_GENERAL_REGS | DET_START |
+			 (odd ? DET_SNAP_EXCEPT : 0), (unsigned long)&bregs, 0,
+			 odd ? (unsigned long)&ex : 0) != DET_S_RUNNING)
+			return 2;
+		if (dget(2, 0, 0, 0, 0) != DET_S_READY)
+			return 3;
+		if (b_seen() != want)
+			return 100 + r;
+	}
+	return 0;
+}
+
 static void __attribute__((noinline)) setup_buffers(void)
 {
 	unsigned long i;
@@ -375,6 +424,17 @@ TEST(resnap_copies_pages_the_caller_rewrites)
 	EXPECT_EQ(0, run_counted(a_copied, &n));
 	if (n >= 0)
 		EXPECT_LE(10, n);
+}
+
+TEST(resnap_leaves_the_except_range_out)
+{
+	long n;
+
+	ASSERT_EQ(0, become_master());
+	setup_buffers();
+	EXPECT_EQ(0, run_counted(a_except, &n));
+	if (n >= 0)
+		EXPECT_LE(6, n);
 }
 
 TEST(resnap_follows_new_mappings)
