@@ -32,8 +32,8 @@ pub mod rt;
 pub use rt::io::{read_stdin, stderr_write, stdout_write};
 #[cfg(determ_rt)]
 pub use rt::process::{
-    divide, exec, fork, fork_id, parallel_for, parallel_map, scope, stats, symbol, Child, Error,
-    JoinStats, Scope,
+    divide, divide_at, exec, fork, fork_id, parallel_for, parallel_map, scope, stats, symbol,
+    Child, Error, JoinStats, Scope,
 };
 #[cfg(determ_rt)]
 pub use rt::{args, env_var, exit, heap_stats, with_fs};

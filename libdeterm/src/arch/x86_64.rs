@@ -52,9 +52,9 @@ global_asm!(
 );
 
 /// `dput(id, DET_SNAP | DET_START)`: creates child `id` as a copy of this
-/// process and starts it. The child, where the call returns 0, moves at
-/// once to `stack_hi` and calls `entry(frame)`; the parent gets the raw
-/// result.
+/// process and starts it, with `DET_SNAP_EXCEPT` if `except` is given. The
+/// child, where the call returns 0, moves at once to `stack_hi` and calls
+/// `entry(frame)`; the parent gets the raw result.
 ///
 /// # Safety
 /// `stack_hi` must be the top of a stack no one uses, `frame` must stay
@@ -66,7 +66,12 @@ pub unsafe fn snap_start_and_enter(
     stack_hi: u64,
     frame: *const u8,
     entry: extern "C" fn(*const u8) -> !,
+    except: Option<&crate::sys::DetRange>,
 ) -> i64 {
+    let (flags, range) = match except {
+        Some(r) => (crate::sys::DET_SNAP_EXCEPT, r as *const _ as u64),
+        None => (0, 0),
+    };
     let ret: i64;
     // SAFETY: in the child the call returns 0 and the child moves to its
     // own stack and calls `entry`, which never returns, so it writes
@@ -89,10 +94,10 @@ pub unsafe fn snap_start_and_enter(
             entry = in(reg) entry,
             inlateout("rax") crate::sys::NR_DPUT as i64 => ret,
             in("rdi") id,
-            in("rsi") crate::sys::DET_SNAP | crate::sys::DET_START,
+            in("rsi") crate::sys::DET_SNAP | crate::sys::DET_START | flags,
             in("rdx") 0u64,
             in("r10") 0u64,
-            in("r8") 0u64,
+            in("r8") range,
             out("rcx") _,
             out("r11") _,
         );

@@ -286,7 +286,12 @@ fn new_kid() -> u64 {
 ///
 /// # Safety
 /// As [`crate::arch::snap_start_and_enter`].
-unsafe fn restart(kid: u64, stack_hi: u64, frame: *const u8) -> Result<u64, Errno> {
+unsafe fn restart(
+    kid: u64,
+    stack_hi: u64,
+    frame: *const u8,
+    except: Option<&sys::DetRange>,
+) -> Result<u64, Errno> {
     // Only the selectors, segment bases and flags of a retired child's
     // registers matter here, the same in each: the first one's serve.
     // SAFETY: one field is copied out at once.
@@ -300,16 +305,22 @@ unsafe fn restart(kid: u64, stack_hi: u64, frame: *const u8) -> Result<u64, Errn
         }
     };
     crate::arch::restart_regs(&mut regs, stack_hi, frame, child_entry);
-    let flags = sys::DET_SNAP | sys::DET_REGS | sys::DET_GENERAL_REGS | sys::DET_START;
-    // SAFETY: the kernel reads DET_GENERAL_REGS_SIZE bytes from `regs`;
-    // the caller's contract covers what the child runs.
+    let mut flags = sys::DET_SNAP | sys::DET_REGS | sys::DET_GENERAL_REGS | sys::DET_START;
+    let mut range = 0;
+    if let Some(r) = except {
+        flags |= sys::DET_SNAP_EXCEPT;
+        range = r as *const sys::DetRange as u64;
+    }
+    // SAFETY: the kernel reads DET_GENERAL_REGS_SIZE bytes from `regs`
+    // and a range from `except`; the caller's contract covers what the
+    // child runs.
     unsafe {
         sys::dput(
             kid,
             flags,
             &regs as *const sys::UserRegs as u64,
             sys::DET_GENERAL_REGS_SIZE as u64,
-            0,
+            range,
         )
     }
 }
@@ -382,11 +393,17 @@ fn release_reference(id: u64) {
 }
 
 /// Forks child `id` running `f` (which may borrow: the caller guarantees
-/// a join before the borrowed data goes away).
+/// a join before the borrowed data goes away). The child's snapshot leaves
+/// out `except` (page-aligned; it reads zeros there).
 ///
 /// # Safety
-/// The child must be joined while everything `f` borrows is alive.
-unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
+/// The child must be joined while everything `f` borrows is alive, and
+/// must never read `except`, which holds nothing it needs.
+unsafe fn fork_raw<F: FnOnce() -> i32>(
+    id: u64,
+    f: F,
+    except: Option<sys::DetRange>,
+) -> Result<Child, Error> {
     if id & REF_BIT != 0 || id == 0 {
         return Err(Error::Sys("fork", Errno::EINVAL));
     }
@@ -422,7 +439,7 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
     if let Some(k) = spare {
         kid = k;
         // SAFETY: see above.
-        ret = unsafe { restart(kid, stack_hi, at) };
+        ret = unsafe { restart(kid, stack_hi, at, except.as_ref()) };
         if ret.is_err() {
             // A spare that died meanwhile (the OOM killer may take it),
             // or could not take a snapshot: a new process instead.
@@ -433,7 +450,7 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(id: u64, f: F) -> Result<Child, Error> {
         kid = new_kid();
         // SAFETY: see above.
         ret = sys::check(unsafe {
-            crate::arch::snap_start_and_enter(kid, stack_hi, at, child_entry)
+            crate::arch::snap_start_and_enter(kid, stack_hi, at, child_entry, except.as_ref())
         });
     }
     if let Err(e) = ret {
@@ -470,7 +487,7 @@ pub fn fork<F: FnOnce() -> i32 + 'static>(f: F) -> Result<Child, Error> {
 /// As [`fork`], with the child ID chosen by the caller.
 pub fn fork_id<F: FnOnce() -> i32 + 'static>(id: u64, f: F) -> Result<Child, Error> {
     // SAFETY: `f` borrows nothing that could go away ('static).
-    unsafe { fork_raw(id, f) }
+    unsafe { fork_raw(id, f, None) }
 }
 
 /// Forks whose closures may borrow from the caller, all joined (in fork
@@ -483,10 +500,24 @@ pub struct Scope<'env> {
 impl<'env> Scope<'env> {
     /// Forks `f`, which may borrow anything that outlives the scope.
     pub fn fork<F: FnOnce() -> i32 + 'env>(&self, f: F) -> Result<u64, Error> {
+        // SAFETY: nothing left out.
+        unsafe { self.fork_except(f, None) }
+    }
+
+    /// As [`Scope::fork`], the child's snapshot leaving out `except`.
+    ///
+    /// # Safety
+    /// As [`fork_raw`]'s `except`.
+    unsafe fn fork_except<F: FnOnce() -> i32 + 'env>(
+        &self,
+        f: F,
+        except: Option<sys::DetRange>,
+    ) -> Result<u64, Error> {
         let id = next_id();
         // SAFETY: `scope` joins every child before returning, and `f`
-        // borrows only what outlives the call of `scope`.
-        unsafe { fork_raw(id, f) }.map(core::mem::forget)?;
+        // borrows only what outlives the call of `scope`; the caller
+        // vouches for `except`.
+        unsafe { fork_raw(id, f, except) }.map(core::mem::forget)?;
         self.ids.borrow_mut().push(id);
         Ok(id)
     }
@@ -566,6 +597,46 @@ pub fn divide<A, B>(a: impl FnOnce() -> A, b: impl FnOnce() -> B) -> Result<(A, 
     // SAFETY: the child wrote `ra` and the join merged it (a failed
     // child made the join fail above).
     Ok((unsafe { ra.assume_init() }, rb))
+}
+
+/// As [`divide`] over a slice split at `mid`: `a(&mut v[..mid])` runs in a
+/// child and `b(&mut v[mid..])` here. The child's snapshot leaves out the
+/// pages that lie wholly in `v[mid..]` (`DET_SNAP_EXCEPT`), which it could
+/// not reach anyway: this process keeps them to itself, so neither side
+/// copies a page of them when `b` writes it. The rest is as [`divide`].
+pub fn divide_at<T, A, B>(
+    v: &mut [T],
+    mid: usize,
+    a: impl FnOnce(&mut [T]) -> A,
+    b: impl FnOnce(&mut [T]) -> B,
+) -> Result<(A, B), Error> {
+    let (lo, hi) = v.split_at_mut(mid);
+    let except = pages_within(hi.as_ptr() as u64, core::mem::size_of_val(hi) as u64);
+    let mut ra = MaybeUninit::<A>::uninit();
+    let slot = &mut ra;
+    let rb = scope(|s| -> Result<B, Error> {
+        let child = move || {
+            slot.write(a(lo));
+            0
+        };
+        // SAFETY: `hi` is borrowed mutably here alone, so nothing the
+        // child can reach without `unsafe` lies in its pages.
+        unsafe { s.fork_except(child, except) }?;
+        Ok(b(hi))
+    })??;
+    // SAFETY: as in `divide`.
+    Ok((unsafe { ra.assume_init() }, rb))
+}
+
+/// The whole pages of `[start, start + len)`, if any.
+fn pages_within(start: u64, len: u64) -> Option<sys::DetRange> {
+    let page = sys::PAGE;
+    let lo = start.checked_add(page - 1)? & !(page - 1);
+    let hi = (start + len) & !(page - 1);
+    (hi > lo).then(|| sys::DetRange {
+        start: lo,
+        size: hi - lo,
+    })
 }
 
 /// Loads the static ELF at `path` (in this process's file system) into a

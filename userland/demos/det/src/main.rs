@@ -29,7 +29,7 @@ use demos_core::matrix::LuTask;
 use demos_core::report::Line;
 use demos_core::run;
 use demos_core::sort;
-use determ::{divide, fork, parallel_map, scope, Child, Error};
+use determ::{divide_at, fork, parallel_map, scope, Child, Error};
 
 determ::main!(run_demo);
 
@@ -79,21 +79,24 @@ fn fail(msg: core::fmt::Arguments<'_>, code: i32) -> i32 {
 
 /// Partition, sort the left part in a child and the right part here,
 /// join (which merges the child's half); `depth` levels, then sequential.
+/// The child's snapshot leaves out the right part (`divide_at`), so this
+/// process sorts it in its own pages, as a thread would.
 fn parallel_sort(a: &mut [u64], depth: u32) -> Result<(), Error> {
     if depth == 0 || a.len() < 2 {
         sort::quicksort(a);
         return Ok(());
     }
     let m = sort::partition(a);
-    let (lo, hi) = a.split_at_mut(m);
     // A failure in the child is a panic there: its join reports it.
-    let ((), right) = divide(
-        || {
+    let ((), right) = divide_at(
+        a,
+        m,
+        |lo| {
             if let Err(e) = parallel_sort(lo, depth - 1) {
                 panic!("{e}");
             }
         },
-        || parallel_sort(hi, depth - 1),
+        |hi| parallel_sort(hi, depth - 1),
     )?;
     right
 }

@@ -1,13 +1,16 @@
 //! `forkjoin`: a three-level fork tree (40 processes) where every node
 //! marks its own slot of a static table, scoped forks writing the parent's
-//! stack variables, and a divide-and-conquer sum.
+//! stack variables, a slice filled by `divide_at` (whose children must not
+//! see the parent's half), and a divide-and-conquer sum.
 
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
-use determ::{divide, parallel_map, println, scope};
+use alloc::vec;
+
+use determ::{divide, divide_at, parallel_map, println, scope};
 
 determ::main!(run);
 
@@ -34,6 +37,36 @@ fn dsum(lo: u64, hi: u64) -> u64 {
     a + b
 }
 
+/// Fills `v[i]` with `(base + i) * 3`, halving with `divide_at` down to
+/// 1024 elements. Each child peeks (outside safe Rust) at the middle of
+/// the half its parent keeps, which lies in a page left out of its
+/// snapshot: returns how many elements were filled and how many of those
+/// peeks read anything but zero.
+fn fill_at(v: &mut [u64], base: u64) -> (u64, u64) {
+    if v.len() <= 1024 {
+        for (i, x) in v.iter_mut().enumerate() {
+            *x = (base + i as u64) * 3;
+        }
+        return (v.len() as u64, 0);
+    }
+    let mid = v.len() / 2;
+    let peek = v[mid + (v.len() - mid) / 2..].as_ptr() as usize;
+    let ((n0, s0, seen), (n1, s1)) = divide_at(
+        v,
+        mid,
+        |lo| {
+            // SAFETY: an aligned u64 inside the slice, mapped in this
+            // copy; only its value is in question.
+            let seen = unsafe { core::ptr::read_volatile(peek as *const u64) };
+            let (n, s) = fill_at(lo, base);
+            (n, s, seen)
+        },
+        |hi| fill_at(hi, base + mid as u64),
+    )
+    .expect("divide_at");
+    (n0 + n1, s0 + s1 + (seen != 0) as u64)
+}
+
 fn run() -> i32 {
     let total = node(0, 3);
     // SAFETY: all children are joined; one thread.
@@ -56,6 +89,10 @@ fn run() -> i32 {
     })
     .expect("scope");
     println!("scoped: {squares:?}");
+    let mut v = vec![1u64; 1 << 14];
+    let (filled, seen) = fill_at(&mut v, 0);
+    let right = v.iter().enumerate().all(|(i, &x)| x == i as u64 * 3);
+    println!("divide_at: {filled} filled, right: {right}, parent's half seen: {seen}");
     println!("divide: {}", dsum(0, 20000));
     let st = determ::stats();
     println!(

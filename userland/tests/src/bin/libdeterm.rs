@@ -200,6 +200,10 @@ fn fork_join_tree() -> TestResult {
     let divide: u64 = (0..20000u64).map(|x| x * x % 1009).sum();
     has(&r, "tree: 40 nodes, index sum 780\n")?;
     has(&r, "scoped: [0, 1, 4, 9, 16, 25]\n")?;
+    has(
+        &r,
+        "divide_at: 16384 filled, right: true, parent's half seen: 0\n",
+    )?;
     has(&r, &format!("divide: {divide}\n"))?;
     ktap::diag(&format!(
         "forkjoin (40-process tree + 6 scoped + divide): {} ms",
