@@ -604,6 +604,7 @@ pub fn divide<A, B>(a: impl FnOnce() -> A, b: impl FnOnce() -> B) -> Result<(A, 
 /// pages that lie wholly in `v[mid..]` (`DET_SNAP_EXCEPT`), which it could
 /// not reach anyway: this process keeps them to itself, so neither side
 /// copies a page of them when `b` writes it. The rest is as [`divide`].
+/// Panics if `mid > v.len()`, as [`slice::split_at_mut`] does.
 pub fn divide_at<T, A, B>(
     v: &mut [T],
     mid: usize,
