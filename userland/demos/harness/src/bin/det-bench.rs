@@ -11,9 +11,9 @@
 //! identical inputs, each time the median of `--trials` runs: after one
 //! unmeasured deterministic run, the versions take turns run by run, so
 //! that a drift in the host's speed weighs on both alike. Where process
-//! start-up (exec, and `detrun` building a deterministic root) is more
-//! than 5% of a run, each version runs with R and with 2R repetitions and
-//! the difference divided by R is the time per repetition
+//! start-up (exec, and `detrun` building a deterministic root) may be
+//! more than 1% of a run, each version runs with R and with 2R
+//! repetitions and the difference divided by R is the time per repetition
 //! (`method=diff`): start-up cancels out, as if timed inside the program,
 //! which a deterministic program cannot do (it has no clock). Otherwise
 //! one run of R (`method=single`), and also where a run of 2R was not
@@ -129,6 +129,10 @@ fn main() {
 
 /// Most repetitions in one run.
 const MAX_REPS: u64 = 1 << 16;
+
+/// Runs of R repetitions shorter than this are timed by difference: a
+/// deterministic start-up of about 50 ms is 1% of 5 s.
+const DIFF_BELOW_SECS: f64 = 5.0;
 
 /// What one measurement is about.
 #[derive(Clone, Copy)]
@@ -298,8 +302,12 @@ fn measure_inner(o: &Options, at: Point, det: bool, mut line: Record) -> Result<
         one
     };
     let startup = (one - est).max(0.0);
-    // Start-up under 5% of a run: one measurement is enough.
-    let differential = startup > 0.05 * est * reps as f64;
+    // Start-up under 1% of a run: one measurement is enough. Only the
+    // pthread version's is known here; the det version's is longer
+    // (`detrun` loads the program and builds its root, about 50 ms in a
+    // TCG guest), so a run shorter than DIFF_BELOW_SECS is differenced.
+    let run = est * reps as f64;
+    let differential = startup > 0.01 * run || run < DIFF_BELOW_SECS;
     let (p, d) = timings(o, at, reps, differential, det)?;
     line.field("reps", reps);
     // Every version timed by the same method: where a difference is no
