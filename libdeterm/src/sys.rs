@@ -108,6 +108,14 @@ pub struct DetRange {
     pub size: u64,
 }
 
+impl DetRange {
+    /// `DET_SNAP`'s extra op-flag and `dststart` for `except`, the range a
+    /// snapshot leaves out, if any: `(DET_SNAP_EXCEPT, &range)` or `(0, 0)`.
+    pub fn snap_except(except: Option<&DetRange>) -> (u64, u64) {
+        except.map_or((0, 0), |r| (DET_SNAP_EXCEPT, r as *const DetRange as u64))
+    }
+}
+
 /// `struct det_merge_args`, what `DET_MERGE | DET_MERGE_ARGS` reads.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

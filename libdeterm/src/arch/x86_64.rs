@@ -68,10 +68,7 @@ pub unsafe fn snap_start_and_enter(
     entry: extern "C" fn(*const u8) -> !,
     except: Option<&crate::sys::DetRange>,
 ) -> i64 {
-    let (flags, range) = match except {
-        Some(r) => (crate::sys::DET_SNAP_EXCEPT, r as *const _ as u64),
-        None => (0, 0),
-    };
+    let (flags, range) = crate::sys::DetRange::snap_except(except);
     let ret: i64;
     // SAFETY: in the child the call returns 0 and the child moves to its
     // own stack and calls `entry`, which never returns, so it writes

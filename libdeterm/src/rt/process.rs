@@ -305,12 +305,9 @@ unsafe fn restart(
         }
     };
     crate::arch::restart_regs(&mut regs, stack_hi, frame, child_entry);
-    let mut flags = sys::DET_SNAP | sys::DET_REGS | sys::DET_GENERAL_REGS | sys::DET_START;
-    let mut range = 0;
-    if let Some(r) = except {
-        flags |= sys::DET_SNAP_EXCEPT;
-        range = r as *const sys::DetRange as u64;
-    }
+    let (except_flag, range) = sys::DetRange::snap_except(except);
+    let flags =
+        sys::DET_SNAP | sys::DET_REGS | sys::DET_GENERAL_REGS | sys::DET_START | except_flag;
     // SAFETY: the kernel reads DET_GENERAL_REGS_SIZE bytes from `regs`
     // and a range from `except`; the caller's contract covers what the
     // child runs.
@@ -585,13 +582,28 @@ pub fn parallel_map<T, F: Fn(usize) -> T + Sync>(n: usize, f: F) -> Result<Vec<T
 /// Runs `a` in a child and `b` here at the same time; returns both results
 /// (divide and conquer).
 pub fn divide<A, B>(a: impl FnOnce() -> A, b: impl FnOnce() -> B) -> Result<(A, B), Error> {
+    // SAFETY: nothing left out.
+    unsafe { divide_except(a, b, None) }
+}
+
+/// [`divide`], the child's snapshot leaving out `except`.
+///
+/// # Safety
+/// As [`fork_raw`]'s `except`.
+unsafe fn divide_except<A, B>(
+    a: impl FnOnce() -> A,
+    b: impl FnOnce() -> B,
+    except: Option<sys::DetRange>,
+) -> Result<(A, B), Error> {
     let mut ra = MaybeUninit::<A>::uninit();
     let slot = &mut ra;
     let rb = scope(|s| -> Result<B, Error> {
-        s.fork(move || {
+        let child = move || {
             slot.write(a());
             0
-        })?;
+        };
+        // SAFETY: forwarded to the caller.
+        unsafe { s.fork_except(child, except) }?;
         Ok(b())
     })??;
     // SAFETY: the child wrote `ra` and the join merged it (a failed
@@ -613,20 +625,9 @@ pub fn divide_at<T, A, B>(
 ) -> Result<(A, B), Error> {
     let (lo, hi) = v.split_at_mut(mid);
     let except = pages_within(hi.as_ptr() as u64, core::mem::size_of_val(hi) as u64);
-    let mut ra = MaybeUninit::<A>::uninit();
-    let slot = &mut ra;
-    let rb = scope(|s| -> Result<B, Error> {
-        let child = move || {
-            slot.write(a(lo));
-            0
-        };
-        // SAFETY: `hi` is borrowed mutably here alone, so nothing the
-        // child can reach without `unsafe` lies in its pages.
-        unsafe { s.fork_except(child, except) }?;
-        Ok(b(hi))
-    })??;
-    // SAFETY: as in `divide`.
-    Ok((unsafe { ra.assume_init() }, rb))
+    // SAFETY: `hi` is borrowed mutably by `b` alone, so nothing the child
+    // can reach without `unsafe` lies in its pages.
+    unsafe { divide_except(|| a(lo), || b(hi), except) }
 }
 
 /// The whole pages of `[start, start + len)`, if any.
