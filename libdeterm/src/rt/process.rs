@@ -18,7 +18,9 @@
 //!   symbol table).
 //! - [`exec`]: loads a static ELF from the file system into a child.
 //! - [`scope`], [`parallel_for`], [`parallel_map`], [`divide`]: forks whose
-//!   closures may borrow, joined before they return, in child order.
+//!   closures may borrow, joined before they return, in child order;
+//!   [`divide_at`] splits a slice, its child's snapshot leaving out the
+//!   caller's half (`DET_SNAP_EXCEPT`).
 
 use alloc::boxed::Box;
 use alloc::string::String;
