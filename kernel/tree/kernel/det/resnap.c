@@ -281,12 +281,12 @@ static bool det_pmd_odd(pmd_t pmd)
 
 /*
  * The caller's PMD entry @pmdp (@pmd, read) and the child's @cpmdp
- * (@cpmd) at @addr, one of them a huge page.  The same huge page, read-only in both, is up to
- * date; a caller's huge page where the child has no entry is shared with
- * it as fork() shares it (copy_huge_pmd()).  Anything else is split into
- * a page table, for det_resnap_ptes() to take page by page.  Returns 1
- * when the entry is done, 0 when its page tables are to be walked, or
- * -ENOMEM.
+ * (@cpmd) at @addr, one of them a huge page.  The same huge page,
+ * read-only in both, is up to date; a caller's huge page where the child
+ * has no entry is shared with it as fork() shares it (copy_huge_pmd()).
+ * Anything else is split into a page table, for det_resnap_ptes() to
+ * take page by page.  Returns 1 when the entry is done, 0 when its page
+ * tables are to be walked, or -ENOMEM.
  */
 static int det_resnap_huge(struct det_resnap *r, pmd_t *pmdp, pmd_t pmd,
 			   pmd_t *cpmdp, pmd_t cpmd, unsigned long addr)
