@@ -17,6 +17,11 @@
  *                                         (userland/det-progs forkbench, run
  *                                         by detrun) vs fork() + the same
  *                                         writes + exit + waitpid here
+ *   write faults, per page                what isolation by copy-on-write
+ *                                         costs any process here: a first
+ *                                         write after fork() (a copy) and
+ *                                         after its child is gone (the page
+ *                                         is reused), beside memcpy of a page
  *
  * Output: one "name value unit" line per figure, then the ratios.
  */
@@ -165,6 +170,47 @@ static void forkjoin(unsigned long pages, unsigned long cycles)
 	       det_us / fork_us);
 }
 
+/*
+ * Microseconds per page of one pass writing a byte to each page of the
+ * @pages at @p, less a pass that takes no fault: after fork(), with the
+ * child waiting (@copy: every write copies the page), or with the child
+ * gone (the page is this process's alone again, and reused).
+ */
+static double write_fault_us(unsigned char *p, size_t pages, int copy)
+{
+	double t[REPS], t0, bare;
+	int fd[2], k;
+	char c = 0;
+	pid_t pid;
+
+	for (k = 0; k < REPS; k++) {
+		touch(p, pages * PG, 1);
+		t0 = now_us();
+		touch(p, pages * PG, 2);
+		bare = now_us() - t0;
+		if (pipe(fd))
+			check(-1, 0, "pipe");
+		pid = fork();
+		if (pid == 0) {
+			if (copy && read(fd[0], &c, 1) < 0)
+				_exit(1);
+			_exit(0);
+		}
+		if (!copy)
+			waitpid(pid, NULL, 0);
+		t0 = now_us();
+		touch(p, pages * PG, 3);
+		t[k] = (now_us() - t0 - bare) / pages;
+		if (write(fd[1], &c, 1) != 1)
+			check(-1, 0, "write");
+		if (copy)
+			waitpid(pid, NULL, 0);
+		close(fd[0]);
+		close(fd[1]);
+	}
+	return median(t, REPS);
+}
+
 int main(void)
 {
 	const size_t dirty = 32UL << 20, fork_mem = 64UL << 20;
@@ -197,6 +243,12 @@ int main(void)
 		waitpid(pid, NULL, 0);
 	}
 	fork_us = median(t, REPS);
+
+	/* What a write fault costs here, on 4096 pages of the fork's. */
+	printf("write_fault_copy_us_per_page %.2f\n",
+	       write_fault_us(mem, 4096, 1));
+	printf("write_fault_reuse_us_per_page %.2f\n",
+	       write_fault_us(mem, 4096, 0));
 
 	/* memcpy of the dirty size, both buffers populated. */
 	for (k = 0; k < REPS; k++) {
@@ -266,7 +318,8 @@ int main(void)
 	printf("fork_%zumib_us %.1f\n", fork_mem >> 20, fork_us);
 	printf("snap_new_child_us %.1f\n", snap_us);
 	printf("snap_existing_child_us %.1f\n", resnap_us);
-	printf("memcpy_per_mib_us %.1f\n", memcpy_us / (dirty >> 20));
+	printf("memcpy_per_mib_us %.1f (%.2f us/page)\n", memcpy_us / (dirty >> 20),
+	       memcpy_us / (dirty / PG));
 	printf("merge_child_only_per_mib_us %.1f\n", merge_us / (dirty >> 20));
 	printf("merge_both_sides_per_mib_us %.1f\n", both_us / (dirty >> 20));
 
