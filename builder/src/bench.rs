@@ -479,6 +479,25 @@ fn table(rows: &[Row]) -> String {
             }
         );
     }
+    let memcpy: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| num(r, "memcpy_ms_per_mib"))
+        .collect();
+    if let (Some(lo), Some(hi)) = (
+        memcpy.iter().copied().reduce(f64::min),
+        memcpy.iter().copied().reduce(f64::max),
+    ) {
+        let range = if hi > lo {
+            format!("{lo:.2}–{hi:.2}")
+        } else {
+            format!("{lo:.2}")
+        };
+        let _ = writeln!(
+            o,
+            "guest memcpy {range} ms per MiB over these rows: the det rows, \
+             which copy pages on write, grow with it (docs/benchmarks.md, \"Memory speed\")"
+        );
+    }
     o
 }
 
@@ -668,6 +687,18 @@ mod tests {
         assert_eq!(json_text(&json!("diff")), "diff");
         assert!(table(&rows).contains("26.5×"));
         assert!(table(&rows).contains("(12.5%)"));
+    }
+
+    #[test]
+    fn the_table_gives_the_rows_memory_speed() {
+        assert!(!table(&[parse_bench(LINE).unwrap()]).contains("memcpy"));
+        let one = parse_bench(&format!("{LINE} memcpy_ms_per_mib=0.5")).unwrap();
+        assert!(table(&[one]).contains("guest memcpy 0.50 ms per MiB"));
+        let rows: Vec<Row> = ["0.52", "2.10"]
+            .iter()
+            .map(|m| parse_bench(&format!("{LINE} memcpy_ms_per_mib={m}")).unwrap())
+            .collect();
+        assert!(table(&rows).contains("guest memcpy 0.52–2.10 ms per MiB"));
     }
 
     #[test]

@@ -23,7 +23,7 @@
 //!
 //! ```text
 //! BENCH-PLAN total=28 det=yes online_cpus=2
-//! BENCH demo=lu size=64 cpus=2 reps=40 method=diff pthread_ms=12.5 det_ms=30.1 ratio=2.408 match=yes det=ok hash=… ok=yes pthread_start_ms=4.0 det_start_ms=9.1 merge_pct=12.5
+//! BENCH demo=lu size=64 cpus=2 reps=40 memcpy_ms_per_mib=0.52 method=diff pthread_ms=12.5 det_ms=30.1 ratio=2.408 match=yes det=ok hash=… ok=yes pthread_start_ms=4.0 det_start_ms=9.1 merge_pct=12.5
 //! BENCH-DONE
 //! ```
 //!
@@ -35,7 +35,13 @@
 //! is the share of the deterministic run spent in `DET_MERGE`, from the
 //! kernel's account (`detrun --stats`), per repetition by the same method
 //! as the time. Keys the deterministic demo adds after `ok` are passed on
-//! as `det_<key>`. The lines are `bootproto::record`s.
+//! as `det_<key>`. `memcpy_ms_per_mib` is the guest's memory speed just
+//! before the row (a 32 MiB copy, median of 5): under TCG it changes from
+//! boot to boot, and even within one, by up to five times, and the
+//! deterministic versions, which copy pages on write, feel it where the
+//! pthread ones do not. The lines are `bootproto::record`s.
+
+use std::time::Instant;
 
 use bootproto::record::{self, Record};
 use det_demos_harness::{
@@ -287,6 +293,7 @@ impl Timing {
 /// `line` with the measurement's fields.
 fn measure_inner(o: &Options, at: Point, det: bool, mut line: Record) -> Result<Record, String> {
     pin(at.cpus)?;
+    let memcpy = memcpy_ms_per_mib();
     // Calibrate on the pthread version: double the repetitions until a
     // run lasts `--min-secs`; start-up is what one repetition costs beyond
     // its share of that run.
@@ -309,7 +316,8 @@ fn measure_inner(o: &Options, at: Point, det: bool, mut line: Record) -> Result<
     let run = est * reps as f64;
     let differential = startup > 0.01 * run || run < DIFF_BELOW_SECS;
     let (p, d) = timings(o, at, reps, differential, det)?;
-    line.field("reps", reps);
+    line.field("reps", reps)
+        .field("memcpy_ms_per_mib", format_args!("{memcpy:.2}"));
     // Every version timed by the same method: where a difference is no
     // time, all fall back to their single runs (start-up included).
     let differential =
@@ -355,6 +363,24 @@ fn measure_inner(o: &Options, at: Point, det: bool, mut line: Record) -> Result<
         line.field(&format!("det_{k}"), v);
     }
     Ok(line)
+}
+
+/// Milliseconds per MiB of a copy of 32 MiB between two buffers already
+/// written, the median of five.
+fn memcpy_ms_per_mib() -> f64 {
+    const MIB: usize = 32;
+    let from = vec![1u8; MIB << 20];
+    let mut to = vec![2u8; MIB << 20];
+    let mut t: Vec<f64> = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            to.copy_from_slice(std::hint::black_box(&from));
+            std::hint::black_box(&mut to);
+            start.elapsed().as_secs_f64() * 1e3 / MIB as f64
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
 }
 
 fn yes(b: bool) -> &'static str {
