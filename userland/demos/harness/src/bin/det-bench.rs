@@ -19,11 +19,11 @@
 //! difference that leaves either version a start-up no process has (below
 //! zero, or seconds: the host stalled during one of the runs) gets two
 //! more trials, at least three in all, and the medians decide; `trials`
-//! says how many a row had. Otherwise
-//! one run of R (`method=single`), and also where a run of 2R was not
-//! slower than the run of R for either version (noise, or work that
-//! depends on the input more than on R, as md5's search does): both
-//! versions then use their runs of R. One line per measurement on stdout:
+//! says how many a row had. Otherwise one run of R (`method=single`),
+//! and also where a run of 2R was not slower than the run of R for either
+//! version (noise, or work that depends on the input more than on R, as
+//! md5's search does): both versions then use their runs of R. One line
+//! per measurement on stdout:
 //!
 //! ```text
 //! BENCH-PLAN total=28 det=yes online_cpus=2
