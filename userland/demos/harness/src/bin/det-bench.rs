@@ -237,27 +237,15 @@ fn timings(
     } else {
         None
     };
-    let mut trials = o.trials;
-    let mut done = 0;
-    while done < trials {
-        for (i, &r) in counts.iter().enumerate() {
-            p[i].push(at.run(Impl::Pthread, r)?);
-            if det && d_err.is_none() {
-                match at.run(Impl::Det, r) {
-                    Ok(run) => d[i].push(run),
-                    Err(e) => d_err = Some(e),
-                }
-            }
-        }
-        done += 1;
-        // A difference whose start-up is no start-up means one run was
-        // hit by the host: two more trials, and the medians decide.
-        if done == trials && trials < MIN_TRIALS_IF_ODD && differential {
-            let odd =
-                |runs: &[Vec<Run>]| runs.iter().all(|r| !r.is_empty()) && !plausible(runs, reps);
-            if odd(&p) || odd(&d) {
-                trials = MIN_TRIALS_IF_ODD;
-            }
+    for _ in 0..o.trials {
+        trial(at, counts, det, &mut p, &mut d, &mut d_err)?;
+    }
+    // A difference whose start-up is no start-up means one run was hit by
+    // the host: more trials, and the medians decide.
+    let odd = |runs: &[Vec<Run>]| runs.iter().all(|r| !r.is_empty()) && !plausible(runs, reps);
+    if differential && (odd(&p) || odd(&d)) {
+        for _ in o.trials..MIN_TRIALS_IF_ODD {
+            trial(at, counts, det, &mut p, &mut d, &mut d_err)?;
         }
     }
     let d = det.then(|| match d_err {
@@ -265,6 +253,29 @@ fn timings(
         None => Ok(timing(d)),
     });
     Ok((timing(p), d))
+}
+
+/// One trial: a run of each count (`counts`) of the pthread version into
+/// `p`, each followed by the deterministic one's into `d` while it has not
+/// failed (`d_err`).
+fn trial(
+    at: Point,
+    counts: &[u64],
+    det: bool,
+    p: &mut [Vec<Run>],
+    d: &mut [Vec<Run>],
+    d_err: &mut Option<String>,
+) -> Result<(), String> {
+    for (i, &r) in counts.iter().enumerate() {
+        p[i].push(at.run(Impl::Pthread, r)?);
+        if det && d_err.is_none() {
+            match at.run(Impl::Det, r) {
+                Ok(run) => d[i].push(run),
+                Err(e) => *d_err = Some(e),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Trials a differenced row gets at least when a first one's start-up
@@ -278,12 +289,17 @@ const MIN_TRIALS_IF_ODD: usize = 3;
 /// pthread version and 50 ms for the det one in a TCG guest; a host that
 /// stalls during one run makes it seconds, or negative.
 fn plausible(runs: &[Vec<Run>], reps: u64) -> bool {
-    let (t1, t2) = (median(&runs[0]), median(&runs[1]));
-    let Some(each) = diff_per_rep(t1, t2, reps) else {
-        return false;
-    };
-    let start = t1 - each * reps as f64;
-    start >= -0.02 * t1 && start <= 0.25 + 0.05 * t1
+    let t1 = median(&runs[0]);
+    split_diff(t1, median(&runs[1]), reps)
+        .is_some_and(|(_, start)| start >= -0.02 * t1 && start <= 0.25 + 0.05 * t1)
+}
+
+/// Seconds per repetition and of start-up (what is left of `t1`, maybe
+/// below zero) from a run of `reps` and one of twice as many, if their
+/// difference is a time ([`diff_per_rep`]).
+fn split_diff(t1: f64, t2: f64, reps: u64) -> Option<(f64, f64)> {
+    let each = diff_per_rep(t1, t2, reps)?;
+    Some((each, t1 - each * reps as f64))
 }
 
 /// Seconds per repetition from the difference of a run of `reps` (`t1`)
@@ -303,13 +319,13 @@ impl Timing {
     fn per_rep(&self, reps: u64, differential: bool) -> (f64, f64, Run) {
         match (&self.t2, differential) {
             (Some((t2, r2)), true) => {
-                let each = diff_per_rep(self.t1, *t2, reps).unwrap_or(0.0);
+                let (each, start) = split_diff(self.t1, *t2, reps).unwrap_or((0.0, self.t1));
                 let run = Run {
                     ok: self.r1.ok && r2.ok,
                     merge_ms: merge_per_rep(&self.r1, Some(r2), reps),
                     ..self.r1.clone()
                 };
-                (each, (self.t1 - each * reps as f64).max(0.0), run)
+                (each, start.max(0.0), run)
             }
             _ => {
                 let run = Run {
@@ -411,16 +427,16 @@ fn memcpy_ms_per_mib() -> f64 {
     const MIB: usize = 32;
     let from = vec![1u8; MIB << 20];
     let mut to = vec![2u8; MIB << 20];
-    let mut t: Vec<f64> = (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            to.copy_from_slice(std::hint::black_box(&from));
-            std::hint::black_box(&mut to);
-            start.elapsed().as_secs_f64() * 1e3 / MIB as f64
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
+    middle(
+        (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                to.copy_from_slice(std::hint::black_box(&from));
+                std::hint::black_box(&mut to);
+                start.elapsed().as_secs_f64() * 1e3 / MIB as f64
+            })
+            .collect(),
+    )
 }
 
 fn yes(b: bool) -> &'static str {
@@ -433,7 +449,11 @@ fn yes(b: bool) -> &'static str {
 
 /// The median elapsed seconds of `runs` (at least one).
 fn median(runs: &[Run]) -> f64 {
-    let mut t: Vec<f64> = runs.iter().map(|r| r.elapsed.as_secs_f64()).collect();
+    middle(runs.iter().map(|r| r.elapsed.as_secs_f64()).collect())
+}
+
+/// The median of `t` (at least one; of two, the larger).
+fn middle(mut t: Vec<f64>) -> f64 {
     t.sort_by(f64::total_cmp);
     t[t.len() / 2]
 }
