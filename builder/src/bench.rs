@@ -68,7 +68,8 @@ pub struct Args {
     /// Each timed run lasts at least this long (default 2, --quick 0.5).
     #[arg(long)]
     pub min_secs: Option<f64>,
-    /// Runs per timing; the median counts.
+    /// Runs per timing; the median counts. A row timed by difference whose
+    /// start-up comes out implausible gets at least 3
     #[arg(long, default_value_t = 1)]
     pub trials: u32,
     /// Do not boot: redraw the table and plots from images/bench/results.json.
