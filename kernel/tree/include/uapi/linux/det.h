@@ -198,15 +198,19 @@ struct det_status {
  * @conflict_end:	end of the last page with a conflict (exclusive).
  * @conflict_pages:	pages with at least one conflicting byte.
  * @scanned_pages:	pages of the range examined (page-table walk).
- * @copied_pages:	pages where the child's bytes differ from the
- *			reference's and the caller's do not: taken whole.
- * @compared_pages:	pages where both sides' bytes differ from the
- *			reference's: merged byte by byte.
+ * @copied_pages:	pages the child changed where the caller's bytes do
+ *			not differ from the reference's: taken whole.
+ * @compared_pages:	pages the child changed where the caller's bytes
+ *			differ from the reference's too: merged byte by byte.
  *
- * Both count by content within the range, never by how pages happen to be
+ * Into a master, "changed" is by content, never by how pages happen to be
  * shared (a page rewritten with the same bytes, all-zero memory the
  * child's first write brought in, a range khugepaged collapsed are no
- * change), so the report is a function of the data alone.
+ * change), so the report is a function of the data alone.  Into a
+ * deterministic caller, a page its logged child wrote since the snapshot
+ * is a change whatever it wrote, and is not read to be counted: which
+ * pages a deterministic child writes is a function of its inputs, so the
+ * report is too (det-merge.7).
  */
 struct det_merge {
 	__u64 conflict_bytes;

@@ -786,6 +786,57 @@ TEST(merge_counts_by_content)
 }
 
 /*
+ * Into a deterministic caller, a page its logged child wrote counts as
+ * the child's whether or not its bytes changed (det-merge.7): the child
+ * rewrites a byte of pages 0 and 2 with the same value and changes one of
+ * page 1; the caller, a deterministic child of the master, changed page
+ * 0 too.  Page 0 counts as compared, pages 1 and 2 as copied, and every
+ * byte is the one its last writer left.  A master's merge of the same
+ * writes counts by content (merge_counts_by_content).
+ */
+TEST(deterministic_caller_counts_the_pages_the_child_wrote)
+{
+	unsigned char *buf = map(4 * PG);
+	struct det_merge rep, *got;
+	long r;
+
+	ASSERT_NE(NULL, buf);
+	memset(buf, 1, 3 * PG);
+	got = (struct det_merge *)(buf + 3 * PG);
+	ASSERT_EQ(0, become_master());
+	r = fork_snap(1);
+	if (r == 0) {
+		r = fork_snap(1);
+		if (r == 0) {
+			buf[5] = 1;
+			buf[PG + 5] = 7;
+			buf[2 * PG + 5] = 1;
+			dret();
+			det_exit(0);
+		}
+		buf[9] = 3;
+		if (r != DET_S_RUNNING || dget(1, 0, 0, 0, 0) != DET_S_READY ||
+		    merge(1, buf, 3 * PG, got) != DET_S_READY)
+			det_exit(1);
+		dret();
+		det_exit(0);
+	}
+	ASSERT_EQ(DET_S_RUNNING, r);
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, merge(1, buf, 4 * PG, &rep));
+	EXPECT_EQ(0, got->conflict_bytes);
+	EXPECT_EQ(3, got->scanned_pages);
+	EXPECT_EQ(1, got->compared_pages);
+	EXPECT_EQ(2, got->copied_pages);
+	EXPECT_EQ(3, buf[9]);
+	EXPECT_EQ(1, buf[5]);
+	EXPECT_EQ(7, buf[PG + 5]);
+	EXPECT_EQ(1, buf[2 * PG + 5]);
+	EXPECT_EQ(1, buf[2 * PG + 6]);
+	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+}
+
+/*
  * A merge that fails, fails whole (issue 13, item 11a).  The range holds
  * four anonymous pages the child rewrote, then a page the caller maps
  * from a shared file past its end, where the child has a page of its own
