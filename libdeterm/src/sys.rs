@@ -41,6 +41,7 @@ pub const DET_PROT_WRITE: u64 = 0x2_0000;
 pub const DET_PROT_EXEC: u64 = 0x4_0000;
 pub const DET_MERGE_ARGS: u64 = 0x1_0000;
 pub const DET_SNAP_EXCEPT: u64 = 0x80_0000;
+pub const DET_SNAP_GIVE: u64 = 0x40_0000;
 pub const DET_START: u64 = 0x0100_0000;
 
 pub const DET_S_READY: u32 = 1;
@@ -99,8 +100,8 @@ pub struct DetMerge {
     pub compared_pages: u64,
 }
 
-/// `struct det_range`: one range of a [`merge_ranges`], or the range a
-/// `DET_SNAP_EXCEPT` snapshot leaves out.
+/// `struct det_range`: one range of a [`merge_ranges`], or one of a
+/// snapshot's [`SnapRanges`].
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DetRange {
@@ -108,11 +109,31 @@ pub struct DetRange {
     pub size: u64,
 }
 
-impl DetRange {
-    /// `DET_SNAP`'s extra op-flag and `dststart` for `except`, the range a
-    /// snapshot leaves out, if any: `(DET_SNAP_EXCEPT, &range)` or `(0, 0)`.
-    pub fn snap_except(except: Option<&DetRange>) -> (u64, u64) {
-        except.map_or((0, 0), |r| (DET_SNAP_EXCEPT, r as *const DetRange as u64))
+/// What a snapshot leaves out (`DET_SNAP_EXCEPT`: the child reads zeros
+/// there, the caller keeps its pages) and what it hands over
+/// (`DET_SNAP_GIVE`: the child holds the caller's pages as its own, the
+/// caller reads zeros there until the merge), in the order the kernel
+/// reads them at `dststart`. A size of 0 is none.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SnapRanges {
+    pub except: DetRange,
+    pub give: DetRange,
+}
+
+impl SnapRanges {
+    /// `DET_SNAP`'s extra op-flag and `dststart` for these ranges:
+    /// `(DET_SNAP_GIVE, &self)` with a range to hand over, else
+    /// `(DET_SNAP_EXCEPT, &self.except)` with one to leave out, else
+    /// `(0, 0)`.
+    pub fn snap_args(&self) -> (u64, u64) {
+        if self.give.size != 0 {
+            (DET_SNAP_GIVE, self as *const SnapRanges as u64)
+        } else if self.except.size != 0 {
+            (DET_SNAP_EXCEPT, &self.except as *const DetRange as u64)
+        } else {
+            (0, 0)
+        }
     }
 }
 

@@ -52,7 +52,7 @@ global_asm!(
 );
 
 /// `dput(id, DET_SNAP | DET_START)`: creates child `id` as a copy of this
-/// process and starts it, with `DET_SNAP_EXCEPT` if `except` is given. The
+/// process and starts it, leaving out and handing over `ranges`. The
 /// child, where the call returns 0, moves at once to `stack_hi` and calls
 /// `entry(frame)`; the parent gets the raw result.
 ///
@@ -66,9 +66,9 @@ pub unsafe fn snap_start_and_enter(
     stack_hi: u64,
     frame: *const u8,
     entry: extern "C" fn(*const u8) -> !,
-    except: Option<&crate::sys::DetRange>,
+    ranges: &crate::sys::SnapRanges,
 ) -> i64 {
-    let (flags, range) = crate::sys::DetRange::snap_except(except);
+    let (flags, range) = ranges.snap_args();
     let ret: i64;
     // SAFETY: in the child the call returns 0 and the child moves to its
     // own stack and calls `entry`, which never returns, so it writes

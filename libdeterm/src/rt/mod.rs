@@ -57,6 +57,9 @@ pub(crate) struct ChildSlot {
     /// The never-started child holding the file system this child
     /// started from (its join's reference); several children may share one.
     pub holder: u64,
+    /// The pages handed to it at the fork (`DET_SNAP_GIVE`), size 0 if
+    /// none: its join takes them back even when it fails.
+    pub given: crate::sys::DetRange,
 }
 
 /// The file-system reference the next fork can share: a never-started

@@ -20,7 +20,8 @@
 //! - [`scope`], [`parallel_for`], [`parallel_map`], [`divide`]: forks whose
 //!   closures may borrow, joined before they return, in child order;
 //!   [`divide_at`] splits a slice, its child's snapshot leaving out the
-//!   caller's half (`DET_SNAP_EXCEPT`).
+//!   caller's half (`DET_SNAP_EXCEPT`) and handing the child its own
+//!   (`DET_SNAP_GIVE`).
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -292,7 +293,7 @@ unsafe fn restart(
     kid: u64,
     stack_hi: u64,
     frame: *const u8,
-    except: Option<&sys::DetRange>,
+    ranges: &sys::SnapRanges,
 ) -> Result<u64, Errno> {
     // Only the selectors, segment bases and flags of a retired child's
     // registers matter here, the same in each: the first one's serve.
@@ -307,9 +308,9 @@ unsafe fn restart(
         }
     };
     crate::arch::restart_regs(&mut regs, stack_hi, frame, child_entry);
-    let (except_flag, range) = sys::DetRange::snap_except(except);
+    let (ranges_flag, range) = ranges.snap_args();
     let flags =
-        sys::DET_SNAP | sys::DET_REGS | sys::DET_GENERAL_REGS | sys::DET_START | except_flag;
+        sys::DET_SNAP | sys::DET_REGS | sys::DET_GENERAL_REGS | sys::DET_START | ranges_flag;
     // SAFETY: the kernel reads DET_GENERAL_REGS_SIZE bytes from `regs`
     // and a range from `except`; the caller's contract covers what the
     // child runs.
@@ -393,15 +394,18 @@ fn release_reference(id: u64) {
 
 /// Forks child `id` running `f` (which may borrow: the caller guarantees
 /// a join before the borrowed data goes away). The child's snapshot leaves
-/// out `except` (page-aligned; it reads zeros there).
+/// out `ranges.except` (page-aligned; it reads zeros there) and is handed
+/// `ranges.give` (page-aligned; this process reads zeros there until the
+/// join, which takes back whatever the child holds there).
 ///
 /// # Safety
-/// The child must be joined while everything `f` borrows is alive, and
-/// must never read `except`, which holds nothing it needs.
+/// The child must be joined while everything `f` borrows is alive, must
+/// never read `ranges.except`, which holds nothing it needs, and nothing
+/// here may use `ranges.give` until the join.
 unsafe fn fork_raw<F: FnOnce() -> i32>(
     id: u64,
     f: F,
-    except: Option<sys::DetRange>,
+    ranges: sys::SnapRanges,
 ) -> Result<Child, Error> {
     if id & REF_BIT != 0 || id == 0 {
         return Err(Error::Sys("fork", Errno::EINVAL));
@@ -438,7 +442,7 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(
     if let Some(k) = spare {
         kid = k;
         // SAFETY: see above.
-        ret = unsafe { restart(kid, stack_hi, at, except.as_ref()) };
+        ret = unsafe { restart(kid, stack_hi, at, &ranges) };
         if ret.is_err() {
             // A spare that died meanwhile (the OOM killer may take it),
             // or could not take a snapshot: a new process instead.
@@ -449,7 +453,7 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(
         kid = new_kid();
         // SAFETY: see above.
         ret = sys::check(unsafe {
-            crate::arch::snap_start_and_enter(kid, stack_hi, at, child_entry, except.as_ref())
+            crate::arch::snap_start_and_enter(kid, stack_hi, at, child_entry, &ranges)
         });
     }
     if let Err(e) = ret {
@@ -471,6 +475,7 @@ unsafe fn fork_raw<F: FnOnce() -> i32>(
             used: true,
             symbols: core::ptr::null_mut(),
             holder,
+            given: ranges.give,
         },
     );
     Ok(Child { id })
@@ -486,7 +491,7 @@ pub fn fork<F: FnOnce() -> i32 + 'static>(f: F) -> Result<Child, Error> {
 /// As [`fork`], with the child ID chosen by the caller.
 pub fn fork_id<F: FnOnce() -> i32 + 'static>(id: u64, f: F) -> Result<Child, Error> {
     // SAFETY: `f` borrows nothing that could go away ('static).
-    unsafe { fork_raw(id, f, None) }
+    unsafe { fork_raw(id, f, sys::SnapRanges::default()) }
 }
 
 /// Forks whose closures may borrow from the caller, all joined (in fork
@@ -499,24 +504,25 @@ pub struct Scope<'env> {
 impl<'env> Scope<'env> {
     /// Forks `f`, which may borrow anything that outlives the scope.
     pub fn fork<F: FnOnce() -> i32 + 'env>(&self, f: F) -> Result<u64, Error> {
-        // SAFETY: nothing left out.
-        unsafe { self.fork_except(f, None) }
+        // SAFETY: nothing left out or handed over.
+        unsafe { self.fork_split(f, sys::SnapRanges::default()) }
     }
 
-    /// As [`Scope::fork`], the child's snapshot leaving out `except`.
+    /// As [`Scope::fork`], the child's snapshot leaving out and handed
+    /// `ranges`.
     ///
     /// # Safety
-    /// As [`fork_raw`]'s `except`.
-    unsafe fn fork_except<F: FnOnce() -> i32 + 'env>(
+    /// As [`fork_raw`]'s `ranges`.
+    unsafe fn fork_split<F: FnOnce() -> i32 + 'env>(
         &self,
         f: F,
-        except: Option<sys::DetRange>,
+        ranges: sys::SnapRanges,
     ) -> Result<u64, Error> {
         let id = next_id();
         // SAFETY: `scope` joins every child before returning, and `f`
         // borrows only what outlives the call of `scope`; the caller
-        // vouches for `except`.
-        unsafe { fork_raw(id, f, except) }.map(core::mem::forget)?;
+        // vouches for `ranges`.
+        unsafe { fork_raw(id, f, ranges) }.map(core::mem::forget)?;
         self.ids.borrow_mut().push(id);
         Ok(id)
     }
@@ -584,18 +590,18 @@ pub fn parallel_map<T, F: Fn(usize) -> T + Sync>(n: usize, f: F) -> Result<Vec<T
 /// Runs `a` in a child and `b` here at the same time; returns both results
 /// (divide and conquer).
 pub fn divide<A, B>(a: impl FnOnce() -> A, b: impl FnOnce() -> B) -> Result<(A, B), Error> {
-    // SAFETY: nothing left out.
-    unsafe { divide_except(a, b, None) }
+    // SAFETY: nothing left out or handed over.
+    unsafe { divide_split(a, b, sys::SnapRanges::default()) }
 }
 
-/// [`divide`], the child's snapshot leaving out `except`.
+/// [`divide`], the child's snapshot leaving out and handed `ranges`.
 ///
 /// # Safety
-/// As [`fork_raw`]'s `except`.
-unsafe fn divide_except<A, B>(
+/// As [`fork_raw`]'s `ranges`.
+unsafe fn divide_split<A, B>(
     a: impl FnOnce() -> A,
     b: impl FnOnce() -> B,
-    except: Option<sys::DetRange>,
+    ranges: sys::SnapRanges,
 ) -> Result<(A, B), Error> {
     let mut ra = MaybeUninit::<A>::uninit();
     let slot = &mut ra;
@@ -605,7 +611,7 @@ unsafe fn divide_except<A, B>(
             0
         };
         // SAFETY: forwarded to the caller.
-        unsafe { s.fork_except(child, except) }?;
+        unsafe { s.fork_split(child, ranges) }?;
         Ok(b())
     })??;
     // SAFETY: the child wrote `ra` and the join merged it (a failed
@@ -614,11 +620,16 @@ unsafe fn divide_except<A, B>(
 }
 
 /// As [`divide`] over a slice split at `mid`: `a(&mut v[..mid])` runs in a
-/// child and `b(&mut v[mid..])` here. The child's snapshot leaves out the
-/// pages that lie wholly in `v[mid..]` (`DET_SNAP_EXCEPT`), which it could
-/// not reach anyway: this process keeps them to itself, so neither side
-/// copies a page of them when `b` writes it. The rest is as [`divide`].
-/// Panics if `mid > v.len()`, as [`slice::split_at_mut`] does.
+/// child and `b(&mut v[mid..])` here, each on its own pages. The child's
+/// snapshot leaves out the pages that lie wholly in `v[mid..]`
+/// (`DET_SNAP_EXCEPT`), which this process keeps to itself, and hands the
+/// child those that lie wholly in `v[..mid]` (`DET_SNAP_GIVE`), which the
+/// join gives back: neither side copies a page of its half when it writes
+/// it, as a thread would not. Only the pages the two halves share are
+/// copied on write as in [`divide`]. If the child fails, the join's error
+/// is returned and `v[..mid]` holds what the child left there (zeros if
+/// it was killed, and its memory with it). Panics if `mid > v.len()`, as
+/// [`slice::split_at_mut`] does.
 pub fn divide_at<T, A, B>(
     v: &mut [T],
     mid: usize,
@@ -626,21 +637,26 @@ pub fn divide_at<T, A, B>(
     b: impl FnOnce(&mut [T]) -> B,
 ) -> Result<(A, B), Error> {
     let (lo, hi) = v.split_at_mut(mid);
-    let except = pages_within(hi.as_ptr() as u64, core::mem::size_of_val(hi) as u64);
-    // SAFETY: `hi` is borrowed mutably by `b` alone, so nothing the child
-    // can reach without `unsafe` lies in its pages.
-    unsafe { divide_except(|| a(lo), || b(hi), except) }
+    let ranges = sys::SnapRanges {
+        except: pages_within(hi),
+        give: pages_within(lo),
+    };
+    // SAFETY: `hi` is borrowed mutably by `b` alone and `lo` by `a` alone,
+    // so nothing the child can reach without `unsafe` lies in the pages
+    // left out, nor anything this process can reach in those handed over.
+    unsafe { divide_split(|| a(lo), || b(hi), ranges) }
 }
 
-/// The whole pages of `[start, start + len)`, if any.
-fn pages_within(start: u64, len: u64) -> Option<sys::DetRange> {
+/// The whole pages of `s`'s bytes (size 0: none).
+fn pages_within<T>(s: &[T]) -> sys::DetRange {
     let page = sys::PAGE;
-    let lo = start.checked_add(page - 1)? & !(page - 1);
-    let hi = (start + len) & !(page - 1);
-    (hi > lo).then(|| sys::DetRange {
+    let start = s.as_ptr() as u64;
+    let lo = (start + page - 1) & !(page - 1);
+    let hi = (start + core::mem::size_of_val(s) as u64) & !(page - 1);
+    sys::DetRange {
         start: lo,
-        size: hi - lo,
-    })
+        size: hi.saturating_sub(lo),
+    }
 }
 
 /// Loads the static ELF at `path` (in this process's file system) into a
@@ -694,6 +710,7 @@ pub fn exec(path: &str, args: &[&str]) -> Result<Child, Error> {
             used: true,
             symbols,
             holder,
+            given: sys::DetRange::default(),
         },
     );
     Ok(Child { id })
@@ -827,6 +844,19 @@ fn merge(id: u64, kid: u64, gap: (u64, u64)) -> Result<u64, Error> {
         }
         Err(e) => Err(Error::Sys("merging", e)),
     }
+}
+
+/// What child `kid` holds of the pages handed to it at the fork
+/// (`given`), taken back when its join fails otherwise: this process has
+/// read zeros there since. A child killed with its memory gives nothing.
+fn take_back_given(kid: u64, given: sys::DetRange) {
+    if given.size == 0 {
+        return;
+    }
+    let mut rep = DetMerge::default();
+    // SAFETY: nothing here has used the pages since they were handed over
+    // (`fork_raw`'s contract), so the child's bytes are all there is.
+    let _ = unsafe { sys::merge_ranges(kid, &[given], &mut rep) };
 }
 
 /// Reconciles the file system of child `id` (kernel ID `kid`) with ours.
@@ -970,6 +1000,7 @@ fn join_id(id: u64) -> Result<i32, Error> {
             // SAFETY: giving the region back reaches nothing else.
             unsafe { state() }.heap.abandon(slot.region);
             region_back = true;
+            take_back_given(kid, slot.given);
         }
         match s.status {
             _ if done => {
@@ -986,6 +1017,7 @@ fn join_id(id: u64) -> Result<i32, Error> {
                             // nothing else.
                             unsafe { state() }.heap.abandon(slot.region);
                             region_back = true;
+                            take_back_given(kid, slot.given);
                             return Err(e);
                         }
                     }

@@ -148,7 +148,7 @@ int det_vm_map(struct det_proc *d, bool zero, unsigned long start,
 	       unsigned long size, unsigned long prot);
 int det_snap_except_ok(const struct det_range *except);
 int det_snap(struct det_proc *d, bool created,
-	     const struct det_range *except);
+	     const struct det_range *ranges);
 int det_vm_copy(struct det_proc *d, bool put, unsigned long start,
 		unsigned long size, unsigned long dst);
 
@@ -163,6 +163,8 @@ unsigned int det_wlog_block(struct mm_struct *mm, unsigned long base,
 			    unsigned long *pfn);
 int det_wlog_prepare(struct mm_struct *mm, unsigned long addr);
 int det_wlog_zap(struct mm_struct *mm, unsigned long start, unsigned long end);
+int det_wlog_give(struct mm_struct *mm, unsigned long start,
+		  unsigned long end);
 void det_wlog_restart(struct mm_struct *mm);
 
 /* resnap.c */

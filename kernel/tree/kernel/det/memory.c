@@ -246,6 +246,7 @@ int det_snap_except_ok(const struct det_range *except)
  * reference read zeros, and the caller's pages there are its own again.
  * The caller checked the range against its mappings, which @mm copies;
  * checked again, since a master's other threads may have changed them.
+ * det_snap_give() empties the caller's own mapping of a range with it.
  */
 static int det_snap_leave_out(struct mm_struct *mm,
 			      const struct det_range *except)
@@ -292,19 +293,47 @@ static int det_snap_except_in_place(struct det_proc *d,
 }
 
 /*
- * DET_SNAP.  A child created by this very dput() already is a fork()
- * copy of the caller, logged where it can be (det_create()).  A child
- * holding an earlier logged snapshot of the caller is brought up to date
- * in place where its mappings allow (det_resnap()).  Otherwise a new
- * copy, logged from the start where it can be, replaces its address
- * space.  Where there is no log, a second copy becomes the reference.
- * If a child changed in place cannot be given a new copy either, it is
- * killed (DET_S_EXCEPT_DEAD) rather than run on a half-made snapshot.
- * @except, if not NULL, is left out of the copy (det_snap_leave_out())
- * before the reference is made from it.
+ * DET_SNAP_GIVE: child @d's snapshot, just made, holds the caller's pages
+ * in @give; its merge is to take back whatever it holds there, and the
+ * caller is to read zeros there meanwhile.  So the snapshot reads zeros
+ * there: each page the child maps there is logged as written over
+ * nothing (det_wlog_give()), or its reference leaves the range out.  The
+ * caller's mapping then goes (logged first where the caller is itself a
+ * logged child, as DET_VM_ZERO's is), and each page is the child's
+ * alone: its first write there reuses the page instead of copying it.
+ * A child that cannot be given the range is killed: its snapshot would
+ * hold the range twice.  The caller's pages stay where the caller's
+ * mapping could not be emptied, but for a caller being killed, or a
+ * master whose other threads changed the mapping meanwhile.
  */
-int det_snap(struct det_proc *d, bool created,
-	     const struct det_range *except)
+static int det_snap_give(struct det_proc *d, const struct det_range *give)
+{
+	unsigned long start = give->start, end = start + give->size;
+	struct mm_struct *mm, *ref;
+	int ret;
+
+	if (!give->size)
+		return 0;
+	ret = det_mm_get(d, &mm, &ref);
+	if (ret)
+		return ret;
+	ret = ref ? det_snap_leave_out(ref, give) :
+		    det_wlog_give(mm, start, end);
+	if (!ret && det_wlog_on(current->mm))
+		ret = det_wlog_zap(current->mm, start, end);
+	if (!ret)
+		ret = det_snap_leave_out(current->mm, give);
+	if (ref)
+		mmput(ref);
+	mmput(mm);
+	if (ret)
+		det_sigkill(d);
+	return ret;
+}
+
+/* det_snap() but for the range it hands over. */
+static int det_snap_copy(struct det_proc *d, bool created,
+			 const struct det_range *except)
 {
 	struct mm_struct *mm = current->mm, *child = NULL, *ref = NULL;
 	struct mm_struct *made = NULL;
@@ -383,6 +412,31 @@ fail:
 	/* Half brought up to date and not replaced: it must never run. */
 	if (touched)
 		det_sigkill(d);
+	return ret;
+}
+
+/*
+ * DET_SNAP.  A child created by this very dput() already is a fork()
+ * copy of the caller, logged where it can be (det_create()).  A child
+ * holding an earlier logged snapshot of the caller is brought up to date
+ * in place where its mappings allow (det_resnap()).  Otherwise a new
+ * copy, logged from the start where it can be, replaces its address
+ * space.  Where there is no log, a second copy becomes the reference.
+ * If a child changed in place cannot be given a new copy either, it is
+ * killed (DET_S_EXCEPT_DEAD) rather than run on a half-made snapshot.
+ * @ranges, if not NULL, are DET_SNAP_EXCEPT's and DET_SNAP_GIVE's (size
+ * 0: none): the first is left out of the copy (det_snap_leave_out())
+ * before the reference is made from it, the second handed to the child
+ * once the snapshot is made (det_snap_give()).
+ */
+int det_snap(struct det_proc *d, bool created,
+	     const struct det_range *ranges)
+{
+	int ret;
+
+	ret = det_snap_copy(d, created, ranges ? &ranges[0] : NULL);
+	if (!ret && ranges)
+		ret = det_snap_give(d, &ranges[1]);
 	return ret;
 }
 

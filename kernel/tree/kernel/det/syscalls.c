@@ -35,10 +35,12 @@
 #define DET_GET_OPS	(DET_REGS | DET_GET_STATUS | DET_VM_COPY | DET_MERGE | \
 			 DET_GET_TIMES)
 #define DET_PROT_MASK	(DET_PROT_READ | DET_PROT_WRITE | DET_PROT_EXEC)
+/* The op-flags of DET_SNAP whose ranges are at @dststart. */
+#define DET_SNAP_RANGES	(DET_SNAP_EXCEPT | DET_SNAP_GIVE)
 
 static unsigned long det_opflags_allowed(unsigned long op)
 {
-	unsigned long snap = op & DET_SNAP ? DET_SNAP_EXCEPT : 0;
+	unsigned long snap = op & DET_SNAP ? DET_SNAP_RANGES : 0;
 
 	switch (op & ~DET_SNAP) {	/* DET_SNAP | DET_REGS: both's */
 	case DET_REGS:
@@ -81,14 +83,35 @@ static bool det_page_range_ok(unsigned long start, unsigned long size)
 	       PAGE_ALIGNED(size);
 }
 
-/* DET_SNAP_EXCEPT: the struct det_range at @uaddr, read and checked. */
-static int det_snap_except_get(unsigned long uaddr, struct det_range *except)
+/* One range of DET_SNAP_EXCEPT or DET_SNAP_GIVE, checked. */
+static int det_snap_range_ok(const struct det_range *r)
 {
-	if (copy_from_user(except, (void __user *)uaddr, sizeof(*except)))
-		return -EFAULT;
-	if (!det_page_range_ok(except->start, except->size))
+	if (!det_page_range_ok(r->start, r->size))
 		return -EINVAL;
-	return det_snap_except_ok(except);
+	return det_snap_except_ok(r);
+}
+
+/*
+ * The ranges at @uaddr, read and checked: DET_SNAP_EXCEPT's one, or
+ * DET_SNAP_GIVE's two (left out, handed over), which may not overlap.
+ */
+static int det_snap_ranges_get(unsigned long flags, unsigned long uaddr,
+			       struct det_range r[2])
+{
+	unsigned int n = flags & DET_SNAP_GIVE ? 2 : 1;
+	int ret;
+
+	r[1] = (struct det_range){ };
+	if (copy_from_user(r, (void __user *)uaddr, n * sizeof(*r)))
+		return -EFAULT;
+	ret = det_snap_range_ok(&r[0]);
+	if (!ret)
+		ret = det_snap_range_ok(&r[1]);
+	if (!ret && r[0].size && r[1].size &&
+	    r[0].start < r[1].start + r[1].size &&
+	    r[1].start < r[0].start + r[0].size)
+		ret = -EINVAL;
+	return ret;
 }
 
 /* Step 1 of the check order: the arguments alone. */
@@ -106,10 +129,10 @@ static int det_check_args(bool put, unsigned long child, unsigned long flags,
 		return -EINVAL;
 	if (opf & ~det_opflags_allowed(op))
 		return -EINVAL;
-	if ((op & DET_REGS) && !(opf & ~DET_SNAP_EXCEPT))
+	if ((op & DET_REGS) && !(opf & ~DET_SNAP_RANGES))
 		return -EINVAL;
-	/* DET_SNAP_EXCEPT's range is at @dststart, which is 0 otherwise. */
-	if ((op & DET_SNAP) && !dststart != !(opf & DET_SNAP_EXCEPT))
+	/* DET_SNAP's ranges are at @dststart, which is 0 otherwise. */
+	if ((op & DET_SNAP) && !dststart != !(opf & DET_SNAP_RANGES))
 		return -EINVAL;
 	if ((flags & DET_START) &&
 	    (op & (DET_BECOME_MASTER | DET_ALLOW_SIGNALS | DET_KILL |
@@ -265,12 +288,15 @@ static long det_set_allowed(struct det_proc *me, unsigned long start)
  *		may be combined with %DET_REGS (then @start/@size are the
  *		register buffer, set after the snapshot); %DET_SNAP_EXCEPT:
  *		@dststart points at a struct det_range the snapshot leaves
- *		out (the child's copy and its reference read zeros there).
+ *		out (the child's copy and its reference read zeros there);
+ *		%DET_SNAP_GIVE: at two, that one (size 0: none) and one
+ *		handed to the child (its copy holds the caller's bytes, its
+ *		reference zeros, the caller's mapping is emptied).
  *		%DET_START - after the operation, set the child running.
  * @start:	user address, as the operation requires; otherwise 0.
  * @size:	byte count, as the operation requires; otherwise 0.
  * @dststart:	%DET_VM_COPY's destination in the child, %DET_SNAP_EXCEPT's
- *		range; otherwise 0.
+ *		or %DET_SNAP_GIVE's ranges; otherwise 0.
  *
  * The first dput() to an unused @child (other than %DET_KILL) creates it
  * like fork(): a copy-on-write image of the caller's memory and its
@@ -299,9 +325,11 @@ static long det_set_allowed(struct det_proc *me, unsigned long start)
  * - %EOPNOTSUPP: %DET_BECOME_MASTER from a process with hugetlb or KSM
  *   mappings, or on a kernel booted with ia32_emulation=0;
  * - %EPERM: any other operation from a legacy process;
- * - %EFAULT: %DET_SNAP_EXCEPT's struct det_range is not readable;
- * - %EINVAL: its range is not page-aligned, not all in user space, or not
- *   all private anonymous memory or unmapped in the caller;
+ * - %EFAULT: %DET_SNAP_EXCEPT's or %DET_SNAP_GIVE's struct det_range is
+ *   not readable;
+ * - %EINVAL: a range is not page-aligned, not all in user space, or not
+ *   all private anonymous memory or unmapped in the caller, or the two
+ *   overlap;
  * - %ESRCH: %DET_KILL or %DET_GET_STATUS on an unused @child;
  * - %ECHILD: %DET_REGS or %DET_START on a child that has exited;
  * - %EAGAIN, %ENOMEM: creating the child failed (process limits, memory);
@@ -325,7 +353,7 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
 {
 	struct det_proc *me = current->det;
 	unsigned long op = flags & DET_OP_MASK;
-	struct det_range except;
+	struct det_range ranges[2];
 	bool created = false;
 	struct det_proc *d;
 	u64 t0;
@@ -344,8 +372,8 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
 	if ((op & DET_REGS) && !size)
 		size = det_regs_size(flags);
 	/* Read and checked before any child is created or waited for. */
-	if (flags & DET_SNAP_EXCEPT) {
-		ret = det_snap_except_get(dststart, &except);
+	if (flags & DET_SNAP_RANGES) {
+		ret = det_snap_ranges_get(flags, dststart, ranges);
 		if (ret)
 			return ret;
 	}
@@ -385,7 +413,7 @@ SYSCALL_DEFINE5(dput, unsigned long, child, unsigned long, flags,
 	switch (op & ~DET_REGS) {
 	case DET_SNAP:
 		ret = det_snap(d, created,
-			       flags & DET_SNAP_EXCEPT ? &except : NULL);
+			       flags & DET_SNAP_RANGES ? ranges : NULL);
 		det_account(DET_T_SNAP, t0);
 		break;
 	case DET_VM_ZERO:

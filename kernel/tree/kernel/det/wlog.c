@@ -376,3 +376,61 @@ int det_wlog_zap(struct mm_struct *mm, unsigned long start, unsigned long end)
 	}
 	return 0;
 }
+
+/*
+ * DET_SNAP_GIVE: log each page @mm, a snapshot no task runs in yet, maps
+ * in [@start, @end) as written over nothing.  Its merge then takes the
+ * page back whole, against zeros; and once nothing else maps it, the
+ * child's first write to it reuses it rather than copying it (it is
+ * logged, so the invariant holds).  An address logged already keeps its
+ * entry.  One look at each page table the range reaches, logging what it
+ * found once the table's lock is dropped; a huge or odd PMD entry counts
+ * as mapping all its pages.
+ */
+int det_wlog_give(struct mm_struct *mm, unsigned long start, unsigned long end)
+{
+	DECLARE_BITMAP(mapped, PTRS_PER_PTE);
+	unsigned long addr, next, empty, base, a, i, k;
+	spinlock_t *ptl;
+	pmd_t *pmdp;
+	pte_t *pte, e;
+	int ret = 0;
+
+	if (mmap_read_lock_killable(mm))
+		return -EINTR;
+	for (addr = start; addr < end && !ret; addr = next) {
+		next = pmd_addr_end(addr, end);
+		base = addr & PMD_MASK;
+		pmdp = det_find_pmd(mm, addr, &empty);
+		if (!pmdp && empty) {
+			next = max(next, min(empty, end));
+			continue;
+		}
+		bitmap_zero(mapped, PTRS_PER_PTE);
+		pte = pmdp && !pmd_leaf(pmdp_get_lockless(pmdp)) ?
+		      pte_offset_map_lock(mm, pmdp, addr, &ptl) : NULL;
+		if (pte) {
+			for (a = addr, k = 0; a < next; a += PAGE_SIZE, k++) {
+				e = ptep_get(pte + k);
+				if (!pte_none(e) && !(pte_present(e) &&
+						      is_zero_pfn(pte_pfn(e))))
+					__set_bit((a - base) >> PAGE_SHIFT,
+						  mapped);
+			}
+			pte_unmap_unlock(pte, ptl);
+		} else if (!pmdp || !pmd_none(pmdp_get_lockless(pmdp))) {
+			bitmap_set(mapped, (addr - base) >> PAGE_SHIFT,
+				   (next - addr) >> PAGE_SHIFT);
+		}
+		for_each_set_bit(i, mapped, PTRS_PER_PTE) {
+			ret = det_wlog_note(mm, base + i * PAGE_SIZE, NULL,
+					    GFP_KERNEL);
+			if (ret < 0)
+				break;
+			ret = 0;
+		}
+		cond_resched();
+	}
+	mmap_read_unlock(mm);
+	return ret;
+}

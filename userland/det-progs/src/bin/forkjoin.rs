@@ -1,7 +1,9 @@
 //! `forkjoin`: a three-level fork tree (40 processes) where every node
 //! marks its own slot of a static table, scoped forks writing the parent's
 //! stack variables, a slice filled by `divide_at` (whose children must not
-//! see the parent's half), and a divide-and-conquer sum.
+//! see the parent's half, nor the parent theirs), a `divide_at` child that
+//! fails (its half comes back as it left it), and a divide-and-conquer
+//! sum.
 
 #![no_std]
 #![no_main]
@@ -40,31 +42,72 @@ fn dsum(lo: u64, hi: u64) -> u64 {
 /// Fills `v[i]` with `(base + i) * 3`, halving with `divide_at` down to
 /// 1024 elements. Each child peeks (outside safe Rust) at the middle of
 /// the half its parent keeps, which lies in a page left out of its
-/// snapshot: returns how many elements were filled and how many of those
-/// peeks read anything but zero.
-fn fill_at(v: &mut [u64], base: u64) -> (u64, u64) {
+/// snapshot, and each parent at the middle of the half it handed to the
+/// child: returns how many elements were filled, and how many of the
+/// children's and of the parents' peeks read anything but zero.
+fn fill_at(v: &mut [u64], base: u64) -> (u64, u64, u64) {
     if v.len() <= 1024 {
         for (i, x) in v.iter_mut().enumerate() {
             *x = (base + i as u64) * 3;
         }
-        return (v.len() as u64, 0);
+        return (v.len() as u64, 0, 0);
     }
     let mid = v.len() / 2;
     let peek = v[mid + (v.len() - mid) / 2..].as_ptr() as usize;
-    let ((n0, s0, seen), (n1, s1)) = divide_at(
+    let peek_lo = v[mid / 2..].as_ptr() as usize;
+    let ((n0, s0, p0, seen), (n1, s1, p1, seen_lo)) = divide_at(
         v,
         mid,
         |lo| {
             // SAFETY: an aligned u64 inside the slice, mapped in this
             // copy; only its value is in question.
             let seen = unsafe { core::ptr::read_volatile(peek as *const u64) };
-            let (n, s) = fill_at(lo, base);
-            (n, s, seen)
+            let (n, s, p) = fill_at(lo, base);
+            (n, s, p, seen)
         },
-        |hi| fill_at(hi, base + mid as u64),
+        |hi| {
+            // SAFETY: as above, in this process's memory.
+            let seen = unsafe { core::ptr::read_volatile(peek_lo as *const u64) };
+            let (n, s, p) = fill_at(hi, base + mid as u64);
+            (n, s, p, seen)
+        },
     )
     .expect("divide_at");
-    (n0 + n1, s0 + s1 + (seen != 0) as u64)
+    (
+        n0 + n1,
+        s0 + s1 + (seen != 0) as u64,
+        p0 + p1 + (seen_lo != 0) as u64,
+    )
+}
+
+/// A `divide_at` child that fills its half and then panics: the join
+/// fails, and the half's whole pages, handed to the child, come back as
+/// it left them; the page it shares with the other half holds what it
+/// held. Returns whether the join failed and whether every element of the
+/// half is as it should be.
+fn failed_half() -> (bool, bool) {
+    const PAGE: usize = 4096;
+    let mut v = vec![5u64; 4 * PAGE / 8];
+    let mid = 3 * PAGE / 8;
+    let r = divide_at(
+        &mut v,
+        mid,
+        |lo| {
+            lo.fill(7);
+            panic!("a divide_at child panics on purpose")
+        },
+        |_| (),
+    );
+    let start = v.as_ptr() as usize;
+    let (lo, hi) = (
+        start.next_multiple_of(PAGE),
+        (start + mid * 8) / PAGE * PAGE,
+    );
+    let kept = v[..mid].iter().enumerate().all(|(i, &x)| {
+        let a = start + i * 8;
+        x == if a >= lo && a < hi { 7 } else { 5 }
+    });
+    (r.is_err(), kept)
 }
 
 fn run() -> i32 {
@@ -90,9 +133,14 @@ fn run() -> i32 {
     .expect("scope");
     println!("scoped: {squares:?}");
     let mut v = vec![1u64; 1 << 14];
-    let (filled, seen) = fill_at(&mut v, 0);
+    let (filled, seen, seen_lo) = fill_at(&mut v, 0);
     let right = v.iter().enumerate().all(|(i, &x)| x == i as u64 * 3);
-    println!("divide_at: {filled} filled, right: {right}, parent's half seen: {seen}");
+    println!(
+        "divide_at: {filled} filled, right: {right}, parent's half seen: {seen}, \
+         child's half seen: {seen_lo}"
+    );
+    let (failed, kept) = failed_half();
+    println!("divide_at, failed child: join failed: {failed}, half kept: {kept}");
     println!("divide: {}", dsum(0, 20000));
     let st = determ::stats();
     println!(

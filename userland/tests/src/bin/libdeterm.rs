@@ -202,7 +202,12 @@ fn fork_join_tree() -> TestResult {
     has(&r, "scoped: [0, 1, 4, 9, 16, 25]\n")?;
     has(
         &r,
-        "divide_at: 16384 filled, right: true, parent's half seen: 0\n",
+        "divide_at: 16384 filled, right: true, parent's half seen: 0, \
+         child's half seen: 0\n",
+    )?;
+    has(
+        &r,
+        "divide_at, failed child: join failed: true, half kept: true\n",
     )?;
     has(&r, &format!("divide: {divide}\n"))?;
     ktap::diag(&format!(

@@ -82,6 +82,10 @@
  * dput(c, DET_SNAP | DET_SNAP_EXCEPT, 0, 0, &range): the same, but the
  *	child's copy and its reference read zeros in @range (a struct
  *	det_range), where the caller keeps its pages to itself.
+ * dput(c, DET_SNAP | DET_SNAP_GIVE, 0, 0, ranges): the same, with
+ *	ranges[0] left out (size 0: nothing) and ranges[1] handed to the
+ *	child: its copy holds the caller's bytes there, its reference reads
+ *	zeros there, and the caller's mapping there is emptied.
  * dget(c, DET_MERGE, start, size, report): bytes of [start, start+size)
  *	the child changed since the snapshot (child != reference) are
  *	written into the caller at the same addresses.  A byte both sides
@@ -144,6 +148,19 @@
  * only the caller will use until the merge.
  */
 #define DET_SNAP_EXCEPT		0x00800000
+/*
+ * Op-flag of DET_SNAP: @dststart points at two struct det_range, the
+ * range left out as with DET_SNAP_EXCEPT (size 0 for none; the flag need
+ * not be set) and then the range handed to the child, which must not
+ * overlap it and is checked the same way.  The child's copy holds the
+ * caller's pages there as its own, and its snapshot reads zeros there,
+ * so its merge takes back whatever it holds there then; the caller's
+ * mapping there is emptied (it reads zeros until it writes or merges
+ * there).  Neither side copies a page there: for a range only the child
+ * will use until the merge.  If the range cannot be handed over, the
+ * child is killed and the call fails.
+ */
+#define DET_SNAP_GIVE		0x00400000
 
 /* After the operation, set the child running. */
 #define DET_START		0x01000000
@@ -225,7 +242,8 @@ struct det_merge {
 
 /**
  * struct det_range - one range of a DET_MERGE_ARGS merge, or the range a
- * DET_SNAP_EXCEPT snapshot leaves out.
+ * DET_SNAP_EXCEPT snapshot leaves out (DET_SNAP_GIVE: and the one it
+ * hands over).
  * @start:	first byte.
  * @size:	bytes.
  */

@@ -1146,6 +1146,165 @@ TEST(snap_except_errors)
 	close(fd);
 }
 
+/* The pfn of the page at @p (pagemap bits 0-54); 0 if not shown. */
+static unsigned long long pfn_of(int fd, const void *p)
+{
+	unsigned long long e;
+	off_t at = (unsigned long)p / PG * sizeof(e);
+
+	if (pread(fd, &e, sizeof(e), at) != sizeof(e))
+		return 0;
+	return e & ((1ULL << 55) - 1);
+}
+
+/*
+ * DET_SNAP_GIVE: the child's copy holds the caller's pages in the range
+ * handed over as its own, so its first write there takes the page itself
+ * (the merge brings back the same pfn) rather than a copy.  The caller
+ * reads zeros there until the merge, which takes back every page the
+ * child holds there, written or not, and a page it first wrote there.
+ * The range left out beside it stays the caller's, and a page past both
+ * is a snapshot as ever.
+ */
+TEST(snap_give_hands_a_range_over)
+{
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	unsigned char *buf = map(8 * PG);
+	unsigned long long pfn0;
+	struct det_range rg[2];
+	struct det_status st;
+	struct det_merge rep;
+	long r, i;
+
+	ASSERT_LE(0, pm);
+	ASSERT_NE(NULL, buf);
+	for (i = 0; i < 5 * PG; i++)		/* page 5 never populated */
+		buf[i] = (unsigned char)(i / PG + 1);
+	buf[6 * PG] = 7;
+	buf[7 * PG] = 8;
+	pfn0 = pfn_of(pm, buf);
+	rg[0] = (struct det_range){ (unsigned long)buf + 6 * PG, PG };
+	rg[1] = (struct det_range){ (unsigned long)buf, 6 * PG };
+	ASSERT_EQ(0, become_master());
+	r = dput(1, DET_SNAP | DET_SNAP_GIVE, 0, 0, (unsigned long)rg);
+	if (r == 0) {
+		long bad = 0;
+
+		for (i = 0; i < 8 * PG; i++)
+			if (buf[i] != (i < 5 * PG ? (unsigned char)(i / PG + 1) :
+				       i == 7 * PG ? 8 : 0))
+				bad++;
+		buf[0] = 0x55;
+		buf[5 * PG] = 0x66;
+		buf[7 * PG + 1] = 0x77;
+		dret();
+		det_exit(bad > 255 ? 255 : bad);
+	}
+	ASSERT_EQ(DET_S_READY, r);
+	for (i = 0; i < 6 * PG; i++)
+		ASSERT_EQ(0, buf[i]) TH_LOG("byte %ld", i);
+	EXPECT_EQ(7, buf[6 * PG]);
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	buf[6 * PG + 1] = 9;
+	ASSERT_EQ(DET_S_READY, merge(1, buf, 8 * PG, &rep));
+	EXPECT_EQ(0, rep.conflict_bytes);
+	EXPECT_EQ(7, rep.copied_pages);	/* 0-5 against zeros, and 7 */
+	EXPECT_EQ(0x55, buf[0]);
+	EXPECT_EQ(1, buf[1]);
+	for (i = 1; i < 5; i++)
+		EXPECT_EQ(i + 1, buf[i * PG + 3]) TH_LOG("page %ld", i);
+	EXPECT_EQ(0x66, buf[5 * PG]);
+	EXPECT_EQ(7, buf[6 * PG]);
+	EXPECT_EQ(9, buf[6 * PG + 1]);
+	EXPECT_EQ(8, buf[7 * PG]);
+	EXPECT_EQ(0x77, buf[7 * PG + 1]);
+	if (pfn0) {
+		EXPECT_EQ(pfn0, pfn_of(pm, buf));
+	} else {
+		TH_LOG("pagemap shows no pfn: the page's identity unchecked");
+	}
+	ASSERT_EQ(DET_S_RUNNING, dput(1, DET_START, 0, 0, 0));
+	ASSERT_EQ(DET_S_EXIT_NORMAL, det_status(1, &st));
+	EXPECT_EQ(0, st.exit_code);	/* the child saw what it was given */
+	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+	close(pm);
+}
+
+/*
+ * DET_SNAP_GIVE's arguments: two ranges at @dststart, each checked as
+ * DET_SNAP_EXCEPT's, not overlapping; a bad one creates no child and
+ * takes nothing from the caller.  A deterministic caller hands a range
+ * on (given to it by its own parent) and gets it back at the merge.
+ */
+TEST(snap_give_errors_and_nesting)
+{
+	unsigned char *buf = map(4 * PG);
+	int fd = open("/proc/self/exe", O_RDONLY);
+	unsigned char *file = mmap(NULL, PG, PROT_READ, MAP_PRIVATE, fd, 0);
+	struct det_range rg[2];
+	unsigned long g = (unsigned long)rg;
+	struct det_status st;
+	struct det_merge rep;
+	long r;
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_NE(MAP_FAILED, file);
+	memset(buf, 3, 4 * PG);
+	ASSERT_EQ(0, become_master());
+	rg[0] = (struct det_range){ (unsigned long)buf, 2 * PG };
+	rg[1] = (struct det_range){ (unsigned long)buf + PG, 2 * PG };
+	EXPECT_EQ(-EINVAL, dput(1, DET_SNAP | DET_SNAP_GIVE, 0, 0, g));
+	EXPECT_EQ(-EINVAL, dput(1, DET_SNAP | DET_SNAP_GIVE, 0, 0, 0));
+	EXPECT_EQ(-EINVAL, dput(1, DET_VM_ZERO | DET_SNAP_GIVE,
+				(unsigned long)buf, PG, g));
+	EXPECT_EQ(-EFAULT, dput(1, DET_SNAP | DET_SNAP_GIVE, 0, 0, 8));
+	rg[0] = (struct det_range){ 0, 0 };
+	rg[1] = (struct det_range){ (unsigned long)file, PG };
+	EXPECT_EQ(-EINVAL, dput(1, DET_SNAP | DET_SNAP_GIVE, 0, 0, g));
+	rg[1] = (struct det_range){ (unsigned long)buf + 1, PG };
+	EXPECT_EQ(-EINVAL, dput(1, DET_SNAP | DET_SNAP_GIVE, 0, 0, g));
+	EXPECT_EQ(-ESRCH, det_status(1, &st));	/* never created */
+	EXPECT_EQ(3, buf[PG]);			/* nothing taken */
+
+	/* Master -> 1 gets pages 0-2, which 1 hands on to its child. */
+	rg[1] = (struct det_range){ (unsigned long)buf, 3 * PG };
+	r = dput(1, DET_SNAP | DET_SNAP_GIVE | DET_START, 0, 0, g);
+	if (r == 0) {
+		struct det_range inner[2] = {
+			{ (unsigned long)buf + 2 * PG, PG },
+			{ (unsigned long)buf, 2 * PG },
+		};
+
+		r = dput(1, DET_SNAP | DET_SNAP_GIVE | DET_SNAP_EXCEPT |
+			 DET_START, 0, 0, (unsigned long)inner);
+		if (r == 0) {
+			if (buf[0] != 3 || buf[2 * PG] != 0)
+				det_exit(1);
+			buf[PG + 1] = 5;
+			dret();
+			det_exit(0);
+		}
+		buf[2 * PG] = buf[0] == 0 ? 6 : 1;	/* 0: handed on */
+		if (r != DET_S_RUNNING || dget(1, 0, 0, 0, 0) != DET_S_READY ||
+		    merge(1, buf, 3 * PG, &rep) != DET_S_READY)
+			det_exit(2);
+		dret();
+		det_exit(0);
+	}
+	ASSERT_EQ(DET_S_RUNNING, r);
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	EXPECT_EQ(0, buf[0]);
+	ASSERT_EQ(DET_S_READY, merge(1, buf, 4 * PG, &rep));
+	EXPECT_EQ(3, buf[0]);
+	EXPECT_EQ(5, buf[PG + 1]);
+	EXPECT_EQ(3, buf[PG + 2]);
+	EXPECT_EQ(6, buf[2 * PG]);
+	EXPECT_EQ(3, buf[3 * PG]);
+	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+	close(fd);
+}
+
 /*
  * DET_VM_ZERO after the snapshot changes the child's pages without a write
  * of its own: zeroed pages that held data are its change like any write;
@@ -1190,12 +1349,15 @@ TEST(zero_after_snapshot_is_a_change)
  * process_vm_readv()) may have pinned ones fork() copies for the child at
  * once, writable, so the child's writes to them would not fault: its
  * children get a reference copy instead of a write log.  The merge is the
- * same; the report shows the other walk (every page of the range).
+ * same; the report shows the other walk (every page of the range).  A
+ * range handed over (DET_SNAP_GIVE) reads zeros in the reference, so the
+ * merge takes back all the child holds there.
  */
 TEST(pinned_parent_merges_through_a_reference)
 {
 	unsigned char *buf = map(4 * PG), tmp[64];
 	struct iovec local = { tmp, sizeof(tmp) }, remote;
+	struct det_range rg[2] = { { 0, 0 } };
 	struct det_merge rep;
 	long r;
 
@@ -1218,6 +1380,25 @@ TEST(pinned_parent_merges_through_a_reference)
 	EXPECT_EQ(1, rep.copied_pages);
 	EXPECT_EQ(7, buf[PG + 1]);
 	EXPECT_EQ(2, buf[3 * PG]);
+	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+
+	/* Handing a range over: the reference reads zeros there. */
+	rg[1] = (struct det_range){ (unsigned long)buf, 2 * PG };
+	r = dput(1, DET_SNAP | DET_SNAP_GIVE | DET_START, 0, 0,
+		 (unsigned long)rg);
+	if (r == 0) {
+		buf[1] = buf[PG + 1] == 7 ? 8 : 9;
+		dret();
+		det_exit(0);
+	}
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	EXPECT_EQ(0, buf[PG + 1]);
+	ASSERT_EQ(DET_S_READY, merge(1, buf, 4 * PG, &rep));
+	EXPECT_EQ(4, rep.scanned_pages);
+	EXPECT_EQ(2, rep.copied_pages);
+	EXPECT_EQ(8, buf[1]);
+	EXPECT_EQ(1, buf[2]);
+	EXPECT_EQ(7, buf[PG + 1]);
 	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
 }
 
