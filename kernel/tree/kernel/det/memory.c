@@ -293,6 +293,53 @@ static int det_snap_except_in_place(struct det_proc *d,
 }
 
 /*
+ * The huge pages @mm, a snapshot no task runs in yet, maps in [@start,
+ * @end), a range about to be handed to it, split into small pages where
+ * they can be: do_wp_page() reuses a small page mapped once, but copies
+ * one of a large folio, and the child is to write the pages it is handed
+ * without copying them.  The split is the kernel's own, which maps the
+ * caller's share of the folio page by page as well.  A folio that cannot
+ * be split now (pinned, locked, under writeback) stays whole, and the
+ * child copies its pages when it writes them, as without the range.
+ */
+static void det_split_given(struct mm_struct *mm, unsigned long start,
+			    unsigned long end)
+{
+	unsigned long addr, next, empty;
+	struct folio *folio;
+	spinlock_t *ptl;
+	pmd_t *pmdp, pmd;
+
+	mmap_read_lock(mm);
+	for (addr = start; addr < end; addr = next) {
+		next = pmd_addr_end(addr, end);
+		pmdp = det_find_pmd(mm, addr, &empty);
+		if (!pmdp) {
+			if (empty)
+				next = max(next, min(empty, end));
+			continue;
+		}
+		folio = NULL;
+		ptl = pmd_lock(mm, pmdp);
+		pmd = pmdp_get(pmdp);
+		if (pmd_trans_huge(pmd) && !is_huge_zero_pmd(pmd)) {
+			folio = pmd_folio(pmd);
+			folio_get(folio);
+		}
+		spin_unlock(ptl);
+		if (!folio)
+			continue;
+		if (folio_test_anon(folio) && folio_trylock(folio)) {
+			split_folio(folio);
+			folio_unlock(folio);
+		}
+		folio_put(folio);
+		cond_resched();
+	}
+	mmap_read_unlock(mm);
+}
+
+/*
  * DET_SNAP_GIVE: child @d's snapshot, just made, holds the caller's pages
  * in @give; its merge is to take back whatever it holds there, and the
  * caller is to read zeros there meanwhile.  So the snapshot reads zeros
@@ -300,7 +347,8 @@ static int det_snap_except_in_place(struct det_proc *d,
  * nothing (det_wlog_give()), or its reference leaves the range out.  The
  * caller's mapping then goes (logged first where the caller is itself a
  * logged child, as DET_VM_ZERO's is), and each page is the child's
- * alone: its first write there reuses the page instead of copying it.
+ * alone: its first write there reuses the page instead of copying it (a
+ * huge page split first: det_split_given()).
  * A child that cannot be given the range is killed: its snapshot would
  * hold the range twice.  The caller's pages stay where the caller's
  * mapping could not be emptied, but for a caller being killed, or a
@@ -317,8 +365,12 @@ static int det_snap_give(struct det_proc *d, const struct det_range *give)
 	ret = det_mm_get(d, &mm, &ref);
 	if (ret)
 		return ret;
-	ret = ref ? det_snap_leave_out(ref, give) :
-		    det_wlog_give(mm, start, end);
+	if (ref) {
+		ret = det_snap_leave_out(ref, give);
+	} else {
+		det_split_given(mm, start, end);
+		ret = det_wlog_give(mm, start, end);
+	}
 	if (!ret && det_wlog_on(current->mm))
 		ret = det_wlog_zap(current->mm, start, end);
 	if (!ret)

@@ -1232,6 +1232,54 @@ TEST(snap_give_hands_a_range_over)
 }
 
 /*
+ * A range handed over that the caller maps with a huge page: the child's
+ * share is split into small pages first, so that its first write to one
+ * reuses the page (the merge brings back the same pfn) rather than
+ * copying it; every byte still comes back.
+ */
+TEST(snap_give_splits_a_huge_page)
+{
+	const unsigned long huge = 2UL << 20;
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	unsigned char *buf = map_huge_aligned(huge);
+	struct det_range rg[2] = { { 0, 0 } };
+	unsigned long long pfn0, pfn5;
+	struct det_merge rep;
+	long r;
+
+	ASSERT_LE(0, pm);
+	ASSERT_NE(NULL, buf);
+	madvise(buf, huge, MADV_HUGEPAGE);
+	memset(buf, 1, huge);
+	pfn0 = pfn_of(pm, buf);
+	pfn5 = pfn_of(pm, buf + 5 * PG);
+	if (!pfn0 || pfn5 != pfn0 + 5 || pfn_of(pm, buf + huge - PG) !=
+	    pfn0 + huge / PG - 1)
+		SKIP(return, "no huge page here, or no pfn in pagemap");
+	rg[1] = (struct det_range){ (unsigned long)buf, huge };
+	ASSERT_EQ(0, become_master());
+	r = dput(1, DET_SNAP | DET_SNAP_GIVE | DET_START, 0, 0,
+		 (unsigned long)rg);
+	if (r == 0) {
+		buf[5 * PG] = 9;
+		dret();
+		det_exit(0);
+	}
+	ASSERT_EQ(DET_S_RUNNING, r);
+	ASSERT_EQ(DET_S_READY, dget(1, 0, 0, 0, 0));
+	EXPECT_EQ(0, buf[5 * PG]);
+	ASSERT_EQ(DET_S_READY, merge(1, buf, huge, &rep));
+	EXPECT_EQ(huge / PG, rep.copied_pages);
+	EXPECT_EQ(9, buf[5 * PG]);
+	EXPECT_EQ(1, buf[5 * PG + 1]);
+	EXPECT_EQ(1, buf[0]);
+	EXPECT_EQ(1, buf[huge - 1]);
+	EXPECT_EQ(pfn5, pfn_of(pm, buf + 5 * PG));
+	ASSERT_EQ(0, dput(1, DET_KILL, 0, 0, 0));
+	close(pm);
+}
+
+/*
  * DET_SNAP_GIVE's arguments: two ranges at @dststart, each checked as
  * DET_SNAP_EXCEPT's, not overlapping; a bad one creates no child and
  * takes nothing from the caller.  A deterministic caller hands a range
