@@ -312,8 +312,8 @@ unsafe fn restart(
     let flags =
         sys::DET_SNAP | sys::DET_REGS | sys::DET_GENERAL_REGS | sys::DET_START | ranges_flag;
     // SAFETY: the kernel reads DET_GENERAL_REGS_SIZE bytes from `regs`
-    // and a range from `except`; the caller's contract covers what the
-    // child runs.
+    // and the ranges `ranges.snap_args()` points at; the caller's
+    // contract covers what the child runs.
     unsafe {
         sys::dput(
             kid,
